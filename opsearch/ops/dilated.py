@@ -1,0 +1,150 @@
+"""Family "dilated": dilated (atrous) 2-D convolution and the dilated causal 1-D TCN convolution."""
+
+from __future__ import annotations
+
+from .registry import register
+from .spec import Attr, OpSpec, TensorParam, out_len, prod as _prod
+
+
+@register
+class DilatedConv2d(OpSpec):
+    name = "dilated_conv2d"
+    family = "dilated"
+    doc = "torch.nn.functional.conv2d semantics with per-axis stride, padding, dilation and groups."
+    tensors = (
+        TensorParam("x", ("N", "C", "H", "W")),
+        TensorParam("weight", ("O", "C/groups", "KH", "KW")),
+        TensorParam("bias", ("O",), optional=True),
+    )
+    attrs = (
+        Attr("stride", "pair", 1, minimum=1),
+        Attr("padding", "pair", 0, minimum=0),
+        Attr("dilation", "pair", 1, minimum=1),
+        Attr("groups", "int", 1, minimum=1),
+    )
+    # "Multi-Scale Context Aggregation by Dilated Convolutions": 3x3 context module, dilations
+    # 1,1,2,4,8,16 at 64x64 feature maps; Inception Convolution: per-axis dilation.
+    examples = {
+        "context_d4": dict(x=[1, 64, 64, 64], weight=[64, 64, 3, 3], padding=4, dilation=4),
+        "context_d16": dict(x=[1, 64, 64, 64], weight=[64, 64, 3, 3], padding=16, dilation=16),
+        "inception_d2x1": dict(x=[1, 128, 28, 28], weight=[128, 128, 3, 3], padding=[2, 1], dilation=[2, 1]),
+    }
+
+    def check(self, a):
+        n, c, h, w = a["x"]
+        o, cg, kh, kw = a["weight"]
+        g = a["groups"]
+        if c % g:
+            raise self.fail("groups", f"({g}) must divide the input channels C={c}")
+        if o % g:
+            raise self.fail("groups", f"({g}) must divide the output channels O={o}")
+        if cg != c // g:
+            raise self.fail("weight", f"dim 1 must be C/groups = {c // g}, got {cg}")
+        if a["bias"] is not None and a["bias"] != (o,):
+            raise self.fail("bias", f"must have shape [{o}], got {list(a['bias'])}")
+
+    def output_shape(self, a):
+        n, c, h, w = a["x"]
+        o, _, kh, kw = a["weight"]
+        (sh, sw), (ph, pw), (dh, dw) = a["stride"], a["padding"], a["dilation"]
+        ho, wo = out_len(h, ph, ph, dh, kh, sh), out_len(w, pw, pw, dw, kw, sw)
+        if ho <= 0 or wo <= 0:
+            raise self.fail("weight", f"dilated kernel ({kh}x{kw}, dilation {dh}x{dw}) is larger than the padded input")
+        return (n, o, ho, wo)
+
+    def _flops(self, a):
+        _, cg, kh, kw = a["weight"]
+        return 2 * cg * kh * kw * _prod(self.output_shape(a))
+
+    def compute(self, a, ins):
+        from tvm import te
+
+        from .te_util import add_bias, pad
+
+        x, w = ins["x"], ins["weight"]
+        n, o, ho, wo = self.output_shape(a)
+        _, cg, kh, kw = a["weight"]
+        (sh, sw), (ph, pw), (dh, dw) = a["stride"], a["padding"], a["dilation"]
+        og = o // a["groups"]
+        xp = pad(x, [(0, 0), (0, 0), (ph, ph), (pw, pw)], "pad")
+        rc = te.reduce_axis((0, cg), "rc")
+        ry = te.reduce_axis((0, kh), "ry")
+        rx = te.reduce_axis((0, kw), "rx")
+        y = te.compute(
+            (n, o, ho, wo),
+            lambda b, k, i, j: te.sum(
+                xp[b, (k // og) * cg + rc, i * sh + ry * dh, j * sw + rx * dw] * w[k, rc, ry, rx],
+                axis=[rc, ry, rx],
+            ),
+            name="conv",
+        )
+        return add_bias(y, ins.get("bias"), axis=1)
+
+    def reference(self, a, x, weight, bias=None):
+        import torch.nn.functional as F
+
+        return F.conv2d(x, weight, bias, a["stride"], a["padding"], a["dilation"], a["groups"])
+
+
+@register
+class DilatedConv1d(OpSpec):
+    name = "dilated_conv1d"
+    family = "dilated"
+    doc = "Temporal convolutional network layer: causal (left-padded) or 'same' dilated conv1d."
+    tensors = (
+        TensorParam("x", ("N", "C", "L")),
+        TensorParam("weight", ("O", "C", "K")),
+        TensorParam("bias", ("O",), optional=True),
+    )
+    attrs = (Attr("dilation", "int", 1, minimum=1), Attr("causal", "bool", True))
+    # TCN stacks: kernel 3, channels 64-128, dilations doubling to 2^k; audio compressor models
+    # (rapidly growing dilations) at long sequence lengths.
+    examples = {
+        "tcn_d8": dict(x=[8, 64, 1024], weight=[64, 64, 3], dilation=8),
+        "audio_d64": dict(x=[1, 32, 16384], weight=[32, 32, 3], dilation=64),
+    }
+
+    def _pads(self, a):
+        k, d = a["weight"][2], a["dilation"]
+        return ((k - 1) * d, 0) if a["causal"] else ((k - 1) * d // 2, (k - 1) * d // 2)
+
+    def check(self, a):
+        n, c, l = a["x"]
+        o, cw, k = a["weight"]
+        if cw != c:
+            raise self.fail("weight", f"dim 1 must equal the input channels C={c}, got {cw}")
+        if not a["causal"] and k % 2 == 0:
+            raise self.fail("weight", f"non-causal ('same') convolution needs an odd kernel size, got K={k}")
+        if a["bias"] is not None and a["bias"] != (o,):
+            raise self.fail("bias", f"must have shape [{o}], got {list(a['bias'])}")
+
+    def output_shape(self, a):
+        return (a["x"][0], a["weight"][0], a["x"][2])
+
+    def _flops(self, a):
+        return 2 * a["weight"][1] * a["weight"][2] * _prod(self.output_shape(a))
+
+    def compute(self, a, ins):
+        from tvm import te
+
+        from .te_util import add_bias, pad
+
+        x, w = ins["x"], ins["weight"]
+        n, o, l = self.output_shape(a)
+        _, c, k = a["weight"]
+        d = a["dilation"]
+        xp = pad(x, [(0, 0), (0, 0), self._pads(a)], "pad")
+        rc = te.reduce_axis((0, c), "rc")
+        rk = te.reduce_axis((0, k), "rk")
+        y = te.compute(
+            (n, o, l),
+            lambda b, f, t: te.sum(xp[b, rc, t + rk * d] * w[f, rc, rk], axis=[rc, rk]),
+            name="conv",
+        )
+        return add_bias(y, ins.get("bias"), axis=1)
+
+    def reference(self, a, x, weight, bias=None):
+        import torch.nn.functional as F
+
+        return F.conv1d(F.pad(x, self._pads(a)), weight, bias, dilation=a["dilation"])
+

@@ -1,0 +1,300 @@
+"""Family "dynamic": input-conditioned kernels (CondConv, lightweight/dynamic conv, involution)."""
+
+from __future__ import annotations
+
+from .registry import register
+from .spec import Attr, OpSpec, TensorParam, out_len, prod
+
+
+def _check_bias(op, a, o):
+    if a.get("bias") is not None and a["bias"] != (o,):
+        raise op.fail("bias", f"must have shape [{o}], got {list(a['bias'])}")
+
+
+@register
+class CondConv2d(OpSpec):
+    name = "condconv2d"
+    family = "dynamic"
+    doc = "Conditionally parameterised conv: per-sample kernel W_n = sum_e routing[n,e] * experts[e]."
+    tensors = (
+        TensorParam("x", ("N", "C", "H", "W")),
+        TensorParam("experts", ("E", "O", "C/groups", "KH", "KW")),
+        TensorParam("routing", ("N", "E")),
+        TensorParam("bias", ("O",), optional=True),
+    )
+    attrs = (
+        Attr("stride", "pair", 1, minimum=1),
+        Attr("padding", "pair", 0, minimum=0),
+        Attr("dilation", "pair", 1, minimum=1),
+        Attr("groups", "int", 1, minimum=1),
+    )
+    # CondConv (EfficientNet-B0 / MobileNetV2 blocks, 8 experts).
+    examples = {
+        "effnet_3x3_e8": dict(x=[8, 64, 28, 28], experts=[8, 64, 64, 3, 3], routing=[8, 8], padding=1),
+        "mbv2_dw_e8": dict(x=[8, 96, 28, 28], experts=[8, 96, 1, 3, 3], routing=[8, 8], padding=1, groups=96),
+    }
+
+    def check(self, a):
+        n, c, h, w = a["x"]
+        e, o, cg, kh, kw = a["experts"]
+        g = a["groups"]
+        if c % g:
+            raise self.fail("groups", f"({g}) must divide the input channels C={c}")
+        if o % g:
+            raise self.fail("groups", f"({g}) must divide the output channels O={o}")
+        if cg != c // g:
+            raise self.fail("experts", f"dim 2 must be C/groups = {c // g}, got {cg}")
+        if a["routing"] != (n, e):
+            raise self.fail("routing", f"must have shape [N, E] = [{n}, {e}], got {list(a['routing'])}")
+        _check_bias(self, a, o)
+
+    def output_shape(self, a):
+        n, c, h, w = a["x"]
+        _, o, _, kh, kw = a["experts"]
+        (sh, sw), (ph, pw), (dh, dw) = a["stride"], a["padding"], a["dilation"]
+        ho, wo = out_len(h, ph, ph, dh, kh, sh), out_len(w, pw, pw, dw, kw, sw)
+        if ho <= 0 or wo <= 0:
+            raise self.fail("experts", "dilated kernel is larger than the padded input")
+        return (n, o, ho, wo)
+
+    def _flops(self, a):
+        n = a["x"][0]
+        e, o, cg, kh, kw = a["experts"]
+        return 2 * cg * kh * kw * prod(self.output_shape(a)) + 2 * n * e * o * cg * kh * kw
+
+    def compute(self, a, ins):
+        from tvm import te
+
+        from .te_util import add_bias, pad
+
+        x, ex, rt = ins["x"], ins["experts"], ins["routing"]
+        n = a["x"][0]
+        e, o, cg, kh, kw = a["experts"]
+        (sh, sw), (ph, pw), (dh, dw) = a["stride"], a["padding"], a["dilation"]
+        og = o // a["groups"]
+        re_ = te.reduce_axis((0, e), "re")
+        wn = te.compute(
+            (n, o, cg, kh, kw),
+            lambda b, k, c, i, j: te.sum(rt[b, re_] * ex[re_, k, c, i, j], axis=re_),
+            name="mix",
+        )
+        xp = pad(x, [(0, 0), (0, 0), (ph, ph), (pw, pw)], "pad")
+        rc, ry, rx = te.reduce_axis((0, cg), "rc"), te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
+        y = te.compute(
+            self.output_shape(a),
+            lambda b, k, i, j: te.sum(
+                xp[b, (k // og) * cg + rc, i * sh + ry * dh, j * sw + rx * dw] * wn[b, k, rc, ry, rx],
+                axis=[rc, ry, rx],
+            ),
+            name="conv",
+        )
+        return add_bias(y, ins.get("bias"), axis=1)
+
+    def sample(self, a, param, shape, gen, dtype):
+        import torch
+
+        if param.name == "routing":  # sigmoid outputs, as the module produces
+            return torch.rand(shape, generator=gen, dtype=dtype)
+        return super().sample(a, param, shape, gen, dtype)
+
+    def reference(self, a, x, experts, routing, bias=None):
+        import torch
+        import torch.nn.functional as F
+
+        outs = []
+        for i in range(x.shape[0]):
+            wn = torch.tensordot(routing[i], experts, dims=1)
+            outs.append(F.conv2d(x[i : i + 1], wn, bias, a["stride"], a["padding"], a["dilation"], a["groups"]))
+        return torch.cat(outs)
+
+
+class _HeadConv1d(OpSpec):
+    """Shared rules of lightweight and dynamic conv: heads share kernels across C/H channels."""
+
+    family = "dynamic"
+    attrs = (Attr("causal", "bool", False),)
+
+    def _hk(self, a):  # (heads, kernel size) from the weight shape
+        raise NotImplementedError
+
+    def _pad(self, a):
+        k = self._hk(a)[1]
+        p = k - 1 if a["causal"] else k // 2
+        return p, k - 1 - p
+
+    def check(self, a):
+        c = a["x"][1]
+        h, _ = self._hk(a)
+        if c % h:
+            raise self.fail("weight", f"heads H={h} must divide the channels C={c}")
+
+    def output_shape(self, a):
+        return a["x"]
+
+    def _flops(self, a):
+        return 2 * self._hk(a)[1] * prod(a["x"])
+
+    def _compute(self, a, x, wfn):
+        from tvm import te
+
+        from .te_util import pad
+
+        n, c, t = a["x"]
+        h, k = self._hk(a)
+        cph = c // h
+        xp = pad(x, [(0, 0), (0, 0), self._pad(a)], "pad")
+        rk = te.reduce_axis((0, k), "rk")
+        return te.compute(
+            (n, c, t), lambda b, ch, i: te.sum(wfn(b, ch // cph, rk, i) * xp[b, ch, i + rk], axis=rk), name="conv"
+        )
+
+    def _windows(self, a, x):
+        """x's sliding windows [N, C, T, K], zero outside (independent of the TE padding)."""
+        import torch.nn.functional as F
+
+        return F.pad(x, self._pad(a)).unfold(2, self._hk(a)[1], 1)
+
+
+@register
+class LightweightConv1d(_HeadConv1d):
+    name = "lightweight_conv1d"
+    doc = "Depthwise conv with per-head kernels shared by C/H channels (softmax-normalised weights)."
+    tensors = (TensorParam("x", ("N", "C", "T")), TensorParam("weight", ("H", "K")))
+    # "Pay Less Attention": d=1024, H=16, K up to 31; decoder layers are causal.
+    examples = {
+        "wmt_k31": dict(x=[8, 1024, 128], weight=[16, 31]),
+        "decoder_k15_causal": dict(x=[8, 1024, 128], weight=[16, 15], causal=True),
+    }
+
+    def _hk(self, a):
+        return a["weight"]
+
+    def compute(self, a, ins):
+        w = ins["weight"]
+        return self._compute(a, ins["x"], lambda b, hh, kk, i: w[hh, kk])
+
+    def sample(self, a, param, shape, gen, dtype):
+        import torch
+
+        if param.name == "weight":
+            return torch.softmax(torch.randn(shape, generator=gen, dtype=dtype), dim=-1)
+        return super().sample(a, param, shape, gen, dtype)
+
+    def reference(self, a, x, weight):
+        import torch
+        import torch.nn.functional as F
+
+        c = x.shape[1]
+        per_channel = weight.repeat_interleave(c // weight.shape[0], dim=0)  # [C, K]
+        return F.conv1d(F.pad(x, self._pad(a)), per_channel.unsqueeze(1), groups=c)
+
+
+@register
+class DynamicConv1d(_HeadConv1d):
+    name = "dynamic_conv1d"
+    doc = "Lightweight conv whose kernel is predicted per sample and time step: weight[N,H,K,T]."
+    tensors = (TensorParam("x", ("N", "C", "T")), TensorParam("weight", ("N", "H", "K", "T")))
+    examples = {
+        "wmt_k31": dict(x=[8, 1024, 128], weight=[8, 16, 31, 128]),
+        "decoder_k7_causal": dict(x=[8, 512, 256], weight=[8, 8, 7, 256], causal=True),
+    }
+
+    def _hk(self, a):
+        return a["weight"][1], a["weight"][2]
+
+    def check(self, a):
+        n, c, t = a["x"]
+        wn, h, k, wt = a["weight"]
+        if wn != n or wt != t:
+            raise self.fail("weight", f"must have shape [N={n}, H, K, T={t}], got {list(a['weight'])}")
+        super().check(a)
+
+    def compute(self, a, ins):
+        w = ins["weight"]
+        return self._compute(a, ins["x"], lambda b, hh, kk, i: w[b, hh, kk, i])
+
+    def sample(self, a, param, shape, gen, dtype):
+        import torch
+
+        if param.name == "weight":
+            return torch.softmax(torch.randn(shape, generator=gen, dtype=dtype), dim=2)
+        return super().sample(a, param, shape, gen, dtype)
+
+    def reference(self, a, x, weight):
+        import torch
+
+        c, h = x.shape[1], weight.shape[1]
+        per_channel = weight.repeat_interleave(c // h, dim=1)  # [N, C, K, T]
+        return torch.einsum("nctk,nckt->nct", self._windows(a, x), per_channel)
+
+
+@register
+class Involution2d(OpSpec):
+    name = "involution2d"
+    family = "dynamic"
+    doc = "Involution: a spatially-varying KxK kernel per position, shared by the C/G channels of a group."
+    tensors = (TensorParam("x", ("N", "C", "H", "W")), TensorParam("kernel", ("N", "G", "K*K", "Ho", "Wo")))
+    attrs = (
+        Attr("kernel_size", "int", 7, minimum=1),
+        Attr("stride", "pair", 1, minimum=1),
+        Attr("padding", "pair", 0, minimum=0),
+        Attr("dilation", "pair", 1, minimum=1),
+    )
+    # "Involution" (RedNet): K=7, 16 channels per group.
+    examples = {
+        "rednet_c64": dict(x=[1, 64, 56, 56], kernel=[1, 4, 49, 56, 56], kernel_size=7, padding=3),
+        "rednet_c256_s2": dict(x=[1, 256, 28, 28], kernel=[1, 16, 49, 14, 14], kernel_size=7, stride=2, padding=3),
+    }
+
+    def _out_hw(self, a):
+        _, _, h, w = a["x"]
+        k = a["kernel_size"]
+        (sh, sw), (ph, pw), (dh, dw) = a["stride"], a["padding"], a["dilation"]
+        return out_len(h, ph, ph, dh, k, sh), out_len(w, pw, pw, dw, k, sw)
+
+    def check(self, a):
+        n, c, _, _ = a["x"]
+        kn, g, kk, kho, kwo = a["kernel"]
+        ho, wo = self._out_hw(a)
+        if ho <= 0 or wo <= 0:
+            raise self.fail("kernel_size", "dilated kernel is larger than the padded input")
+        if c % g:
+            raise self.fail("kernel", f"groups G={g} must divide the channels C={c}")
+        k = a["kernel_size"]
+        if (kn, kk, kho, kwo) != (n, k * k, ho, wo):
+            raise self.fail("kernel", f"must have shape [N={n}, G, K*K={k * k}, Ho={ho}, Wo={wo}], got {list(a['kernel'])}")
+
+    def output_shape(self, a):
+        return (a["x"][0], a["x"][1], *self._out_hw(a))
+
+    def _flops(self, a):
+        return 2 * a["kernel_size"] ** 2 * prod(self.output_shape(a))
+
+    def compute(self, a, ins):
+        from tvm import te
+
+        from .te_util import pad
+
+        x, ker = ins["x"], ins["kernel"]
+        c, g, k = a["x"][1], a["kernel"][1], a["kernel_size"]
+        cpg = c // g
+        (sh, sw), (ph, pw), (dh, dw) = a["stride"], a["padding"], a["dilation"]
+        xp = pad(x, [(0, 0), (0, 0), (ph, ph), (pw, pw)], "pad")
+        ru, rv = te.reduce_axis((0, k), "ru"), te.reduce_axis((0, k), "rv")
+        return te.compute(
+            self.output_shape(a),
+            lambda b, ch, i, j: te.sum(
+                ker[b, ch // cpg, ru * k + rv, i, j] * xp[b, ch, i * sh + ru * dh, j * sw + rv * dw], axis=[ru, rv]
+            ),
+            name="involution",
+        )
+
+    def reference(self, a, x, kernel):
+        import torch.nn.functional as F
+
+        n, c, _, _ = x.shape
+        g, k = kernel.shape[1], a["kernel_size"]
+        ho, wo = self._out_hw(a)
+        cols = F.unfold(x, k, dilation=a["dilation"], padding=a["padding"], stride=a["stride"])
+        cols = cols.view(n, g, c // g, k * k, ho, wo)
+        return (cols * kernel.unsqueeze(2)).sum(3).view(n, c, ho, wo)

@@ -1,0 +1,93 @@
+"""Generic default (untuned) schedules: the fair baseline every operator gets for free.
+
+CPU: inline injective producers (padding, shifts), then for each remaining stage parallelise the
+outer spatial loops over the cores, move reductions inside, and vectorise the innermost spatial
+loop (its width divides the extent, so no predicate). CUDA: fuse the spatial loops of each stage
+and bind them to blocks and threads so it builds; reductions run sequentially per thread.
+"""
+
+from __future__ import annotations
+
+
+def _inline_producers(sch, keep=()) -> list:
+    """Inline every block that can be inlined (except those named in ``keep``); return the
+    remaining blocks in order."""
+    root = sch.get_sblock("root")
+    outputs = {sch.get(b).name_hint for b in sch.get_output_blocks(root)} | set(keep)
+    # Padding stays a stage: inlined, its bounds test sits in the innermost loop of the
+    # consumer and defeats vectorisation.
+    outputs |= {sch.get(b).name_hint for b in sch.get_child_blocks(root) if sch.get(b).name_hint.endswith("pad")}
+    changed = True
+    while changed:
+        changed = False
+        for b in sch.get_child_blocks(root):
+            if sch.get(b).name_hint in outputs:
+                continue
+            try:
+                sch.compute_inline(b)
+                changed = True
+            except Exception:  # a reduction or multi-consumer stage stays a stage
+                continue
+    return list(sch.get_child_blocks(root))
+
+
+def _split_iters(sch, block):
+    """Loops of ``block`` split into (spatial, reduction) by the block's iteration types."""
+    loops = sch.get_loops(block)
+    kinds = [iv.iter_type for iv in sch.get(block).iter_vars]
+    n_spatial = sum(1 for k in kinds if k == 0)
+    return list(loops[:n_spatial]), list(loops[n_spatial:])
+
+
+def _extent(sch, loop) -> int:
+    return int(sch.get(loop).extent)
+
+
+def default_cpu(sch, target, keep=(), skip=(), vector_bytes: int = 32) -> None:
+    """``keep``: stages not to inline; ``skip``: stages the caller schedules itself."""
+    for block in _inline_producers(sch, keep):
+        if sch.get(block).name_hint not in skip:
+            parallel_vectorize(sch, block, int(target.attrs.get("num-cores", 1)), vector_bytes)
+
+
+def parallel_vectorize(sch, block, cores: int, vector_bytes: int = 32, loops=None) -> None:
+    """Parallelise the outer spatial loops of ``block`` and vectorise the innermost one, with
+    the reductions in between. ``loops=(spatial, reduce)`` overrides the block's own loops
+    (e.g. after the caller split them)."""
+    spatial, reduce = loops if loops is not None else _split_iters(sch, block)
+    if not spatial:
+        return
+    lanes_max = vector_bytes // 4
+    inner = None
+    last = _extent(sch, spatial[-1])
+    for lanes in (2 * lanes_max, lanes_max, lanes_max // 2) if lanes_max >= 4 else ():
+        if last % lanes == 0:
+            outer, inner = sch.split(spatial[-1], [None, lanes])
+            spatial = spatial[:-1] + [outer]
+            break
+    if inner is not None and reduce:
+        sch.reorder(*spatial, *reduce, inner)
+    # Fuse leading spatial loops until there is enough parallel work for the cores.
+    n, work = 0, 1
+    while n < len(spatial) and work < 8 * cores:
+        work *= _extent(sch, spatial[n])
+        n += 1
+    fused = sch.fuse(*spatial[:n]) if n > 1 else spatial[0]
+    if work > 1:
+        sch.parallel(fused)
+    if inner is not None:
+        sch.vectorize(inner)
+    if reduce:
+        sch.decompose_reduction(block, reduce[0])
+
+
+def default_cuda(sch, target, keep=(), threads: int = 128) -> None:
+    for block in _inline_producers(sch, keep):
+        spatial, _ = _split_iters(sch, block)
+        if not spatial:
+            continue
+        fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
+        t = min(threads, _extent(sch, fused))
+        bx, tx = sch.split(fused, [None, t])
+        sch.bind(bx, "blockIdx.x")
+        sch.bind(tx, "threadIdx.x")
