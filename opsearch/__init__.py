@@ -1,3 +1,20 @@
-"""opsearch: operator search and autotuning for novel convolutions."""
+"""opsearch: operator search and autotuning for novel convolutions.
+
+Operators are declared once in TVM tensor expressions (``opsearch.ops``), run from PyTorch
+(``opsearch.functional``), tuned for CPU and CUDA targets, and stored in a SQL database.
+Submodules load on first use, so ``import opsearch`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
+
+_LAZY = {"ops", "functional", "targets", "kernels", "errors", "cuda", "db", "bench"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'opsearch' has no attribute {name!r}")

@@ -179,7 +179,10 @@ class OpSpec:
                 raise WorkloadError(f"{self.name}: every dimension of '{t.name}' must be positive, got {list(shape)}")
             a[t.name] = tuple(shape)
         for at in self.attrs:
-            a[at.name] = at.normalize(_freeze(kwargs.get(at.name, at.default)))
+            try:
+                a[at.name] = at.normalize(_freeze(kwargs.get(at.name, at.default)))
+            except WorkloadError as e:
+                raise WorkloadError(f"{self.name}: {e}") from None
         self.check(a)
         self.output_shape(a)  # checks that the output is non-empty
         return Workload(self.name, tuple(sorted(a.items())))

@@ -1,0 +1,52 @@
+"""The ``opsearch`` command: one click group; each concern's commands live in their own module.
+
+User mistakes (:class:`~opsearch.errors.OpsearchError`) print one line on stderr and exit 2;
+anything else exits 1.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..errors import OpsearchError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OpsearchError as e:
+            click.echo(f"opsearch: error: {e}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="opsearch")
+def cli() -> None:
+    """Operator search and autotuning: tune novel convolutions with TVM, store schedules in SQL,
+    call the tuned kernels from PyTorch."""
+
+
+def _register() -> None:
+    from . import ops_cmd, run_cmd
+
+    cli.add_command(ops_cmd.ops)
+    cli.add_command(run_cmd.demo)
+    try:
+        from . import db_cmd
+    except ImportError:  # the database commands are optional until their module exists
+        return
+    cli.add_command(db_cmd.db)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="opsearch")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

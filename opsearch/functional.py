@@ -1,0 +1,116 @@
+"""Operators as functions over torch tensors, with ``torch.nn.functional`` conventions.
+
+Each call validates its tensors (CPU, dtype, shape), builds the workload from their shapes and
+runs the kernel for it: for now the default schedule for this CPU, compiled once per workload
+per process. Inputs are passed zero-copy; a non-contiguous or unaligned input is copied first.
+
+>>> y = dilated_conv2d(torch.randn(1, 8, 16, 16), torch.randn(8, 8, 3, 3), padding=2, dilation=2)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from . import kernels
+from . import ops as _ops
+from .errors import InputError
+
+__all__ = [
+    "dilated_conv2d", "dilated_conv1d", "shift_conv2d", "shift_linear", "adder_conv2d",
+    "condconv2d", "lightweight_conv1d", "dynamic_conv1d", "involution2d", "fft_conv1d",
+]
+
+_TORCH_DTYPES = {"float32": torch.float32, "int32": torch.int32, "int8": torch.int8}
+_ALIGN = 64  # bytes; TVM kernels assume 64-byte aligned buffers
+
+
+def _prepare(op_name: str, name: str, t: Any, want: str) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise InputError(f"{op_name}: '{name}' must be a torch.Tensor, got {type(t).__name__}")
+    if t.device.type != "cpu":
+        raise InputError(f"{op_name}: '{name}' is on {t.device}, but opsearch kernels run on the CPU")
+    dtype = _TORCH_DTYPES[want]
+    if t.dtype != dtype:
+        integral = not t.dtype.is_floating_point and not t.dtype.is_complex and t.dtype != torch.bool
+        if want in ("int8", "int32") and integral and name != "x":
+            t = t.to(dtype)  # index-like parameters (shifts, signs) in any integer type
+        else:
+            raise InputError(f"{op_name}: '{name}' must be {want}, got {str(t.dtype).replace('torch.', '')}")
+    if not t.is_contiguous():
+        t = t.contiguous()
+    if t.data_ptr() % _ALIGN:
+        t = t.clone()
+    return t
+
+
+def run(op_name: str, tensors: dict[str, Any], attrs: dict[str, Any], dtype: str = "float32") -> torch.Tensor:
+    """Validate ``tensors``, build the workload from their shapes and ``attrs``, run the kernel."""
+    op = _ops.get(op_name)
+    prepared, shapes = [], {}
+    for p in op.tensors:
+        t = tensors.get(p.name)
+        if t is None:
+            continue
+        t = _prepare(op_name, p.name, t, p.dtype or dtype)
+        prepared.append(t)
+        shapes[p.name] = list(t.shape)
+    wl = op.workload(**shapes, **attrs, dtype=dtype)
+    return kernels.default_kernel(wl, "cpu")(*prepared)
+
+
+def dilated_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """``F.conv2d`` semantics: x[N,C,H,W], weight[O,C/groups,KH,KW] -> [N,O,Ho,Wo]."""
+    return run("dilated_conv2d", dict(x=x, weight=weight, bias=bias),
+               dict(stride=stride, padding=padding, dilation=dilation, groups=groups))
+
+
+def dilated_conv1d(x, weight, bias=None, dilation=1, causal=True):
+    """TCN layer: x[N,C,L], weight[O,C,K] -> [N,O,L]; causal left padding or odd-K 'same'."""
+    return run("dilated_conv1d", dict(x=x, weight=weight, bias=bias), dict(dilation=dilation, causal=causal))
+
+
+def shift_conv2d(x, shifts, weight, bias=None):
+    """Per-channel shift by shifts[C,2]=(dy,dx) (zero fill), then 1x1 conv weight[O,C]."""
+    return run("shift_conv2d", dict(x=x, shifts=shifts, weight=weight, bias=bias), {})
+
+
+def shift_linear(x, sign, shift, bias=None):
+    """y = x @ (sign * 2^shift).T (+ bias); int32 x selects the shift-and-add fixed-point path."""
+    dtype = "int32" if isinstance(x, torch.Tensor) and x.dtype == torch.int32 else "float32"
+    return run("shift_linear", dict(x=x, sign=sign, shift=shift, bias=bias), {}, dtype=dtype)
+
+
+def adder_conv2d(x, weight, stride=1, padding=0):
+    """AdderNet: y = -sum |x_pad - W| over each window."""
+    return run("adder_conv2d", dict(x=x, weight=weight), dict(stride=stride, padding=padding))
+
+
+def condconv2d(x, experts, routing, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """Per-sample kernel sum_e routing[n,e] * experts[e], then conv2d."""
+    return run("condconv2d", dict(x=x, experts=experts, routing=routing, bias=bias),
+               dict(stride=stride, padding=padding, dilation=dilation, groups=groups))
+
+
+def lightweight_conv1d(x, weight, causal=False):
+    """Depthwise conv with kernels weight[H,K] shared by the C/H channels of each head."""
+    return run("lightweight_conv1d", dict(x=x, weight=weight), dict(causal=causal))
+
+
+def dynamic_conv1d(x, weight, causal=False):
+    """Lightweight conv with a kernel per sample and time step: weight[N,H,K,T]."""
+    return run("dynamic_conv1d", dict(x=x, weight=weight), dict(causal=causal))
+
+
+def involution2d(x, kernel, kernel_size=None, stride=1, padding=0, dilation=1):
+    """Involution with kernel[N,G,K*K,Ho,Wo]; ``kernel_size`` defaults to sqrt(kernel.shape[2])."""
+    if kernel_size is None and isinstance(kernel, torch.Tensor) and kernel.dim() == 5:
+        kernel_size = round(kernel.shape[2] ** 0.5)
+    return run("involution2d", dict(x=x, kernel=kernel),
+               dict(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation))
+
+
+def fft_conv1d(u, k, n1=0):
+    """Causal long convolution y[b,h,t] = sum_{s<=t} k[h,s] u[b,h,t-s] via a DFT-matrix FFT."""
+    return run("fft_conv1d", dict(u=u, k=k), dict(n1=n1))

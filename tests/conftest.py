@@ -1,0 +1,41 @@
+"""Shared test fixtures: fresh random inputs (seed printed on failure) and operator checks."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+SEED = int.from_bytes(os.urandom(4), "little")
+
+
+def pytest_report_header(config):
+    return f"opsearch random seed: {SEED} (inputs are fresh each run)"
+
+
+@pytest.fixture
+def gen(request):
+    """A generator seeded freshly per test; the seed is in the test's failure output."""
+    seed = (SEED + hash(request.node.nodeid)) % 2**31
+    print(f"seed={seed}")
+    return torch.Generator().manual_seed(seed)
+
+
+def random_inputs(op, wl, gen, dtype=torch.float64):
+    """Random tensors for every present parameter; floats in ``dtype`` (float64 for references)."""
+    a = wl.args
+    out = {}
+    for p in op.tensors:
+        if a[p.name] is None:
+            continue
+        t = op.sample(a, p, a[p.name], gen, dtype)
+        if t.is_floating_point():
+            assert t.abs().sum() > 0, "inputs must never be all zeros"
+        out[p.name] = t
+    return out
+
+
+def relative_error(y: torch.Tensor, ref: torch.Tensor) -> float:
+    y, ref = y.double(), ref.double()
+    return float((y - ref).norm() / ref.norm())

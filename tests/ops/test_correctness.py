@@ -1,0 +1,107 @@
+"""Every operator's default-schedule kernel, through ``opsearch.functional``, against its
+independent float64 PyTorch reference on fresh random inputs and several shapes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import opsearch.functional as F
+from opsearch import ops
+from tests.conftest import random_inputs, relative_error
+
+# (operator, workload args): odd sizes, strides, padding, dilation, groups, causal/non-causal.
+CASES = [
+    ("dilated_conv2d", dict(x=[1, 8, 17, 19], weight=[8, 8, 3, 3], padding=2, dilation=2)),
+    ("dilated_conv2d", dict(x=[2, 6, 15, 13], weight=[9, 2, 3, 3], bias=[9], stride=2, padding=[3, 1], dilation=[3, 1], groups=3)),
+    ("dilated_conv2d", dict(x=[1, 5, 23, 11], weight=[7, 5, 3, 5], padding=[1, 4], dilation=[1, 2], stride=[1, 2])),
+    ("dilated_conv2d", dict(x=[1, 16, 32, 32], weight=[16, 16, 3, 3], bias=[16], padding=8, dilation=8)),
+    ("dilated_conv1d", dict(x=[2, 5, 37], weight=[7, 5, 3], dilation=4)),
+    ("dilated_conv1d", dict(x=[1, 3, 101], weight=[4, 3, 5], bias=[4], dilation=3, causal=False)),
+    ("dilated_conv1d", dict(x=[3, 8, 64], weight=[8, 8, 2], bias=[8], dilation=16)),
+    ("shift_conv2d", dict(x=[1, 10, 13, 17], shifts=[10, 2], weight=[6, 10])),
+    ("shift_conv2d", dict(x=[2, 5, 9, 7], shifts=[5, 2], weight=[11, 5], bias=[11])),
+    ("shift_linear", dict(x=[7, 33], sign=[13, 33], shift=[13, 33])),
+    ("shift_linear", dict(x=[2, 5, 19], sign=[9, 19], shift=[9, 19], bias=[9])),
+    ("adder_conv2d", dict(x=[2, 3, 11, 13], weight=[5, 3, 3, 3], padding=1)),
+    ("adder_conv2d", dict(x=[1, 4, 16, 15], weight=[6, 4, 3, 2], stride=[2, 1], padding=[0, 1])),
+    ("condconv2d", dict(x=[3, 6, 11, 12], experts=[4, 5, 6, 3, 3], routing=[3, 4], padding=1)),
+    ("condconv2d", dict(x=[2, 8, 13, 9], experts=[3, 8, 2, 3, 3], routing=[2, 3], bias=[8], stride=2, padding=2, dilation=2, groups=4)),
+    ("lightweight_conv1d", dict(x=[2, 12, 23], weight=[4, 5])),
+    ("lightweight_conv1d", dict(x=[1, 9, 31], weight=[3, 6], causal=True)),
+    ("lightweight_conv1d", dict(x=[3, 16, 17], weight=[16, 7], causal=False)),
+    ("dynamic_conv1d", dict(x=[2, 12, 23], weight=[2, 4, 5, 23])),
+    ("dynamic_conv1d", dict(x=[3, 6, 19], weight=[3, 2, 4, 19], causal=True)),
+    ("involution2d", dict(x=[1, 8, 13, 11], kernel=[1, 2, 9, 13, 11], kernel_size=3, padding=1)),
+    ("involution2d", dict(x=[2, 6, 15, 14], kernel=[2, 3, 25, 7, 5], kernel_size=5, stride=2, padding=[1, 2], dilation=[1, 2])),
+    ("fft_conv1d", dict(u=[2, 3, 64], k=[3, 64])),
+    ("fft_conv1d", dict(u=[1, 2, 97], k=[2, 97])),
+]
+
+
+def _call(name, a, t):
+    fn = getattr(F, name)
+    attrs = {k: v for k, v in a.items() if k != "dtype" and k not in t and a[k] is not None and not any(p.name == k for p in ops.get(name).tensors)}
+    return fn(**{k: v for k, v in t.items()}, **attrs)
+
+
+@pytest.mark.parametrize("name,args", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_matches_reference(name, args, gen):
+    op = ops.get(name)
+    wl = op.workload(**args)
+    t64 = random_inputs(op, wl, gen)
+    ref = op.reference(wl.args, **t64)
+    t32 = {k: (v.float() if v.is_floating_point() else v) for k, v in t64.items()}
+    y = _call(name, wl.args, t32)
+    assert y.shape == ref.shape == op.output_shape(wl.args)
+    assert y.dtype == torch.float32
+    assert relative_error(y, ref) <= op.tolerance
+
+
+def test_every_operator_is_covered():
+    assert {c[0] for c in CASES} == set(ops.names())
+
+
+@pytest.mark.parametrize("args", [dict(x=[5, 23], sign=[7, 23], shift=[7, 23]), dict(x=[2, 3, 64], sign=[17, 64], shift=[17, 64])])
+def test_shift_linear_int32_is_exact(args, gen):
+    op = ops.get("shift_linear")
+    wl = op.workload(**args, dtype="int32")
+    t = random_inputs(op, wl, gen)
+    y = F.shift_linear(t["x"], t["sign"], t["shift"])
+    assert y.dtype == torch.int32
+    assert torch.equal(y, op.reference(wl.args, **t))
+
+
+def test_shift_linear_int32_uses_only_shifts_and_adds():
+    from opsearch import kernels
+
+    wl = ops.get("shift_linear").workload(x=[4, 8], sign=[3, 8], shift=[3, 8], dtype="int32")
+    body = kernels.prim_func(wl).script()
+    assert "<<" in body and ">>" in body
+    assert "*" not in body.split("def main")[1].replace("T.Buffer", "")
+
+
+def test_examples_validate_and_count_flops():
+    for op in ops.all_ops():
+        assert op.examples, op.name
+        for name in op.examples:
+            wl = op.example(name)
+            assert op.flops(wl) > 0
+            assert op.flops(**wl.json_args()) == op.flops(wl)
+
+
+def test_non_contiguous_inputs_are_accepted(gen):
+    x = torch.randn(1, 4, 12, 10, generator=gen).transpose(2, 3)  # non-contiguous view
+    w = torch.randn(4, 4, 3, 3, generator=gen)
+    y = F.dilated_conv2d(x, w, padding=2, dilation=2)
+    ref = torch.nn.functional.conv2d(x.double(), w.double(), padding=2, dilation=2)
+    assert relative_error(y, ref) <= 1e-5
+
+
+def test_unaligned_inputs_are_accepted(gen):
+    base = torch.randn(2 * 3 * 40 + 1, generator=gen)
+    u = base[1:].view(2, 3, 40)  # storage offset of 4 bytes: not 64-byte aligned
+    k = torch.randn(3, 40, generator=gen)
+    y = F.fft_conv1d(u, k)
+    ref = ops.get("fft_conv1d").reference(None, u.double(), k.double())
+    assert relative_error(y, ref) <= 1e-4
