@@ -23,3 +23,7 @@ class InputError(OpsearchError, ValueError):
 
 class CudaCompileError(OpsearchError, RuntimeError):
     """nvcc rejected emitted CUDA source; the message carries nvcc's output."""
+
+
+class DatabaseError(OpsearchError, RuntimeError):
+    """The schedule database cannot be opened, is out of date, or rejected an operation."""

@@ -30,10 +30,10 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import ops_cmd, run_cmd
+    from . import demo_cmd, ops_cmd
 
     cli.add_command(ops_cmd.ops)
-    cli.add_command(run_cmd.demo)
+    cli.add_command(demo_cmd.demo)
     try:
         from . import db_cmd
     except ImportError:  # the database commands are optional until their module exists

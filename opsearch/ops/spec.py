@@ -227,6 +227,11 @@ class OpSpec:
         """Independent PyTorch/NumPy implementation over torch tensors, in their dtype."""
         raise NotImplementedError
 
+    def baseline(self, a: dict, **tensors):
+        """What a PyTorch user would run instead (float32, timed by benchmarks); by default the
+        reference itself, overridden where a faster pure-PyTorch formulation exists."""
+        return self.reference(a, **tensors)
+
     def sample(self, a: dict, param: TensorParam, shape: tuple[int, ...], gen, dtype):
         """A random input for ``param``; override for integer or structured parameters."""
         import torch

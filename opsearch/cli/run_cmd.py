@@ -1,5 +1,0 @@
-"""placeholder"""
-import click
-@click.command("demo")
-def demo():
-    """placeholder"""
