@@ -30,10 +30,11 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import demo_cmd, ops_cmd
+    from . import demo_cmd, ops_cmd, tune_cmd
 
     cli.add_command(ops_cmd.ops)
     cli.add_command(demo_cmd.demo)
+    cli.add_command(tune_cmd.tune)
     try:
         from . import db_cmd
     except ImportError:  # the database commands are optional until their module exists

@@ -1,0 +1,215 @@
+"""``opsearch tune``: tune workloads for a target into the database, with a progress bar, a
+closing table (best vs default schedule vs PyTorch eager) and a tuning-curve PNG."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+from ..errors import OpsearchError
+
+
+def _workloads(op_name, example, args, pending, db, target):
+    from .. import ops
+
+    if pending:
+        if op_name or example or args:
+            raise OpsearchError("--pending tunes every pending workload: give no OP, --example or --args with it")
+        return [wl for wl, _ in db.pending(target)]
+    if not op_name:
+        raise OpsearchError("give an operator (see 'opsearch ops'), or --pending")
+    op = ops.get(op_name)
+    if (example is None) == (args is None):
+        raise OpsearchError("give exactly one of --example NAME and --args JSON")
+    if example == "all":
+        return [op.example(name) for name in op.examples]
+    if example is not None:
+        return [op.example(example)]
+    try:
+        parsed = json.loads(args)
+    except json.JSONDecodeError as e:
+        raise OpsearchError(f"--args is not valid JSON: {e.msg} at column {e.colno}") from None
+    if not isinstance(parsed, dict):
+        raise OpsearchError("--args must be a JSON object mapping parameters to shapes and values")
+    return [op.workload(**parsed)]
+
+
+@click.command("tune")
+@click.argument("op_name", required=False, metavar="OP")
+@click.option("--example", help="Tune one of the operator's example workloads ('all' for every one).")
+@click.option("--args", "args", help='Workload as JSON, e.g. \'{"x": [1,64,56,56], "weight": [64,64,3,3]}\'.')
+@click.option("--pending", is_flag=True, help="Tune every workload noted as pending for the target.")
+@click.option("--target", default="cpu", show_default=True, help="cpu, llvm:<mcpu> or cuda:sm_XX.")
+@click.option("--trials", default=64, show_default=True, type=int, help="Total trial budget (trials already in the database count).")
+@click.option("--trials-per-workload", type=int, help="Cap per workload.")
+@click.option("--time-limit", type=float, help="Seconds; stops after the batch in flight.")
+@click.option("--patience", type=int, help="Stop a workload after this many trials without improvement.")
+@click.option("--batch", default=16, show_default=True, type=int, help="Candidates measured per search iteration.")
+@click.option("--db", "db_url", help="Database URL (default: $OPSEARCH_DB or the user's SQLite file).")
+@click.option("--rpc", help="HOST:PORT:KEY of a TVM RPC tracker whose servers measure the candidates.")
+@click.option("--no-measure", is_flag=True, help="Compile and rank candidates without timing them (CUDA without a GPU).")
+@click.option("--out", "out_dir", default="opsearch-runs", show_default=True, help="Where the tuning-curve PNG goes.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output only.")
+def tune(op_name, example, args, pending, target, trials, trials_per_workload, time_limit, patience, batch, db_url,
+         rpc, no_measure, out_dir, as_json):
+    """Tune OP's workload(s) for a target and store every candidate in the database."""
+    from .. import db as dbmod
+    from .. import targets
+    from ..search.tuner import TuneConfig, Tuner
+
+    if trials <= 0:
+        raise OpsearchError(f"--trials must be positive, got {trials}")
+    spec = targets.resolve(target)
+    db = dbmod.connect(db_url)
+    wls = _workloads(op_name, example, args, pending, db, spec.name)
+    if not wls:
+        click.echo("nothing pending for " + spec.name, err=as_json)
+        return
+    cfg = TuneConfig(trials=trials, trials_per_workload=trials_per_workload, time_limit_s=time_limit,
+                     patience=patience, batch=batch, measure=not no_measure, rpc=rpc)
+    with _progress(as_json) as progress:
+        results = Tuner(wls, spec, db, cfg, progress).run()
+    rows = _summarise(results, db, spec, measure=not no_measure)
+    plot = None if no_measure else _plot(results, db, spec, out_dir)
+    if as_json:
+        click.echo(json.dumps({"target": spec.name, "results": rows, "plot": plot}, indent=2))
+        return
+    _print_table(rows, spec.name, no_measure)
+    if plot:
+        click.echo(f"tuning curve: {plot}")
+
+
+class _progress:
+    """A rich progress bar fed by the tuner's events (silent with --json)."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+
+    def __enter__(self):
+        if self.quiet:
+            return lambda event: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("[bold]tuning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+        self.bar.__enter__()
+        self.task = None
+        self.best: dict = {}
+
+        def update(e):
+            if e["event"] == "start":
+                self.task = self.bar.add_task("tune", total=e["budget"], info="")
+            elif e["event"] == "batch" and self.task is not None:
+                from .. import ops
+
+                wl = e["workload"]
+                if e["best_us"]:
+                    self.best[wl] = e["best_us"]
+                gf = ops.get(wl.op).flops(wl) / e["best_us"] / 1e3 if e["best_us"] else 0.0
+                info = f"{wl.op}: best {e['best_us'] or float('nan'):.1f} us ({gf:.1f} GFLOP/s), failed {e['failed']}"
+                self.bar.update(self.task, completed=e["done"], info=info)
+            elif e["event"] == "interrupt":
+                self.bar.console.print("[yellow]Ctrl-C: stopping after the batch in flight (again to abort)")
+
+        return update
+
+    def __exit__(self, *exc):
+        if not self.quiet:
+            self.bar.__exit__(*exc)
+        return False
+
+
+def _summarise(results, db, spec, measure: bool) -> list[dict]:
+    """Result rows; default schedule and PyTorch eager timed in their own processes (CPU)."""
+    from .. import bench, ops
+
+    baselines = {}
+    if measure and spec.kind == "llvm":
+        keys = [r.workload.key() for r in results]
+        default = bench._run_worker("opsearch", keys)
+        torch_ = bench._run_worker("torch", keys)
+        for r in results:
+            k = r.workload.key()
+            baselines[k] = (default[k]["ms"] * 1e3, torch_[k]["ms"] * 1e3)
+            db.add_baseline(r.workload, spec, "default-schedule", baselines[k][0])
+            db.add_baseline(r.workload, spec, "torch-eager", baselines[k][1])
+    rows = []
+    for r in results:
+        best_us = r.best.mean_us if r.best else None
+        d_us, t_us = baselines.get(r.workload.key(), (None, None))
+        flops = ops.get(r.workload.op).flops(r.workload)
+        rows.append({
+            "op": r.workload.op, "args": r.workload.json_args(), "target": r.target,
+            "trials_before": r.trials_before, "trials_run": r.trials_run, "failed": r.failed,
+            "stopped": r.stopped, "verified": r.verified, "best_us": best_us,
+            "gflops": flops / best_us / 1e3 if best_us else None,
+            "default_us": d_us, "torch_us": t_us,
+            "speedup_vs_default": d_us / best_us if best_us and d_us else None,
+            "speedup_vs_torch": t_us / best_us if best_us and t_us else None,
+            "module_hash": r.best.module_hash if r.best else None,
+        })
+    return rows
+
+
+def _print_table(rows, target: str, no_measure: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def f(v, fmt):
+        return "-" if v is None else format(v, fmt)
+
+    t = Table(title=f"tuning results on {target}")
+    for col in ("operator", "workload", "trials", "best us", "GFLOP/s", "default us", "torch us", "vs default",
+                "vs torch", "verified", "stopped"):
+        t.add_column(col, overflow="fold")
+    from ..ops import get
+
+    for r in rows:
+        wl = get(r["op"]).workload(**r["args"])
+        t.add_row(r["op"], wl.short(), f"{r['trials_before']}+{r['trials_run']}", f(r["best_us"], ".1f"),
+                  f(r["gflops"], ".1f"), f(r["default_us"], ".1f"), f(r["torch_us"], ".1f"),
+                  f(r["speedup_vs_default"], ".2f") + ("x" if r["speedup_vs_default"] else ""),
+                  f(r["speedup_vs_torch"], ".2f") + ("x" if r["speedup_vs_torch"] else ""),
+                  {True: "yes", False: "NO", None: "-"}[r["verified"]], r["stopped"])
+    Console(width=170).print(t)
+    if no_measure:
+        Console().print("candidates compiled and stored as 'unmeasured' (no timings without a device)")
+
+
+def _plot(results, db, spec, out_dir: str) -> str | None:
+    """Best latency vs trials for each workload, from the database's measurement order."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    drew = False
+    for r in results:
+        best, ys = None, []
+        for rec in db.history(r.workload, spec):
+            if rec.status == "ok" and (best is None or rec.mean_us < best):
+                best = rec.mean_us
+            ys.append(best)
+        pts = [(i + 1, y) for i, y in enumerate(ys) if y is not None]
+        if pts:
+            ax.plot(*zip(*pts), label=f"{r.workload.op} {r.workload.short()[:40]}")
+            drew = True
+    if not drew:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("trials")
+    ax.set_ylabel("best latency (us)")
+    ax.set_yscale("log")
+    ax.set_title(f"tuning curve on {spec.name}")
+    ax.legend(fontsize=7)
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, f"tune-{spec.name.replace(':', '-')}-{results[0].workload.op}.png")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,332 @@
+"""The tuning engine: workloads + target + budget -> measured records in the database.
+
+Builds on MetaSchedule's design space (post-order application of the target's schedule rules)
+and evolutionary search, with our own pieces where stock tuning is slow or wrong on small
+machines: persistent build/measure workers (``runner.py``), intrinsics registered per target
+(``intrin.py``), our ranking cost model pretrained from the database (``opsearch.costmodel``),
+cross-run deduplication (``dedup.py``), records written as measured with their error text
+(``opsearch.db.metaschedule``), budgets counted from the database so an interrupted run resumes,
+and the best candidate of every workload checked against the operator's reference before the
+run reports it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+from ..errors import OpsearchError
+from ..ops.spec import Workload
+from ..targets import TargetSpec, resolve
+from .runner import MeasureConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """Everything that steers one tuning run.
+
+    ``trials`` is the total budget over the given workloads, counted from the database (records
+    already there count as spent); ``trials_per_workload`` caps each workload. ``time_limit_s``
+    stops after the batch in flight once exceeded; ``patience`` stops a workload after that many
+    trials without a better candidate. ``measure=False`` (CUDA without a GPU) compiles candidates
+    and stores them as unmeasured. ``rpc`` is ``HOST:PORT:KEY`` of a TVM RPC tracker.
+    """
+
+    trials: int = 64
+    trials_per_workload: int | None = None
+    time_limit_s: float | None = None
+    patience: int | None = None
+    batch: int = 16
+    population: int = 128
+    measure: bool = True
+    rpc: str | None = None
+    verify: bool = True
+    seed: int = 0
+    measure_config: MeasureConfig = field(default_factory=MeasureConfig)
+
+    def check(self) -> None:
+        if self.trials <= 0:
+            raise OpsearchError(f"trials must be positive, got {self.trials}")
+        if self.trials_per_workload is not None and self.trials_per_workload <= 0:
+            raise OpsearchError(f"trials per workload must be positive, got {self.trials_per_workload}")
+        if self.time_limit_s is not None and self.time_limit_s <= 0:
+            raise OpsearchError(f"time limit must be positive, got {self.time_limit_s}")
+        if self.batch <= 0:
+            raise OpsearchError(f"batch must be positive, got {self.batch}")
+
+
+@dataclass
+class WorkloadProgress:
+    workload: Workload
+    spent_before: int
+    budget: int  # trials this run may use for this workload
+    measured: int = 0
+    failed: int = 0
+    best_us: float | None = None
+    since_best: int = 0
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """Outcome for one workload: the verified best record (or None), and how many trials."""
+
+    workload: Workload
+    target: str
+    best: object  # opsearch.db.records.Record | None
+    trials_before: int
+    trials_run: int
+    failed: int
+    verified: bool | None
+    stopped: str  # "budget", "time limit", "early stop", "interrupted", "already tuned"
+
+
+Progress = Callable[[dict], None]
+
+
+def parse_rpc(rpc: str) -> tuple[str, int, str]:
+    parts = rpc.rsplit(":", 2)
+    if len(parts) != 3 or not parts[1].isdigit() or not parts[0] or not parts[2]:
+        raise OpsearchError(f"--rpc must be HOST:PORT:KEY, got '{rpc}'")
+    return parts[0], int(parts[1]), parts[2]
+
+
+def check_tracker(host: str, port: int, key: str, timeout: float = 10.0) -> None:
+    """Fail early, in one line, when the tracker is unreachable or has no server for ``key``."""
+    import socket
+
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        raise OpsearchError(f"cannot reach RPC tracker {host}:{port}: {e.strerror or e}") from None
+    from tvm import rpc
+
+    try:
+        summary = rpc.connect_tracker(host, port).summary()
+    except Exception as e:  # noqa: BLE001
+        raise OpsearchError(f"RPC tracker {host}:{port} did not answer: {str(e).splitlines()[-1]}") from None
+    keys = {str(k) for k in summary.get("queue_info", {})}
+    if key not in keys:
+        raise OpsearchError(f"RPC tracker {host}:{port} has no server with key '{key}' (keys: {', '.join(sorted(keys)) or 'none'})")
+
+
+class Tuner:
+    """One tuning run. ``Tuner(workloads, target, db, config).run()`` -> list of TuneResult."""
+
+    def __init__(self, workloads: list[Workload], target: str | TargetSpec = "cpu", db=None,
+                 config: TuneConfig | None = None, progress: Progress | None = None):
+        from .. import db as dbmod
+
+        self.config = config or TuneConfig()
+        self.config.check()
+        if not workloads:
+            raise OpsearchError("nothing to tune: no workloads given")
+        self.workloads = list(dict.fromkeys(workloads))
+        self.target = resolve(target)
+        if self.target.kind == "cuda" and self.config.measure and not self.config.rpc:
+            raise OpsearchError(
+                f"no GPU here to measure {self.target.name}: pass --rpc HOST:PORT:KEY (a tracker with GPU "
+                "servers) or --no-measure to compile and rank candidates without timing them")
+        if self.config.rpc:
+            self.rpc = parse_rpc(self.config.rpc)
+        self.db = db if db is not None and not isinstance(db, str) else dbmod.connect(db)
+        self.progress = progress or (lambda event: None)
+        self.interrupted = False
+        self.started = 0.0
+
+    # ------------------------------------------------------------------ budget
+    def _plan(self) -> dict[Workload, WorkloadProgress]:
+        per_cap = self.config.trials_per_workload or self.config.trials
+        spent = {wl: self.db.count(wl, self.target) for wl in self.workloads}
+        global_left = max(0, self.config.trials - sum(spent.values()))
+        plan = {}
+        for wl in self.workloads:
+            budget = max(0, min(per_cap - spent[wl], global_left))
+            plan[wl] = WorkloadProgress(wl, spent[wl], budget, done=budget == 0)
+        self.global_left = global_left
+        return plan
+
+    def _known(self) -> dict[str, tuple[list[float] | None, str | None]]:
+        known = {}
+        for wl in self.workloads:
+            for rec in self.db.history(wl, self.target):
+                if rec.status == "ok":
+                    known[rec.module_hash] = ([t / 1e6 for t in rec.run_us], None)
+                elif rec.status != "unmeasured":
+                    known[rec.module_hash] = (None, f"{rec.status}: {rec.error or ''}".strip())
+        return known
+
+    # ------------------------------------------------------------------ components
+    def _builder_runner(self):
+        from .builder import PoolBuilder
+        from .runner import LocalBuildRunner, ModuleHandoff
+
+        cfg = self.config
+        if self.target.kind == "cuda" and not cfg.measure:
+            from .nomeasure import NoMeasureRunner
+
+            return PoolBuilder(check_cuda=True), NoMeasureRunner()
+        if cfg.rpc:
+            from tvm.s_tir import meta_schedule as ms
+
+            host, port, key = self.rpc
+            check_tracker(host, port, key)
+            mc = cfg.measure_config
+            runner = ms.runner.RPCRunner(
+                rpc_config=ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=key,
+                                               session_timeout_sec=int(mc.timeout_sec)),
+                evaluator_config=ms.runner.EvaluatorConfig(number=mc.number, repeat=mc.repeat,
+                                                           min_repeat_ms=mc.min_repeat_ms),
+                max_workers=1)
+            return PoolBuilder(check_cuda=self.target.kind == "cuda"), runner
+        return ModuleHandoff(), LocalBuildRunner(self.target.config, cfg.measure_config)
+
+    def _cost_model(self, workload_of):
+        from ..costmodel import XGBCostModel
+        from ..costmodel.dataset import pretrain
+
+        model = XGBCostModel(workload_of=workload_of, seed=self.config.seed)
+        try:
+            n = pretrain(model, self.db, self.target.kind)
+            log.info("cost model pretrained on %d records of %s targets", n, self.target.kind)
+        except Exception as e:  # noqa: BLE001 - a cold model still tunes
+            log.warning("cost model pretraining skipped: %s", e)
+        return model
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> list[TuneResult]:
+        from . import intrin
+
+        intrin.prepare(self.target.kind)
+        plan = self._plan()
+        active = [wl for wl in self.workloads if not plan[wl].done]
+        stopped = {wl: "already tuned" for wl in self.workloads if plan[wl].done}
+        if active:
+            self._tune(active, plan, stopped)
+        return [self._result(wl, plan[wl], stopped.get(wl, "budget")) for wl in self.workloads]
+
+    def _tune(self, active: list[Workload], plan: dict, stopped: dict) -> None:
+        import tvm_ffi
+        from tvm.s_tir import meta_schedule as ms
+
+        from ..db.metaschedule import CaptureErrors, MetaScheduleDatabase
+        from ..kernels import ir_module
+        from .callbacks import ProgressCallback, SafeRemoveArtifacts
+        from .dedup import DedupBuilder, DedupRunner
+        from .space import design_space
+
+        cfg = self.config
+        tvm_target = self.target.tvm()
+        mods = {wl: ir_module(wl) for wl in active}
+        by_hash = {str(tvm_ffi.structural_hash(m)): wl for wl, m in mods.items()}
+        tasks, task_wl = [], []
+        for wl in active:
+            tasks.append(ms.TuneContext(
+                mod=mods[wl], target=tvm_target, space_generator=design_space(wl, self.target),
+                search_strategy=ms.search_strategy.EvolutionarySearch(population_size=cfg.population),
+                task_name=f"{wl.op}", rand_state=cfg.seed, num_threads=self.target.num_cores or "physical"))
+            task_wl.append(wl)
+
+        def workload_of(context):
+            return by_hash[str(tvm_ffi.structural_hash(context.mod))]
+
+        run = self.db.start_run({"target": self.target.name, "trials": cfg.trials, "workloads": [w.key() for w in active],
+                                 "measure": cfg.measure, "rpc": cfg.rpc})
+        adapter = MetaScheduleDatabase(self.db, self.target, by_hash, run_id=run.id)
+        known = self._known()
+        builder, runner = self._builder_runner()
+        builder, runner = DedupBuilder(builder, known), DedupRunner(runner, known)
+        progress_cb = ProgressCallback(self, task_wl, plan, stopped)
+        if cfg.measure:
+            callbacks = [CaptureErrors(adapter), ms.measure_callback.AddToDatabase(), SafeRemoveArtifacts(),
+                         ms.measure_callback.UpdateCostModel(), progress_cb]
+        else:
+            from .nomeasure import RecordUnmeasured
+
+            callbacks = [RecordUnmeasured(self.db, self.target, task_wl, run.id), SafeRemoveArtifacts(), progress_cb]
+        cost_model = self._cost_model(workload_of)
+        budget = max(plan[wl].budget for wl in active)
+        batch = min(cfg.batch, min(plan[wl].budget for wl in active))
+        previous = signal.getsignal(signal.SIGINT)
+
+        def on_sigint(signum, frame):
+            if self.interrupted:  # a second Ctrl-C aborts at once
+                signal.signal(signal.SIGINT, previous)
+                raise KeyboardInterrupt
+            self.interrupted = True
+            self.progress({"event": "interrupt"})
+
+        work_dir = tempfile.mkdtemp(prefix="opsearch-tune-")
+        self.started = time.monotonic()
+        status = "done"
+        try:
+            signal.signal(signal.SIGINT, on_sigint)
+            self.progress({"event": "start", "run_id": run.id, "tasks": len(active), "budget": sum(plan[w].budget for w in active)})
+            ms.tune_tasks(
+                tasks=tasks, task_weights=[1.0] * len(tasks), work_dir=work_dir,
+                max_trials_global=min(self.global_left, sum(plan[w].budget for w in active)),
+                max_trials_per_task=budget, num_trials_per_iter=batch,
+                builder=builder, runner=runner, database=adapter, cost_model=cost_model,
+                measure_callbacks=callbacks, task_scheduler="gradient" if len(tasks) > 1 else "round-robin")
+        except BaseException:
+            status = "failed"
+            raise
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            if self.interrupted and status == "done":
+                status = "interrupted"
+            self.db.finish_run(run.id, status)
+            for part in (builder.inner, runner.inner):
+                if hasattr(part, "shutdown"):
+                    part.shutdown()
+            shutil.rmtree(work_dir, ignore_errors=True)
+            if cost_model.booster is not None and cost_model.size > cost_model.n_pretrained:
+                self.db.save_cost_model(self.target.kind, cost_model.to_bytes(), format="xgboost-json",
+                                        n_samples=cost_model.size, metrics=cost_model.metadata())
+        if self.interrupted:
+            for wl in active:
+                stopped.setdefault(wl, "interrupted")
+
+    # ------------------------------------------------------------------ results
+    def _result(self, wl: Workload, p: WorkloadProgress, stopped: str) -> TuneResult:
+        best, verified = None, None
+        if self.config.measure:
+            best, verified = self._verified_best(wl) if self.config.verify else (self.db.best(wl, self.target, shipped=False), None)
+        return TuneResult(wl, self.target.name, best, p.spent_before, p.measured, p.failed, verified, stopped)
+
+    def _verified_best(self, wl: Workload, tries: int = 5):
+        """The fastest record that replays and matches the reference; wrong ones are marked."""
+        from ..db.replay import replay
+        from .verify import check_schedule
+
+        for rec in self.db.top_k(wl, self.target, tries):
+            if self.target.kind != "llvm":
+                return rec, None  # cannot run CUDA here: unverified
+            try:
+                err = check_schedule(replay(rec.trace, wl), wl, self.target)
+            except Exception as e:  # noqa: BLE001
+                err = f"does not build or run: {str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}"
+            if err is None:
+                return rec, True
+            self.db.mark(rec, "wrong_result", err)
+        return None, False
+
+
+def tune(workloads: list[Workload] | Workload, target: str = "cpu", db=None, progress: Progress | None = None,
+         **config) -> list[TuneResult]:
+    """Tune workloads for a target; see :class:`TuneConfig` for the keyword options."""
+    if isinstance(workloads, Workload):
+        workloads = [workloads]
+    return Tuner(workloads, target, db, replace(TuneConfig(), **config), progress).run()
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")
