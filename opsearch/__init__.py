@@ -11,10 +11,15 @@ import importlib
 
 __version__ = "0.1.0"
 
-_LAZY = {"ops", "functional", "targets", "kernels", "errors", "cuda", "db", "bench"}
+_LAZY = {
+    "ops", "functional", "targets", "kernels", "errors", "cuda", "db", "bench",
+    "cache", "torch_ops", "nn", "optimize",  # optimize: a callable module, opsearch.optimize(model, ...)
+}
 
 
 def __getattr__(name: str):
     if name in _LAZY:
         return importlib.import_module(f".{name}", __name__)
+    if name == "load":
+        return importlib.import_module(".optimize", __name__).load
     raise AttributeError(f"module 'opsearch' has no attribute {name!r}")

@@ -1,8 +1,11 @@
 """Operators as functions over torch tensors, with ``torch.nn.functional`` conventions.
 
 Each call validates its tensors (CPU, dtype, shape), builds the workload from their shapes and
-runs the kernel for it: for now the default schedule for this CPU, compiled once per workload
-per process. Inputs are passed zero-copy; a non-contiguous or unaligned input is copied first.
+runs it through ``torch.ops.opsearch.<name>`` (``opsearch.torch_ops``): differentiable, traceable by
+``torch.compile``, and backed by the kernel ``torch_ops.kernel_for`` picks (for now the default
+schedule for this CPU, compiled once and cached on disk). Eager calls that need no gradient
+skip the dispatcher and call the same kernel directly (``torch_ops.direct_ok``). Inputs are
+passed zero-copy; a non-contiguous or unaligned input is copied first.
 
 >>> y = dilated_conv2d(torch.randn(1, 8, 16, 16), torch.randn(8, 8, 3, 3), padding=2, dilation=2)
 """
@@ -13,8 +16,8 @@ from typing import Any
 
 import torch
 
-from . import kernels
 from . import ops as _ops
+from . import torch_ops as _torch_ops
 from .errors import InputError
 
 __all__ = [
@@ -23,41 +26,32 @@ __all__ = [
 ]
 
 _TORCH_DTYPES = {"float32": torch.float32, "int32": torch.int32, "int8": torch.int8}
-_ALIGN = 64  # bytes; TVM kernels assume 64-byte aligned buffers
 
 
-def _prepare(op_name: str, name: str, t: Any, want: str) -> torch.Tensor:
+def _check(op_name: str, name: str, t: Any, want: str) -> torch.Tensor:
     if not isinstance(t, torch.Tensor):
         raise InputError(f"{op_name}: '{name}' must be a torch.Tensor, got {type(t).__name__}")
-    if t.device.type != "cpu":
+    if not t.is_cpu:
         raise InputError(f"{op_name}: '{name}' is on {t.device}, but opsearch kernels run on the CPU")
     dtype = _TORCH_DTYPES[want]
     if t.dtype != dtype:
         integral = not t.dtype.is_floating_point and not t.dtype.is_complex and t.dtype != torch.bool
         if want in ("int8", "int32") and integral and name != "x":
-            t = t.to(dtype)  # index-like parameters (shifts, signs) in any integer type
-        else:
-            raise InputError(f"{op_name}: '{name}' must be {want}, got {str(t.dtype).replace('torch.', '')}")
-    if not t.is_contiguous():
-        t = t.contiguous()
-    if t.data_ptr() % _ALIGN:
-        t = t.clone()
+            return t.to(dtype)  # index-like parameters (shifts, signs) in any integer type
+        raise InputError(f"{op_name}: '{name}' must be {want}, got {str(t.dtype).replace('torch.', '')}")
     return t
 
 
 def run(op_name: str, tensors: dict[str, Any], attrs: dict[str, Any], dtype: str = "float32") -> torch.Tensor:
-    """Validate ``tensors``, build the workload from their shapes and ``attrs``, run the kernel."""
+    """Validate ``tensors`` (type, device, dtype) and ``attrs``, then call
+    ``torch.ops.opsearch.<op_name>``, which checks the shapes (:class:`WorkloadError`), picks the
+    kernel for them and is differentiable and traceable by ``torch.compile``."""
     op = _ops.get(op_name)
-    prepared, shapes = [], {}
+    args = []
     for p in op.tensors:
         t = tensors.get(p.name)
-        if t is None:
-            continue
-        t = _prepare(op_name, p.name, t, p.dtype or dtype)
-        prepared.append(t)
-        shapes[p.name] = list(t.shape)
-    wl = op.workload(**shapes, **attrs, dtype=dtype)
-    return kernels.default_kernel(wl, "cpu")(*prepared)
+        args.append(None if t is None else _check(op_name, p.name, t, p.dtype or dtype))
+    return _torch_ops.call(op_name, args, _torch_ops.attr_args(op_name, attrs))
 
 
 def dilated_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):

@@ -117,8 +117,11 @@ def build(sch_or_mod, wl: Workload, target: TargetSpec | str) -> Kernel:
 
 @functools.lru_cache(maxsize=256)
 def default_kernel(wl: Workload, target: str = "cpu") -> Kernel:
-    """The untuned default-schedule kernel for ``wl`` on a CPU target (cached per process)."""
-    return build(default_schedule(wl, target), wl, target)
+    """The untuned default-schedule kernel for ``wl`` on a CPU target, cached per process and
+    on disk (``opsearch.cache``: a later process loads the library instead of compiling)."""
+    from . import cache
+
+    return cache.cached_kernel(wl, target, default_schedule(wl, target))
 
 
 def cuda_source(wl: Workload, target: str = "cuda:sm_90") -> str:

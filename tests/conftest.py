@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 import torch
+
+# Compiled kernels go to a per-session cache, not the user's (opsearch.cache).
+os.environ.setdefault("OPSEARCH_CACHE_DIR", tempfile.mkdtemp(prefix="opsearch-test-cache-"))
 
 SEED = int.from_bytes(os.urandom(4), "little")
 

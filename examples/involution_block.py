@@ -1,0 +1,36 @@
+"""A RedNet bottleneck: 1x1 conv, BN, ReLU, Involution2d (7x7, 16 channels per group, with its
+kernel generator), BN, ReLU, 1x1 conv, residual.
+
+    python examples/involution_block.py
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from _common import compare
+from opsearch.nn import Involution2d
+
+
+class RedNetBottleneck(nn.Module):
+    def __init__(self, channels: int = 256, mid: int = 64):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(),
+            Involution2d(mid, kernel_size=7, group_channels=16), nn.BatchNorm2d(mid), nn.ReLU(),
+            nn.Conv2d(mid, channels, 1, bias=False), nn.BatchNorm2d(channels),
+        )
+
+    def forward(self, x):
+        return torch.relu(x + self.body(x))
+
+
+def main():
+    torch.manual_seed(0)
+    model = RedNetBottleneck()
+    compare(model, torch.randn(1, 256, 28, 28))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""On-disk cache of compiled kernels, keyed by a content hash of everything that shapes the code.
+
+A compiled kernel is a shared library (``<hash>.so``) plus a JSON sidecar (``<hash>.json``)
+holding the hash's inputs and the sha256 of the library. The hash covers the workload key, the
+schedule as text (the scheduled IRModule's TVMScript, or a MetaSchedule trace when the caller
+has one), the target's name and configuration, the TVM version and the opsearch version, so a
+change to any of them compiles afresh instead of loading stale code.
+
+Writes are atomic (temporary names in the cache directory, then ``os.replace``; the sidecar
+goes last, so a library without a sidecar is never trusted). On load the library's sha256 is
+checked against the sidecar before it is opened: a truncated or corrupted file is removed and
+rebuilt. Libraries come only from this directory, written by this process or another opsearch
+process; nothing executable is ever read from the schedule database.
+
+Directory: ``$OPSEARCH_CACHE_DIR`` if set, else ``platformdirs.user_cache_dir("opsearch")/kernels``.
+Clear it with ``opsearch.cache.clear()`` or by deleting the directory.
+
+>>> k = cached_kernel(wl, "cpu", lambda: kernels.default_schedule(wl, "cpu"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .ops.spec import Workload
+from .targets import TargetSpec, resolve
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1  # sidecar layout version; part of the hash
+
+
+@dataclass
+class Stats:
+    """Counters for this process: disk hits, compiles, and corrupted entries rebuilt."""
+
+    hits: int = 0
+    compiles: int = 0
+    corrupted: int = 0
+
+
+stats = Stats()
+
+
+def cache_dir() -> Path:
+    """The kernel cache directory (created on demand)."""
+    env = os.environ.get("OPSEARCH_CACHE_DIR")
+    if env:
+        path = Path(env).expanduser()
+    else:
+        import platformdirs
+
+        path = Path(platformdirs.user_cache_dir("opsearch")) / "kernels"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def clear() -> int:
+    """Delete every cached kernel; returns how many libraries were removed."""
+    n = 0
+    for p in cache_dir().iterdir():
+        if p.suffix in (".so", ".json", ".tmp"):
+            n += p.suffix == ".so"
+            p.unlink(missing_ok=True)
+    return n
+
+
+def key_inputs(wl: Workload, target: TargetSpec, schedule_text: str) -> dict[str, str]:
+    """Everything the hash covers, as strings (also written to the sidecar, minus the schedule)."""
+    import tvm
+
+    from . import __version__
+
+    return {
+        "format": str(FORMAT),
+        "workload": wl.key(),
+        "schedule_sha256": hashlib.sha256(schedule_text.encode()).hexdigest(),
+        "target": target.name,
+        "target_config": target.config_json,
+        "tvm": tvm.__version__,
+        "opsearch": __version__,
+    }
+
+
+def content_hash(inputs: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _load(lib: Path, meta: Path, digest: str):
+    """The runtime module at ``lib`` if its sidecar vouches for it, else None (and clean up)."""
+    import tvm
+
+    if not (lib.exists() and meta.exists()):
+        return None
+    try:
+        side = json.loads(meta.read_text())
+        ok = side.get("hash") == digest and side.get("so_sha256") == _file_sha256(lib)
+    except (OSError, ValueError):
+        ok = False
+    if not ok:
+        stats.corrupted += 1
+        log.warning("opsearch cache: %s is corrupted or incomplete; rebuilding", lib.name)
+        lib.unlink(missing_ok=True)
+        meta.unlink(missing_ok=True)
+        return None
+    try:
+        return tvm.runtime.load_module(str(lib))
+    except Exception as e:  # e.g. a library built against another TVM runtime
+        log.warning("opsearch cache: cannot load %s (%s); rebuilding", lib.name, e)
+        return None
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _store(module, lib: Path, meta: Path, digest: str, inputs: dict[str, str]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{digest}.", suffix=".so", dir=lib.parent)
+    os.close(fd)
+    try:
+        module.export_library(tmp)
+        so_sha = _file_sha256(Path(tmp))
+        os.replace(tmp, lib)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _atomic_write_text(meta, json.dumps({"hash": digest, "so_sha256": so_sha, **inputs}, indent=1, sort_keys=True))
+
+
+def _as_module(schedule: Any):
+    """An IRModule from a ``Schedule``, an ``IRModule`` or a zero-argument callable of either."""
+    if callable(schedule) and not hasattr(schedule, "mod") and not hasattr(schedule, "functions"):
+        schedule = schedule()
+    return schedule.mod if hasattr(schedule, "mod") else schedule
+
+
+def cached_module(wl: Workload, target: TargetSpec | str, schedule: Any, key_text: str | None = None):
+    """The compiled TVM runtime module for ``wl`` scheduled by ``schedule``, from the disk cache
+    when present, else compiled and stored.
+
+    ``schedule``: a ``tvm.s_tir.Schedule``, an ``IRModule`` or a zero-argument callable returning
+    one. ``key_text``: the schedule as text for the hash (e.g. a MetaSchedule trace as JSON);
+    None uses the scheduled module's TVMScript. CPU (LLVM) targets only.
+    """
+    import tvm
+
+    target = resolve(target)
+    mod = _as_module(schedule)
+    inputs = key_inputs(wl, target, key_text if key_text is not None else mod.script())
+    digest = content_hash(inputs)
+    root = cache_dir()
+    lib, meta = root / f"{digest}.so", root / f"{digest}.json"
+    module = _load(lib, meta, digest)
+    if module is not None:
+        stats.hits += 1
+        return module
+    stats.compiles += 1
+    log.info("opsearch cache: compiling %s for %s", wl.short() or wl.op, target.name)
+    module = tvm.compile(mod, target=target.tvm()).mod
+    _store(module, lib, meta, digest, inputs)
+    return module
+
+
+def cached_kernel(wl: Workload, target: TargetSpec | str, schedule: Any, key_text: str | None = None):
+    """:func:`cached_module` wrapped as a :class:`opsearch.kernels.Kernel` (constants attached)."""
+    target = resolve(target)
+    return kernel_from_module(cached_module(wl, target, schedule, key_text), wl, target)
+
+
+def kernel_from_module(module, wl: Workload, target: TargetSpec) -> Any:
+    import torch
+
+    from . import kernels, ops
+
+    op, a = ops.get(wl.op), wl.args
+    # clone(): torch allocates 64-byte aligned memory, as TVM kernels assume; numpy does not.
+    consts = tuple(torch.from_numpy(v).clone() for v in op.constants(a).values())
+    return kernels.Kernel(wl, target, module, consts, op.output_shape(a), kernels.torch_dtype(op.output_dtype(a)))

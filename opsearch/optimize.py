@@ -1,0 +1,282 @@
+"""Plug opsearch kernels into a PyTorch model (``opsearch.optimize``) or load one (``opsearch.load``).
+
+``optimize(model, example_inputs)`` swaps, in place, the layers opsearch runs better for
+modules that share their parameters (no copies):
+
+- ``nn.Conv2d`` with a dilation > 1 on some axis → :class:`opsearch.nn.DilatedConv2d`;
+- ``nn.Conv1d`` with a dilation > 1, stride 1, groups 1 and 'same' padding ((K-1)·d/2, K odd)
+  → ``DilatedConv1d(causal=False)``; ``nn.ConstantPad1d(((K-1)·d, 0), 0)`` directly followed by
+  such a conv with padding 0 in an ``nn.Sequential`` → ``DilatedConv1d(causal=True)`` (the pad
+  becomes ``nn.Identity``). Any other Conv1d is left alone.
+
+Then it switches every opsearch module to its kernels (``use_opsearch = True``), runs the model
+once on ``example_inputs`` (in eval mode, restored afterwards) with hooks that capture each
+module's inputs and workloads, times each module both ways on those inputs (alternating runs in
+this process, median; indicative only — for publishable numbers time each side in its own
+process) and returns ``(model, report)``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+import types
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import nn as onn
+from . import ops as _ops
+from . import torch_ops
+from .errors import TargetError
+from .ops.spec import Workload
+from .targets import resolve
+
+
+@dataclass(frozen=True)
+class ModuleReport:
+    """One opsearch module of an optimised model."""
+
+    name: str
+    module: str  # class name
+    swapped_from: str | None  # original class when optimize() replaced it
+    workloads: tuple[str, ...]  # Workload.short() of each kernel the module ran
+    schedule: str  # "default schedule" until tuned kernels land
+    kernel_ms: float  # median forward latency on the example inputs, opsearch kernels
+    pytorch_ms: float  # the same with use_opsearch=False
+
+    @property
+    def speedup(self) -> float:
+        return self.pytorch_ms / self.kernel_ms if self.kernel_ms else float("nan")
+
+
+@dataclass
+class OptimizeReport:
+    target: str
+    modules: list[ModuleReport] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"target": self.target, "modules": [dict(asdict(m), speedup=m.speedup) for m in self.modules]}
+
+    def __str__(self) -> str:
+        rows = [f"opsearch.optimize on {self.target}: {len(self.modules)} module(s)"]
+        for m in self.modules:
+            origin = f" (was {m.swapped_from})" if m.swapped_from else ""
+            rows.append(
+                f"  {m.name or '<root>'}: {m.module}{origin}, {m.schedule}, {m.kernel_ms:.3f} ms vs PyTorch "
+                f"{m.pytorch_ms:.3f} ms ({m.speedup:.2f}x) [{'; '.join(m.workloads)}]"
+            )
+        return "\n".join(rows)
+
+
+# --------------------------------------------------------------------------- swapping
+def _dilated(conv: nn.Module) -> bool:
+    return any(d > 1 for d in conv.dilation) and conv.weight.dtype == torch.float32 and conv.weight.device.type == "cpu"
+
+
+def _same_1d(conv: nn.Conv1d, padding) -> bool:
+    (k,), (d,) = conv.kernel_size, conv.dilation
+    want = (k - 1) * d // 2
+    same = padding == "same" or (not isinstance(padding, str) and tuple(padding) == (want,))
+    return k % 2 == 1 and same
+
+
+def _plain_1d(conv: nn.Module) -> bool:
+    return (
+        type(conv) is nn.Conv1d and _dilated(conv) and conv.stride == (1,) and conv.groups == 1
+        and conv.padding_mode == "zeros"
+    )
+
+
+def _conv1d_swap(conv: nn.Conv1d, causal: bool) -> onn.DilatedConv1d:
+    m = onn.DilatedConv1d(conv.in_channels, conv.out_channels, conv.kernel_size[0], conv.dilation[0], causal,
+                          conv.bias is not None, device="meta")
+    m.weight, m.bias = conv.weight, conv.bias
+    return m.train(conv.training)
+
+
+def _replacements(model: nn.Module) -> dict[str, nn.Module]:
+    """Qualified name -> replacement module, for every swappable layer."""
+    out: dict[str, nn.Module] = {}
+    for name, m in model.named_modules():
+        if type(m) is nn.Conv2d and _dilated(m):
+            out[name] = onn.DilatedConv2d.from_conv(m)
+        elif _plain_1d(m) and _same_1d(m, m.padding):
+            out[name] = _conv1d_swap(m, causal=False)
+        elif isinstance(m, nn.Sequential):
+            kids = list(m.named_children())
+            for (pn, pad), (cn, conv) in zip(kids, kids[1:]):
+                full = f"{name}.{cn}" if name else cn
+                if isinstance(pad, nn.ConstantPad1d) and _plain_1d(conv) and conv.padding == (0,) and full not in out:
+                    total = (conv.kernel_size[0] - 1) * conv.dilation[0]
+                    if tuple(pad.padding) == (total, 0) and pad.value == 0:
+                        out[f"{name}.{pn}" if name else pn] = nn.Identity()
+                        out[full] = _conv1d_swap(conv, causal=True)
+    return out
+
+
+def _set(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, new)
+
+
+# --------------------------------------------------------------------------- measuring
+def _median_ms(fn, budget_s: float = 0.15, rounds: int = 5) -> list[float]:
+    t = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - t, 1e-6)
+    number = max(1, min(1000, int(budget_s / rounds / once)))
+    out = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for _ in range(number):
+            fn()
+        out.append((time.perf_counter() - t) / number * 1e3)
+    return out
+
+
+_SETTLE_S = 0.02
+
+
+def _time_both(module: nn.Module, args, kwargs) -> tuple[float, float]:
+    """Median forward latency (ms) with opsearch kernels and with PyTorch, alternating."""
+    ours, theirs = [], []
+    with torch.no_grad():
+        for _ in range(3):
+            for flag, acc in ((False, theirs), (True, ours)):
+                module.use_opsearch = flag
+                time.sleep(_SETTLE_S)  # let the other runtime's worker threads stop spinning
+                acc += _median_ms(lambda: module(*args, **kwargs), rounds=2)
+    return statistics.median(ours), statistics.median(theirs)
+
+
+def _capture(model: nn.Module, example_inputs, names: dict[str, nn.Module]):
+    """Run the model once; per opsearch module: its first inputs and the workloads it ran."""
+    seen: dict[str, tuple] = {}
+    wls: dict[str, list[Workload]] = {}
+    hooks = []
+    with torch_ops.recording() as rec:
+        for name, m in names.items():
+            def pre(mod, args, kwargs, name=name):
+                seen.setdefault(name, (args, kwargs, len(rec)))
+
+            def post(mod, args, kwargs, out, name=name):
+                wls.setdefault(name, rec[seen[name][2] :])
+
+            hooks.append(m.register_forward_pre_hook(pre, with_kwargs=True))
+            hooks.append(m.register_forward_hook(post, with_kwargs=True))
+        try:
+            with torch.no_grad():
+                model(*example_inputs)
+        finally:
+            for h in hooks:
+                h.remove()
+    return seen, wls
+
+
+def optimize(model: nn.Module, example_inputs, target: str = "cpu", db: Any = None, tune: bool = False):
+    """Swap supported layers for opsearch modules (sharing parameters, in place), route every
+    opsearch module to kernels for ``target`` and report on each.
+
+    ``example_inputs``: a tuple of positional arguments (a single tensor is accepted). ``db`` is
+    passed to :func:`opsearch.torch_ops.kernel_for`. Returns ``(model, OptimizeReport)``.
+    Raises :class:`TargetError` for a non-CPU target.
+    """
+    if tune:
+        raise NotImplementedError("optimize(tune=True) arrives with the tuning database; use tune=False")
+    spec = resolve(target)
+    if spec.kind != "llvm":
+        raise TargetError(f"opsearch.optimize runs kernels on the CPU; target '{spec.name}' is not a CPU target")
+    torch_ops.configure(target, db)
+    if isinstance(example_inputs, torch.Tensor):
+        example_inputs = (example_inputs,)
+    origin = {}
+    for name, new in _replacements(model).items():
+        if isinstance(new, onn.OpsearchModule):
+            origin[name] = type(model.get_submodule(name)).__name__
+        _set(model, name, new)
+    mods = {n: m for n, m in model.named_modules() if isinstance(m, onn.OpsearchModule)}
+    for m in mods.values():
+        m.use_opsearch = True
+    modes = {m: m.training for m in model.modules()}
+    model.eval()  # measuring must not update batch-norm statistics
+    try:
+        report = _measure(model, example_inputs, mods, origin, spec.name, target, db)
+    finally:
+        for m, training in modes.items():
+            m.training = training
+    return model, report
+
+
+def _measure(model, example_inputs, mods, origin, target_name, target, db) -> "OptimizeReport":
+    seen, wls = _capture(model, example_inputs, mods)
+    report = OptimizeReport(target_name)
+    for name, m in mods.items():
+        if name not in seen:
+            continue  # not reached by the example inputs
+        args, kwargs, _ = seen[name]
+        ours, theirs = _time_both(m, args, kwargs)
+        ran = wls.get(name, [])
+        kern = [torch_ops.kernel_for(wl, target, db) for wl in ran]
+        sources = sorted({torch_ops.schedule_source(k) for k in kern}) or ["no kernel ran"]
+        report.modules.append(ModuleReport(name, type(m).__name__, origin.get(name), tuple(w.short() for w in ran),
+                                           ", ".join(sources), ours, theirs))
+    return report
+
+
+# --------------------------------------------------------------------------- load
+class LoadedKernel:
+    """A compiled kernel for one workload, called with torch tensors in signature order
+    (``f(x, weight)``; absent optional tensors omitted). Inference only: no autograd — use
+    ``opsearch.functional`` or ``opsearch.nn`` to train."""
+
+    def __init__(self, wl: Workload, kernel):
+        self.workload, self.kernel = wl, kernel
+        op, a = _ops.get(wl.op), wl.args
+        self._params = [(p.name, tuple(a[p.name])) for p in op.tensors if a[p.name] is not None]
+        self.schedule = torch_ops.schedule_source(kernel)
+
+    def __repr__(self) -> str:
+        return f"LoadedKernel({self.workload.op}: {self.workload.short()}, {self.schedule})"
+
+    def __call__(self, *tensors: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        from .errors import InputError
+
+        if len(tensors) != len(self._params):
+            names = ", ".join(n for n, _ in self._params)
+            raise InputError(f"{self.workload.op}: expected {len(self._params)} tensors ({names}), got {len(tensors)}")
+        ins = []
+        for (name, shape), t in zip(self._params, tensors):
+            if not isinstance(t, torch.Tensor) or t.device.type != "cpu" or tuple(t.shape) != shape:
+                got = f"{list(t.shape)} on {t.device}" if isinstance(t, torch.Tensor) else type(t).__name__
+                raise InputError(f"{self.workload.op}: '{name}' must be a CPU tensor of shape {list(shape)}, got {got}")
+            ins.append(torch_ops._aligned(t))
+        return self.kernel(*ins, out=out)
+
+
+def load(op: str, target: str = "cpu", db: Any = None, **workload) -> LoadedKernel:
+    """The kernel for one workload as a torch-callable: ``torch_ops.kernel_for`` (today the
+    default schedule, from the disk cache when present).
+
+    >>> f = load("dilated_conv2d", x=(1, 8, 16, 16), weight=(8, 8, 3, 3), padding=2, dilation=2)  # doctest: +SKIP
+    >>> y = f(x, w)  # doctest: +SKIP
+    """
+    spec = resolve(target)
+    if spec.kind != "llvm":
+        raise TargetError(f"opsearch.load returns CPU kernels; target '{spec.name}' is not a CPU target")
+    wl = _ops.get(op).workload(**workload)
+    return LoadedKernel(wl, torch_ops.kernel_for(wl, target, db))
+
+
+class _CallableModule(types.ModuleType):
+    """``opsearch.optimize`` stays callable even after ``import opsearch.optimize`` binds the
+    package attribute to this module."""
+
+    def __call__(self, *args, **kwargs):
+        return optimize(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,398 @@
+"""Every opsearch operator as a PyTorch operator: ``torch.ops.opsearch.<name>``.
+
+Each operator is a ``torch.library.custom_op`` whose schema comes from its :class:`OpSpec`:
+tensors in signature order (optional ones as ``Tensor?``), then attributes (``int[]`` for
+per-axis pairs, ``int``, ``bool``). A fake (meta) kernel computes the output shape from
+``op.output_shape``, so the ops trace under ``torch.compile(fullgraph=True)``. The real kernel
+looks up the compiled TVM kernel for the call's shapes (one dict lookup after the first call),
+allocates the output with ``torch.empty`` and lets the kernel write into it; inputs are passed
+zero-copy and copied only when non-contiguous or not 64-byte aligned.
+
+Kernels come from :func:`kernel_for`, the one place that picks a kernel for a workload (today
+the default schedule, through the disk cache; tuned records later). :func:`configure` sets the
+target and database the ops use.
+
+Backward (``torch.library.register_autograd``), per operator:
+
+- ``dilated_conv2d``: TE kernels. Input gradient = ``dilated_conv2d`` of the output gradient
+  with the flipped, transposed kernel (stride 1; padding ``(K-1)·d - p`` >= 0); weight gradient =
+  ``dilated_conv2d`` of the transposed input with the transposed output gradient as kernel
+  (the forward dilation becomes the stride, the stride the dilation; groups = 1). Other cases
+  (stride > 1 input gradient, grouped weight gradient) use the fallback below.
+- ``dilated_conv1d``: TE kernels, the same two convolutions as 2-D workloads with H = 1 (the
+  causal padding applied with ``F.pad``).
+- every other operator (shift_conv2d, shift_linear, adder_conv2d, condconv2d,
+  lightweight_conv1d, dynamic_conv1d, involution2d, fft_conv1d), and the cases above that TE
+  does not cover: **PyTorch fallback** — ``torch.func.vjp`` through the operator's pure-PyTorch
+  formulation (``OpSpec.baseline``, which is the reference unless a faster equivalent exists),
+  recomputed from the saved inputs inside the opaque op ``opsearch::<name>_vjp``. Gradients are
+  the true gradients of the definition (AdderNet's gradient is ``-sign(x - W)``, not the
+  paper's HardTanh surrogate). Integer inputs (shifts, sign, shift) get no gradient.
+
+Double backward is not supported. The fallback's ``<name>_vjp`` op runs ``torch.func.vjp``
+inside; PyTorch's debugging dispatch modes (``SchemaCheckMode``, ``CrossRefFakeMode``) cannot run
+it directly (``opcheck`` of the forward ops, whose backward it is, passes).
+
+Threads: importing this module sets ``TVM_THREAD_POOL_SPIN_COUNT=0`` unless the variable is
+already set (it must be set before TVM's first parallel kernel). TVM's workers otherwise
+busy-wait after each kernel and starve PyTorch's own threads in the layers in between: a TCN
+of 10 opsearch layers plus PyTorch ReLUs ran 8x slower with the default spinning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from typing import Any
+
+import torch
+
+from . import kernels
+from . import ops as _ops
+from .errors import InputError
+from .ops.spec import OpSpec, Workload
+
+os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")
+
+NAMESPACE = "opsearch"
+_ALIGN = 64  # bytes; TVM kernels assume 64-byte aligned buffers
+_ATTR_TYPES = {"pair": "int[]", "int": "int", "bool": "bool", "str": "str"}
+_DTYPE_NAMES = {torch.float32: "float32", torch.int32: "int32", torch.int8: "int8"}
+
+
+# --------------------------------------------------------------------------- kernel choice
+class _Config:
+    target: str = "cpu"
+    db: Any = None
+
+
+_config = _Config()
+_lock = threading.Lock()
+_recorders: list[list[Workload]] = []
+
+
+@contextlib.contextmanager
+def recording():
+    """Collect the workload of every forward kernel call made inside the block, in order."""
+    rec: list[Workload] = []
+    _recorders.append(rec)
+    try:
+        yield rec
+    finally:
+        _recorders.remove(rec)
+
+
+def kernel_for(wl: Workload, target: str = "cpu", db: Any = None) -> kernels.Kernel:
+    """The kernel to run for ``wl`` on ``target``: the single switch point between default and
+    tuned kernels. Today: the default schedule (compiled once, cached on disk); ``db`` unused."""
+    return kernels.default_kernel(wl, target)
+
+
+def schedule_source(kernel: kernels.Kernel) -> str:
+    """How ``kernel`` was scheduled, for reports (``kernel.source`` when set)."""
+    return getattr(kernel, "source", "default schedule")
+
+
+def configure(target: str = "cpu", db: Any = None) -> None:
+    """Set the target and database ``torch.ops.opsearch.*`` use (process-wide)."""
+    from .errors import TargetError
+    from .targets import resolve
+
+    spec = resolve(target)
+    if spec.kind != "llvm":
+        raise TargetError(f"torch operators run on the CPU; target '{spec.name}' is not a CPU target")
+    _config.target, _config.db = target, db
+
+
+def reset() -> None:
+    """Forget every kernel the operators picked, so the next calls ask :func:`kernel_for` again
+    (e.g. after new tuning records arrived)."""
+    with _lock:
+        for fwd in _FORWARD.values():
+            fwd.table.clear()
+
+
+# --------------------------------------------------------------------------- one operator
+def _dtype_name(t: torch.Tensor) -> str:
+    return _DTYPE_NAMES.get(t.dtype) or str(t.dtype).replace("torch.", "")
+
+
+def workload_of(op: OpSpec, tensors, attrs) -> Workload:
+    """Validate the tensors' dtypes and build the workload from their shapes and ``attrs``."""
+    first = next(t for t in tensors if t is not None)
+    dtype = _dtype_name(first)
+    if dtype not in op.dtypes:
+        raise InputError(f"{op.name}: '{op.tensors[0].name}' must be {' or '.join(op.dtypes)}, got {dtype}")
+    shapes = {}
+    for p, t in zip(op.tensors, tensors):
+        if t is None:
+            continue
+        want = p.dtype or dtype
+        if _dtype_name(t) != want:
+            raise InputError(f"{op.name}: '{p.name}' must be {want}, got {_dtype_name(t)}")
+        shapes[p.name] = [int(d) for d in t.shape]
+    named = {a.name: v for a, v in zip(op.attrs, attrs)}
+    return op.workload(**shapes, **named, dtype=dtype)
+
+
+def _aligned(t: torch.Tensor) -> torch.Tensor:
+    if not t.is_contiguous():
+        return t.contiguous()
+    if t.data_ptr() % _ALIGN:
+        return t.clone()
+    return t
+
+
+class _Forward:
+    """The real (CPU) kernel of one operator: shapes -> compiled kernel table, then a call."""
+
+    def __init__(self, op: OpSpec):
+        self.op = op
+        self.n = len(op.tensors)
+        self.table: dict[tuple, kernels.Kernel] = {}
+
+    def key(self, args) -> tuple:
+        n = self.n
+        return (
+            _config.target,
+            id(_config.db),
+            *[None if t is None else (t.shape, t.dtype) for t in args[:n]],
+            *[tuple(v) if type(v) is list else v for v in args[n:]],
+        )
+
+    def kernel(self, args) -> kernels.Kernel:
+        key = self.key(args)
+        kern = self.table.get(key)
+        if kern is None:
+            wl = workload_of(self.op, args[: self.n], args[self.n :])
+            with _lock:
+                kern = self.table[key] = kernel_for(wl, _config.target, _config.db)
+        return kern
+
+    def __call__(self, *args):
+        kern = self.table.get(self.key(args)) or self.kernel(args)
+        ins = [_aligned(t) for t in args[: self.n] if t is not None]
+        out = torch.empty(kern.out_shape, dtype=kern.out_dtype)
+        kern.func(*ins, *kern.constants, out)
+        if _recorders:
+            _recorders[-1].append(kern.workload)
+        return out
+
+    def fake(self, *args):
+        wl = workload_of(self.op, args[: self.n], args[self.n :])
+        a = wl.args
+        first = next(t for t in args[: self.n] if t is not None)
+        return first.new_empty(self.op.output_shape(a), dtype=kernels.torch_dtype(self.op.output_dtype(a)))
+
+
+def _schema(op: OpSpec, lead: str = "", ret: str = "Tensor") -> str:
+    parts = [lead] if lead else []
+    parts += [f"Tensor{'?' if p.optional else ''} {p.name}" for p in op.tensors]
+    parts += [f"{_ATTR_TYPES[a.kind]} {a.name}" for a in op.attrs]
+    return f"({', '.join(parts)}) -> {ret}"
+
+
+def _differentiable(op: OpSpec, tensors) -> list[int]:
+    """Indices of present floating-point tensor inputs."""
+    return [i for i, t in enumerate(tensors) if t is not None and t.is_floating_point()]
+
+
+class _Vjp:
+    """The PyTorch fallback backward: ``torch.func.vjp`` through ``op.baseline`` (functorch, as plain
+    autograd is switched off below the dispatcher's Autograd key where this op runs)."""
+
+    def __init__(self, op: OpSpec):
+        self.op = op
+        self.n = len(op.tensors)
+
+    def __call__(self, grad, *args):
+        tensors, attrs = list(args[: self.n]), args[self.n :]
+        a = workload_of(self.op, tensors, attrs).args
+        idx = _differentiable(self.op, tensors)
+        names = [p.name for p in self.op.tensors]
+
+        def f(*diff):
+            full = list(tensors)
+            for i, v in zip(idx, diff):
+                full[i] = v
+            return self.op.baseline(a, **{n: t for n, t in zip(names, full) if t is not None})
+
+        with torch.enable_grad():
+            _, pullback = torch.func.vjp(f, *[tensors[i].detach() for i in idx])
+            return [g.contiguous() for g in pullback(grad)]
+
+    def fake(self, grad, *args):
+        tensors = args[: self.n]
+        return [torch.empty_like(tensors[i]) for i in _differentiable(self.op, tensors)]
+
+
+# --------------------------------------------------------------------------- autograd
+def _call(name: str, *args):
+    return getattr(torch.ops.opsearch, name)(*args)
+
+
+def _vjp_grads(name: str, grad, tensors, attrs) -> list:
+    """Fallback gradients for every tensor input (None for integer or absent ones)."""
+    op = _ops.get(name)
+    got = iter(_call(f"{name}_vjp", grad, *tensors, *attrs))
+    idx = set(_differentiable(op, tensors))
+    return [next(got) if i in idx else None for i in range(len(tensors))]
+
+
+def _flip_transpose(w: torch.Tensor, groups: int) -> torch.Tensor:
+    """[O, C/g, *K] -> [C, O/g, *K], spatially flipped: the kernel of the input gradient."""
+    o, cg, *k = w.shape
+    dims = tuple(range(2, w.dim()))
+    wt = w.flip(dims).reshape(groups, o // groups, cg, *k).transpose(1, 2)
+    return wt.reshape(groups * cg, o // groups, *k)
+
+
+def _conv2d_grads(needs, grad, x, w, b, stride, padding, dilation, groups):
+    kh, kw = w.shape[2:]
+    back = [(k - 1) * d - p for k, d, p in zip((kh, kw), dilation, padding)]
+    gx = gw = gb = None
+    te_x = stride == [1, 1] and min(back) >= 0
+    te_w = groups == 1
+    if (needs[0] and not te_x) or (needs[1] and not te_w):
+        gx, gw, _ = _vjp_grads("dilated_conv2d", grad, [x, w, None], [stride, padding, dilation, groups])
+    if needs[0] and te_x:
+        gx = _call("dilated_conv2d", grad, _flip_transpose(w, groups), None, [1, 1], back, dilation, groups)
+    if needs[1] and te_w:
+        gt = _call("dilated_conv2d", x.transpose(0, 1), grad.transpose(0, 1), None, dilation, padding, stride, 1)
+        gw = gt[:, :, :kh, :kw].transpose(0, 1).contiguous()
+    if b is not None and needs[2]:
+        gb = grad.sum((0, 2, 3))
+    return gx, gw, gb
+
+
+def _conv1d_grads(needs, grad, x, w, b, dilation, causal):
+    import torch.nn.functional as F
+
+    k = w.shape[2]
+    lo = (k - 1) * dilation if causal else (k - 1) * dilation // 2
+    hi = (k - 1) * dilation - lo
+    gx = gw = gb = None
+    if needs[0]:
+        gp = F.pad(grad, (hi, lo)).unsqueeze(2)
+        wt = _flip_transpose(w, 1).unsqueeze(2)
+        gx = _call("dilated_conv2d", gp, wt, None, [1, 1], [0, 0], [1, dilation], 1).squeeze(2)
+    if needs[1]:
+        xp = F.pad(x, (lo, hi)).transpose(0, 1).unsqueeze(2)
+        gt = grad.transpose(0, 1).unsqueeze(2)
+        gw = _call("dilated_conv2d", xp, gt, None, [1, dilation], [0, 0], [1, 1], 1).squeeze(2).transpose(0, 1).contiguous()
+    if b is not None and needs[2]:
+        gb = grad.sum((0, 2))
+    return gx, gw, gb
+
+
+_TE_BACKWARD = {"dilated_conv2d": _conv2d_grads, "dilated_conv1d": _conv1d_grads}
+
+
+def _register_autograd(op: OpSpec, custom) -> None:
+    n = len(op.tensors)
+
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:n])
+        ctx.attrs = list(inputs[n:])
+
+    def backward(ctx, grad):
+        tensors = list(ctx.saved_tensors)
+        needs = ctx.needs_input_grad[:n]
+        te = _TE_BACKWARD.get(op.name)
+        if te is not None:
+            grads = list(te(needs, grad.contiguous(), *tensors, *ctx.attrs))
+        else:
+            grads = _vjp_grads(op.name, grad.contiguous(), tensors, ctx.attrs)
+        grads = [g if need else None for g, need in zip(grads, needs)]
+        return (*grads, *([None] * len(ctx.attrs)))
+
+    torch.library.register_autograd(custom, backward, setup_context=setup_context)
+
+
+# --------------------------------------------------------------------------- registration
+OPS: dict[str, Any] = {}
+_FORWARD: dict[str, _Forward] = {}
+
+
+def _register(op: OpSpec) -> None:
+    fwd, vjp = _Forward(op), _Vjp(op)
+    custom = torch.library.custom_op(f"{NAMESPACE}::{op.name}", fwd, mutates_args=(), schema=_schema(op))
+    custom.register_fake(fwd.fake)
+    grad_op = torch.library.custom_op(
+        f"{NAMESPACE}::{op.name}_vjp", vjp, mutates_args=(), schema=_schema(op, "Tensor grad", "Tensor[]")
+    )
+    grad_op.register_fake(vjp.fake)
+    _register_autograd(op, custom)
+    OPS[op.name] = custom
+    _FORWARD[op.name] = fwd
+
+
+for _op in _ops.all_ops():
+    _register(_op)
+
+
+def op(name: str):
+    """The ``torch.ops.opsearch.<name>`` overload packet for operator ``name``."""
+    _ops.get(name)  # raises UnknownOperatorError
+    return getattr(torch.ops.opsearch, name)
+
+
+_ATTR_CACHE: dict[tuple, list] = {}
+
+
+def attr_args(name: str, attrs: dict[str, Any]) -> list:
+    """Attributes in schema order and form (pairs as 2-lists), from user values (validated,
+    memoised per distinct value tuple)."""
+    spec = _ops.get(name)
+    raw = tuple([_freeze(attrs.get(a.name, a.default)) for a in spec.attrs])
+    try:
+        return _ATTR_CACHE[(name, raw)].copy()
+    except KeyError:
+        pass
+    except TypeError:  # unhashable user value: validate without memoising
+        return _normalize_attrs(spec, raw)
+    out = _normalize_attrs(spec, raw)
+    _ATTR_CACHE[(name, raw)] = out
+    return out.copy()
+
+
+def _normalize_attrs(spec: OpSpec, raw: tuple) -> list:
+    from .errors import WorkloadError
+
+    out = []
+    for a, v in zip(spec.attrs, raw):
+        try:
+            v = a.normalize(v)
+        except WorkloadError as e:
+            raise WorkloadError(f"{spec.name}: {e}") from None
+        out.append(list(v) if isinstance(v, tuple) else v)
+    return out
+
+
+def _freeze(v):
+    return tuple(v) if type(v) is list else v
+
+
+_is_compiling = torch.compiler.is_compiling
+_function_mode = torch._C._is_torch_function_mode_enabled
+_dispatch_modes = torch._C._len_torch_dispatch_stack
+_has_torch_function = torch.overrides.has_torch_function
+
+
+def direct_ok(tensors) -> bool:
+    """True when calling the kernel directly is indistinguishable from the dispatcher: eager,
+    no tensor needing a gradient, no tensor subclass or torch function/dispatch mode."""
+    if torch.is_grad_enabled():
+        for t in tensors:
+            if t is not None and t.requires_grad:
+                return False
+    return not (_is_compiling() or _function_mode() or _dispatch_modes() or _has_torch_function(tensors))
+
+
+def call(name: str, tensors: list, attrs: list) -> torch.Tensor:
+    """Run operator ``name``: straight into its kernel when :func:`direct_ok`, otherwise through
+    ``torch.ops.opsearch.<name>`` (autograd, ``torch.compile``, modes)."""
+    if direct_ok(tensors):
+        return _FORWARD[name](*tensors, *attrs)
+    return OPS[name](*tensors, *attrs)
