@@ -30,11 +30,12 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import demo_cmd, ops_cmd, tune_cmd
+    from . import demo_cmd, model_cmd, ops_cmd, tune_cmd
 
     cli.add_command(ops_cmd.ops)
     cli.add_command(demo_cmd.demo)
     cli.add_command(tune_cmd.tune)
+    cli.add_command(model_cmd.model)
     try:
         from . import db_cmd
     except ImportError:  # the database commands are optional until their module exists

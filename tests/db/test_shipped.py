@@ -1,0 +1,43 @@
+"""Shipped schedules (``schedules/<target>.jsonl``): read-only, used when the user's DB has none."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from opsearch.db import Record, engine, shipped
+
+LLVM = "llvm:znver3"
+
+
+@pytest.fixture
+def shipped_dir(tmp_path, monkeypatch, wl):
+    d = tmp_path / "schedules"
+    d.mkdir()
+    lines = [Record.new(wl, LLVM, f"s{i}", run_us=[t], trace=[[], []]).to_json() for i, t in enumerate([8.0, 3.0])]
+    (d / "llvm-znver3.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n{broken\n")
+    monkeypatch.setattr(shipped, "schedules_dir", lambda: d)
+    shipped._best_by_key.cache_clear()
+    yield d
+    shipped._best_by_key.cache_clear()
+
+
+def test_best_falls_through_to_shipped(db, wl, wl2, shipped_dir):
+    with pytest.warns(UserWarning, match="llvm-znver3.jsonl:3: skipped shipped record"):
+        rec = db.best(wl, LLVM)
+    assert rec.source == "shipped" and rec.module_hash == "s1" and rec.mean_us == 3.0 and rec.id is None
+    assert db.best(wl, LLVM, shipped=False) is None
+    assert db.best(wl2, LLVM) is None and db.best(wl, "cuda:sm_90") is None
+    assert db.count() == 0  # shipped records are never copied into the user's database
+    db.add_record(wl, LLVM, module_hash="mine", run_us=[5.0])
+    assert db.best(wl, LLVM).module_hash == "mine"  # the user's own record wins, even if slower
+
+
+def test_data_directories_are_found():
+    root = Path(__file__).resolve().parents[2]
+    assert engine.database_dir() == root / "database"
+    assert len(list((engine.database_dir() / "versions").glob(f"{engine.HEAD_REVISION}_*.py"))) == 1
+    assert shipped.schedules_dir() == root / "schedules"
+    assert shipped.shipped_file("cuda:sm_90").name == "cuda-sm_90.jsonl"
