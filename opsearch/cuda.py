@@ -39,7 +39,9 @@ def compile_cuda(source: str, arch: str, timeout: float = 120.0) -> bytes:
         except subprocess.TimeoutExpired:
             raise CudaCompileError(f"nvcc timed out after {timeout:.0f} s for {arch}") from None
         if proc.returncode != 0:
-            msg = (proc.stderr or proc.stdout).strip().replace(src, "kernel.cu")
+            out = (proc.stderr or proc.stdout).strip().replace(src, "kernel.cu").splitlines()
+            errors = [line.strip() for line in out if "error" in line.lower()]
+            msg = " | ".join(errors or [line.strip() for line in out if line.strip()][-3:])
             raise CudaCompileError(f"nvcc failed for {arch}: {msg}")
         with open(out, "rb") as f:
             return f.read()

@@ -85,8 +85,10 @@ def recording():
 
 def kernel_for(wl: Workload, target: str = "cpu", db: Any = None) -> kernels.Kernel:
     """The kernel to run for ``wl`` on ``target``: the single switch point between default and
-    tuned kernels. Today: the default schedule (compiled once, cached on disk); ``db`` unused."""
-    return kernels.default_kernel(wl, target)
+    tuned kernels (see :mod:`opsearch.loading`: tuned record, nearest tuned workload, default)."""
+    from .loading import kernel_for as pick
+
+    return pick(wl, target, db)
 
 
 def schedule_source(kernel: kernels.Kernel) -> str:

@@ -10,6 +10,8 @@ import torch
 
 # Compiled kernels go to a per-session cache, not the user's (opsearch.cache).
 os.environ.setdefault("OPSEARCH_CACHE_DIR", tempfile.mkdtemp(prefix="opsearch-test-cache-"))
+# ... and the default schedule database is a per-session file, not the user's.
+os.environ.setdefault("OPSEARCH_DB", "sqlite:///" + os.path.join(tempfile.mkdtemp(prefix="opsearch-test-db-"), "opsearch.db"))
 
 SEED = int.from_bytes(os.urandom(4), "little")
 

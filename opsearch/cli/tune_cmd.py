@@ -142,7 +142,7 @@ def _summarise(results, db, spec, measure: bool) -> list[dict]:
         flops = ops.get(r.workload.op).flops(r.workload)
         rows.append({
             "op": r.workload.op, "args": r.workload.json_args(), "target": r.target,
-            "trials_before": r.trials_before, "trials_run": r.trials_run, "failed": r.failed,
+            "trials_before": r.trials_before, "trials_run": r.trials_run, "cached": r.cached, "failed": r.failed,
             "stopped": r.stopped, "verified": r.verified, "best_us": best_us,
             "gflops": flops / best_us / 1e3 if best_us else None,
             "default_us": d_us, "torch_us": t_us,

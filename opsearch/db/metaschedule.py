@@ -184,4 +184,10 @@ class CaptureErrors(ms.measure_callback.PyMeasureCallback):
                 self.adapter.capture(cand.sch.mod, "build_error", built.error_msg.strip())
             elif ran.error_msg:
                 msg = ran.error_msg.strip()
-                self.adapter.capture(cand.sch.mod, "timeout" if "timeout" in msg.lower() else "run_error", msg)
+                if msg.startswith("build: "):  # opsearch's build-and-run worker compiles in the runner
+                    status, msg = "build_error", msg[len("build: "):]
+                elif msg.startswith("run: "):
+                    status, msg = ("timeout" if msg.startswith("run: timeout") else "run_error"), msg[len("run: "):]
+                else:
+                    status = "timeout" if "timeout" in msg.lower() else "run_error"
+                self.adapter.capture(cand.sch.mod, status, msg)

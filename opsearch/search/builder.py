@@ -91,7 +91,7 @@ class PoolBuilder(PyBuilder):
 def _one_error(exc) -> str:
     """The useful part of a worker exception: the last lines, not the Python traceback."""
     text = str(exc).strip()
-    if "nvcc failed" in text:
-        return text[text.index("nvcc failed"):]
+    if "nvcc failed for sm_" in text:
+        return text[text.rindex("nvcc failed for sm_"):]
     lines = [line for line in text.splitlines() if line.strip()]
     return "\n".join(lines[-3:])[:2000] if lines else repr(exc)

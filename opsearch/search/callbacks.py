@@ -54,6 +54,8 @@ class ProgressCallback(PyMeasureCallback):
         p = self.plan[wl]
         for b, r in zip(builder_results, runner_results):
             p.measured += 1
+            if b.artifact_path and str(b.artifact_path).startswith(KNOWN):
+                p.cached += 1
             secs = [float(s) for s in (r.run_secs or [])]
             ok = b.error_msg is None and r.error_msg is None and secs and max(secs) < 1e9
             if not ok:

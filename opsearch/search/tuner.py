@@ -68,7 +68,8 @@ class WorkloadProgress:
     workload: Workload
     spent_before: int
     budget: int  # trials this run may use for this workload
-    measured: int = 0
+    measured: int = 0  # trials used in this run
+    cached: int = 0  # of which answered from the database (measured by an earlier run)
     failed: int = 0
     best_us: float | None = None
     since_best: int = 0
@@ -84,6 +85,7 @@ class TuneResult:
     best: object  # opsearch.db.records.Record | None
     trials_before: int
     trials_run: int
+    cached: int  # trials answered from earlier measurements instead of measuring again
     failed: int
     verified: bool | None
     stopped: str  # "budget", "time limit", "early stop", "interrupted", "already tuned"
@@ -229,9 +231,13 @@ class Tuner:
         by_hash = {str(tvm_ffi.structural_hash(m)): wl for wl, m in mods.items()}
         tasks, task_wl = [], []
         for wl in active:
+            space, multistage = design_space(wl, self.target, mods[wl])
+            # Evolving schedules of many stages is costly (each mutation replays every stage):
+            # a smaller population keeps a search iteration within seconds on small machines.
+            population = min(cfg.population, 48) if multistage else cfg.population
             tasks.append(ms.TuneContext(
-                mod=mods[wl], target=tvm_target, space_generator=design_space(wl, self.target),
-                search_strategy=ms.search_strategy.EvolutionarySearch(population_size=cfg.population),
+                mod=mods[wl], target=tvm_target, space_generator=space,
+                search_strategy=ms.search_strategy.EvolutionarySearch(population_size=population),
                 task_name=f"{wl.op}", rand_state=cfg.seed, num_threads=self.target.num_cores or "physical"))
             task_wl.append(wl)
 
@@ -300,7 +306,7 @@ class Tuner:
         best, verified = None, None
         if self.config.measure:
             best, verified = self._verified_best(wl) if self.config.verify else (self.db.best(wl, self.target, shipped=False), None)
-        return TuneResult(wl, self.target.name, best, p.spent_before, p.measured, p.failed, verified, stopped)
+        return TuneResult(wl, self.target.name, best, p.spent_before, p.measured, p.cached, p.failed, verified, stopped)
 
     def _verified_best(self, wl: Workload, tries: int = 5):
         """The fastest record that replays and matches the reference; wrong ones are marked."""

@@ -1,0 +1,32 @@
+"""``opsearch tune`` rejects bad input with one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+EXE = os.path.join(os.path.dirname(sys.executable), "opsearch")
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["tune", "nosuch_op", "--example", "x"], "unknown operator 'nosuch_op'"),
+        (["tune", "dilated_conv2d", "--args", "{bad json"], "--args is not valid JSON"),
+        (["tune", "dilated_conv2d", "--args", "[1, 2]"], "--args must be a JSON object"),
+        (["tune", "dilated_conv2d", "--args", '{"x": [1, 8, 8], "weight": [8, 8, 3, 3]}'], "'x' must have rank 4"),
+        (["tune", "dilated_conv2d", "--example", "nope"], "unknown example 'nope'"),
+        (["tune", "dilated_conv2d", "--example", "context_d4", "--target", "tpu"], "unknown target 'tpu'"),
+        (["tune", "dilated_conv2d", "--example", "context_d4", "--trials", "-5"], "--trials must be positive, got -5"),
+        (["tune", "dilated_conv2d"], "give exactly one of --example NAME and --args JSON"),
+        (["tune"], "give an operator"),
+    ],
+)
+def test_bad_tune_input(args, message, tmp_path):
+    p = subprocess.run([EXE, *args, "--db", f"sqlite:///{tmp_path / 'x.db'}"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], p.stderr

@@ -1,0 +1,34 @@
+"""Fixtures for tuning tests: one small tuned database shared by the module's tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from opsearch import ops
+
+# One small workload per family, shaped so the generic default schedule is weak (widths that
+# its vectoriser cannot split), which a few trials of search must beat.
+FAMILY_WORKLOADS = {
+    "dilated": ("dilated_conv2d", dict(x=[1, 16, 30, 30], weight=[16, 16, 3, 3], padding=2, dilation=2)),
+    "shift-add": ("adder_conv2d", dict(x=[1, 8, 18, 18], weight=[8, 8, 3, 3], padding=1)),
+    "dynamic": ("involution2d", dict(x=[1, 16, 18, 18], kernel=[1, 2, 9, 18, 18], kernel_size=3, padding=1)),
+    "fft": ("fft_conv1d", dict(u=[1, 2, 64], k=[2, 64])),
+}
+
+
+def family_workload(family: str):
+    name, args = FAMILY_WORKLOADS[family]
+    return ops.get(name).workload(**args)
+
+
+@pytest.fixture(scope="session")
+def tuned_db(tmp_path_factory):
+    """A SQLite database with 12 tuned trials of each family's workload (built once)."""
+    from opsearch import db as dbmod
+    from opsearch.search import tune
+
+    path = tmp_path_factory.mktemp("tuned") / "tuned.db"
+    db = dbmod.connect(f"sqlite:///{path}")
+    results = tune([family_workload(f) for f in FAMILY_WORKLOADS], "cpu", db, trials=48,
+                   trials_per_workload=12, batch=6)
+    return db, {r.workload: r for r in results}

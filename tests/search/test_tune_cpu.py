@@ -1,0 +1,54 @@
+"""Tuning on this CPU: each family improves on its default schedule with a tiny budget, every
+candidate lands in the database, and the reported best matches the operator's reference."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+import torch
+
+from opsearch import kernels, ops
+from tests.search.conftest import FAMILY_WORKLOADS, family_workload
+
+
+def _default_us(wl) -> float:
+    k = kernels.default_kernel(wl, "cpu")
+    op = ops.get(wl.op)
+    gen = torch.Generator().manual_seed(0)
+    t = [op.sample(wl.args, p, wl.args[p.name], gen, torch.float32) for p in op.tensors if wl.args[p.name] is not None]
+    return statistics.median(k.time_ms(*t, number=1, repeat=7, min_repeat_ms=20)) * 1e3
+
+
+@pytest.mark.parametrize("family", list(FAMILY_WORKLOADS))
+def test_tuning_improves_on_default_and_is_correct(family, tuned_db):
+    db, results = tuned_db
+    wl = family_workload(family)
+    r = results[wl]
+    assert r.trials_run == 12 and r.trials_before == 0
+    assert db.count(wl, "cpu") == 12
+    history = db.history(wl, "cpu")
+    assert len({rec.module_hash for rec in history}) == 12  # every candidate distinct
+    assert all(rec.status in ("ok", "build_error", "run_error", "timeout", "wrong_result") for rec in history)
+    assert r.best is not None and r.verified is True
+    assert r.best.mean_us == min(rec.mean_us for rec in history if rec.status == "ok")
+    default = _default_us(wl)
+    assert r.best.mean_us < default, f"tuned {r.best.mean_us:.1f} us vs default {default:.1f} us"
+
+
+def test_budget_is_counted_from_the_database(tuned_db):
+    from opsearch.search import tune
+
+    db, _ = tuned_db
+    wl = family_workload("dilated")
+    (again,) = tune(wl, "cpu", db, trials=12)
+    assert again.stopped == "already tuned" and again.trials_run == 0
+    assert db.count(wl, "cpu") == 12
+
+
+def test_bad_budget_is_rejected():
+    from opsearch.errors import OpsearchError
+    from opsearch.search import tune
+
+    with pytest.raises(OpsearchError, match="trials must be positive, got -1"):
+        tune(family_workload("fft"), "cpu", "sqlite://", trials=-1)
