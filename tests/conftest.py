@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
 import torch
 
 # Compiled kernels go to a per-session cache, not the user's (opsearch.cache).
-os.environ.setdefault("OPSEARCH_CACHE_DIR", tempfile.mkdtemp(prefix="opsearch-test-cache-"))
 # ... and the default schedule database is a per-session file, not the user's.
-os.environ.setdefault("OPSEARCH_DB", "sqlite:///" + os.path.join(tempfile.mkdtemp(prefix="opsearch-test-db-"), "opsearch.db"))
+_SCRATCH = tempfile.mkdtemp(prefix="opsearch-test-")
+atexit.register(shutil.rmtree, _SCRATCH, True)
+os.environ.setdefault("OPSEARCH_CACHE_DIR", os.path.join(_SCRATCH, "kernels"))
+os.environ.setdefault("OPSEARCH_DB", "sqlite:///" + os.path.join(_SCRATCH, "opsearch.db"))
 
 SEED = int.from_bytes(os.urandom(4), "little")
 

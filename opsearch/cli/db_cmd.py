@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from ..errors import DatabaseError, WorkloadError
+from ..errors import DatabaseError
+from .common import parse_args_json
 
 db_option = click.option("--db", "url", metavar="URL", default=None,
                          help="Database URL (default: $OPSEARCH_DB, else the user's SQLite file).")
@@ -21,14 +22,7 @@ def _connect(url: str | None):
     return dblib.connect(url)
 
 
-def _args(text: str) -> dict[str, Any]:
-    try:
-        args = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise WorkloadError(f"--args is not valid JSON: {e.msg} at column {e.colno}") from None
-    if not isinstance(args, dict):
-        raise WorkloadError('--args must be a JSON object, e.g. \'{"x": [1, 8, 32], "weight": [8, 8, 3]}\'')
-    return args
+_args = parse_args_json
 
 
 def _workload(op: str, args: str):

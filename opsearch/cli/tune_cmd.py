@@ -27,13 +27,9 @@ def _workloads(op_name, example, args, pending, db, target):
         return [op.example(name) for name in op.examples]
     if example is not None:
         return [op.example(example)]
-    try:
-        parsed = json.loads(args)
-    except json.JSONDecodeError as e:
-        raise OpsearchError(f"--args is not valid JSON: {e.msg} at column {e.colno}") from None
-    if not isinstance(parsed, dict):
-        raise OpsearchError("--args must be a JSON object mapping parameters to shapes and values")
-    return [op.workload(**parsed)]
+    from .common import parse_args_json
+
+    return [op.workload(**parse_args_json(args))]
 
 
 @click.command("tune")

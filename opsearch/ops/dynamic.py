@@ -181,7 +181,6 @@ class LightweightConv1d(_HeadConv1d):
         return super().sample(a, param, shape, gen, dtype)
 
     def reference(self, a, x, weight):
-        import torch
         import torch.nn.functional as F
 
         c = x.shape[1]

@@ -10,6 +10,7 @@ Workers are recycled every ``recycle_after`` batches (the pool leaks memory over
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 from tvm.ir.utils import derived_object
@@ -86,6 +87,7 @@ class PoolBuilder(PyBuilder):
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
+        shutil.rmtree(self.out_dir, ignore_errors=True)
 
 
 def _one_error(exc) -> str:

@@ -56,7 +56,7 @@ class ModuleHandoff(PyBuilder):
             results.append(BuilderResult(path, None))
         return results
 
-    def cleanup(self) -> None:
+    def shutdown(self) -> None:
         shutil.rmtree(self.out_dir, ignore_errors=True)
 
 
