@@ -44,3 +44,27 @@ def test_pending_cli_lists_nothing_to_tune_for_empty_db(tmp_path):
                        text=True, timeout=120)
     assert p.returncode == 0 and "nothing pending" in (p.stdout + p.stderr)
     assert torch.__version__  # torch importable alongside
+
+
+def test_pending_workloads_get_tuned(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from opsearch import db as dbmod
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    db = dbmod.connect(url)
+    wl = ops.get("lightweight_conv1d").workload(x=[1, 8, 33], weight=[2, 5])
+    assert kernel_for(wl, "cpu", db).source == "default schedule"
+    assert [w for w, _ in db.pending("cpu")] == [wl]
+
+    exe = os.path.join(os.path.dirname(sys.executable), "opsearch")
+    p = subprocess.run([exe, "tune", "--pending", "--trials", "4", "--batch", "4", "--db", url, "--json",
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    (row,) = json.loads(p.stdout)["results"]
+    assert row["op"] == "lightweight_conv1d" and row["trials_run"] == 4
+    assert db.count(wl, "cpu") == 4 and db.pending("cpu") == []
+    assert kernel_for(wl, "cpu", db).source.startswith("tuned")
