@@ -44,7 +44,7 @@ class ModuleReport:
     module: str  # class name
     swapped_from: str | None  # original class when optimize() replaced it
     workloads: tuple[str, ...]  # Workload.short() of each kernel the module ran
-    schedule: str  # "default schedule" until tuned kernels land
+    schedule: str  # where the kernels came from: "tuned (...)", "nearest tuned workload (...)", "default schedule"
     kernel_ms: float  # median forward latency on the example inputs, opsearch kernels
     pytorch_ms: float  # the same with use_opsearch=False
 
@@ -177,16 +177,16 @@ def _capture(model: nn.Module, example_inputs, names: dict[str, nn.Module]):
     return seen, wls
 
 
-def optimize(model: nn.Module, example_inputs, target: str = "cpu", db: Any = None, tune: bool = False):
+def optimize(model: nn.Module, example_inputs, target: str = "cpu", db: Any = None, tune: bool | int = False):
     """Swap supported layers for opsearch modules (sharing parameters, in place), route every
     opsearch module to kernels for ``target`` and report on each.
 
     ``example_inputs``: a tuple of positional arguments (a single tensor is accepted). ``db`` is
-    passed to :func:`opsearch.torch_ops.kernel_for`. Returns ``(model, OptimizeReport)``.
-    Raises :class:`TargetError` for a non-CPU target.
+    passed to :func:`opsearch.torch_ops.kernel_for`. ``tune``: False, True (64 trials per
+    workload) or a trial budget per workload: workloads without a tuned record are tuned into
+    ``db`` first. Returns ``(model, OptimizeReport)``. Raises :class:`TargetError` for a
+    non-CPU target.
     """
-    if tune:
-        raise NotImplementedError("optimize(tune=True) arrives with the tuning database; use tune=False")
     spec = resolve(target)
     if spec.kind != "llvm":
         raise TargetError(f"opsearch.optimize runs kernels on the CPU; target '{spec.name}' is not a CPU target")
@@ -204,11 +204,25 @@ def optimize(model: nn.Module, example_inputs, target: str = "cpu", db: Any = No
     modes = {m: m.training for m in model.modules()}
     model.eval()  # measuring must not update batch-norm statistics
     try:
+        if tune:
+            _tune_missing(model, example_inputs, mods, target, db, 64 if tune is True else int(tune))
         report = _measure(model, example_inputs, mods, origin, spec.name, target, db)
     finally:
         for m, training in modes.items():
             m.training = training
     return model, report
+
+
+def _tune_missing(model, example_inputs, mods, target, db, budget: int) -> None:
+    """Tune every workload the model runs that has no tuned record yet, then re-pick kernels."""
+    from .search import tune
+
+    _, wls = _capture(model, example_inputs, mods)
+    ran = list(dict.fromkeys(wl for ws in wls.values() for wl in ws))
+    missing = [wl for wl in ran if not torch_ops.schedule_source(torch_ops.kernel_for(wl, target, db)).startswith("tuned")]
+    if missing:
+        tune(missing, target, db, trials=budget * len(missing), trials_per_workload=budget)
+        torch_ops.reset()
 
 
 def _measure(model, example_inputs, mods, origin, target_name, target, db) -> "OptimizeReport":

@@ -68,3 +68,19 @@ def test_pending_workloads_get_tuned(tmp_path):
     assert row["op"] == "lightweight_conv1d" and row["trials_run"] == 4
     assert db.count(wl, "cpu") == 4 and db.pending("cpu") == []
     assert kernel_for(wl, "cpu", db).source.startswith("tuned")
+
+
+def test_optimize_tunes_missing_workloads(tmp_path):
+    import opsearch
+    from opsearch import db as dbmod
+
+    db = dbmod.connect(f"sqlite:///{tmp_path / 'o.db'}")
+    model = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, padding=2, dilation=2), torch.nn.ReLU())
+    x = torch.randn(1, 4, 12, 12)
+    expected = model(x)
+    model, report = opsearch.optimize(model, (x,), target="cpu", db=db, tune=4)
+    assert [m.name for m in report.modules] == ["0"]
+    assert report.modules[0].schedule.startswith("tuned"), report.modules[0]
+    wl = ops.get("dilated_conv2d").workload(x=[1, 4, 12, 12], weight=[4, 4, 3, 3], bias=[4], padding=2, dilation=2)
+    assert db.count(wl, "cpu") == 4
+    assert relative_error(model(x).detach(), expected.detach().double()) <= 1e-5
