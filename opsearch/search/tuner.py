@@ -13,10 +13,10 @@ run reports it.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -261,7 +261,8 @@ class Tuner:
         cost_model = self._cost_model(workload_of)
         budget = max(plan[wl].budget for wl in active)
         batch = min(cfg.batch, min(plan[wl].budget for wl in active))
-        previous = signal.getsignal(signal.SIGINT)
+        main_thread = threading.current_thread() is threading.main_thread()  # signals only work there
+        previous = signal.getsignal(signal.SIGINT) if main_thread else None
 
         def on_sigint(signum, frame):
             if self.interrupted:  # a second Ctrl-C aborts at once
@@ -274,7 +275,8 @@ class Tuner:
         self.started = time.monotonic()
         status = "done"
         try:
-            signal.signal(signal.SIGINT, on_sigint)
+            if main_thread:
+                signal.signal(signal.SIGINT, on_sigint)
             self.progress({"event": "start", "run_id": run.id, "tasks": len(active), "budget": sum(plan[w].budget for w in active)})
             ms.tune_tasks(
                 tasks=tasks, task_weights=[1.0] * len(tasks), work_dir=work_dir,
@@ -286,7 +288,8 @@ class Tuner:
             status = "failed"
             raise
         finally:
-            signal.signal(signal.SIGINT, previous)
+            if main_thread:
+                signal.signal(signal.SIGINT, previous)
             if self.interrupted and status == "done":
                 status = "interrupted"
             self.db.finish_run(run.id, status)
@@ -333,6 +336,3 @@ def tune(workloads: list[Workload] | Workload, target: str = "cpu", db=None, pro
         workloads = [workloads]
     return Tuner(workloads, target, db, replace(TuneConfig(), **config), progress).run()
 
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")

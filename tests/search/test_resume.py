@@ -49,3 +49,30 @@ def test_sigkill_then_resume(tmp_path):
     assert len(history) == 16 - row["cached"]
     assert len({r.module_hash for r in history}) == len(history)
     assert row["verified"] is True
+
+
+def test_ctrl_c_stops_after_the_batch_in_flight(tmp_path):
+    import json
+
+    url = f"sqlite:///{tmp_path / 'int.db'}"
+    cmd = [EXE, "tune", "dilated_conv1d", "--args", ARGS, "--trials", "64", "--batch", "4", "--db", url,
+           "--json", "--out", str(tmp_path)]
+    wl = ops.get("dilated_conv1d").workload(x=[1, 8, 96], weight=[8, 8, 3], dilation=3)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    db = dbmod.connect(url)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if db.count(wl, "cpu") >= 4:
+                break
+        except Exception:  # noqa: BLE001
+            pass
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    (row,) = json.loads(out)["results"]
+    assert row["stopped"] == "interrupted"
+    n = db.count(wl, "cpu")
+    assert 4 <= n < 64 and row["trials_run"] == n
+    assert row["verified"] is True  # the best so far is still checked and reported
