@@ -3,7 +3,7 @@
 Inserts N synthetic records (1,000 workloads x 2 targets x N/2000 candidates each, realistic
 2.5 kB traces), then times ``Database.best`` on random workloads (median/p95 over LOOKUPS
 calls), an export of everything, and an import into a fresh database (without trace replay,
-which needs real traces; see RESULTS-db.md for its cost).
+which needs real traces; see RESULTS.md for its cost).
 
     python benchmarks/db_bench.py                                   # SQLite in a temp dir
     python benchmarks/db_bench.py --pg postgresql://postgres@127.0.0.1:5432/postgres
