@@ -16,21 +16,27 @@ EXE = os.path.join(os.path.dirname(sys.executable), "opsearch")
 ARGS = '{"x": [1, 8, 96], "weight": [8, 8, 3], "dilation": 3}'
 
 
+def _wait_for_records(url, wl, n, proc, timeout=300.0):
+    """Poll the child's database until it holds ``n`` records of ``wl`` (or the child exits)."""
+    db = dbmod.connect(url)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if db.count(wl, "cpu") >= n:
+                break
+        except Exception:  # noqa: BLE001 - the child may still be creating the schema
+            pass
+        time.sleep(0.2)
+    return db
+
+
 def test_sigkill_then_resume(tmp_path):
     url = f"sqlite:///{tmp_path / 'resume.db'}"
     cmd = [EXE, "tune", "dilated_conv1d", "--args", ARGS, "--trials", "16", "--batch", "4", "--db", url,
            "--json", "--out", str(tmp_path)]
     wl = ops.get("dilated_conv1d").workload(x=[1, 8, 96], weight=[8, 8, 3], dilation=3)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    db = dbmod.connect(url)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            if db.count(wl, "cpu") >= 4:
-                break
-        except Exception:  # noqa: BLE001 - the child may still be creating the schema
-            pass
-        time.sleep(0.2)
+    db = _wait_for_records(url, wl, 4, proc)
     assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -59,15 +65,7 @@ def test_ctrl_c_stops_after_the_batch_in_flight(tmp_path):
            "--json", "--out", str(tmp_path)]
     wl = ops.get("dilated_conv1d").workload(x=[1, 8, 96], weight=[8, 8, 3], dilation=3)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    db = dbmod.connect(url)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            if db.count(wl, "cpu") >= 4:
-                break
-        except Exception:  # noqa: BLE001
-            pass
-        time.sleep(0.2)
+    db = _wait_for_records(url, wl, 4, proc)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]
