@@ -52,7 +52,7 @@ def _distance(a: Workload, b: Workload) -> float:
     for k, va in da.items():
         vb = db_.get(k)
         if isinstance(va, tuple) and va and isinstance(va[0], int) and isinstance(vb, tuple) and len(va) == len(vb):
-            d += sum(abs(math.log(x / y)) for x, y in zip(va, vb))
+            d += sum(abs(math.log((x + 1) / (y + 1))) for x, y in zip(va, vb))  # sizes may be 0 (padding)
         elif k == "dtype" and va != vb:
             return math.inf
         elif va != vb:

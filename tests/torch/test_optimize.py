@@ -64,11 +64,10 @@ def test_optimize_conv1d_rules(gen):
     assert [m.name for m in report.modules] == ["1", "2", "3"]
 
 
-def test_optimize_rejects_gpu_targets_and_tune():
+def test_optimize_rejects_gpu_targets():
+    # (optimize(tune=N) is tested with the tuner: tests/search/test_loading.py)
     with pytest.raises(TargetError, match="not a CPU target"):
         opsearch.optimize(nn.Sequential(), (torch.randn(1),), target="cuda:sm_90")
-    with pytest.raises(NotImplementedError, match="tune=True"):
-        opsearch.optimize(nn.Sequential(), (torch.randn(1),), tune=True)
 
 
 def test_load_returns_a_kernel(gen):
