@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from ..errors import WorkloadError
 
@@ -263,5 +263,3 @@ def out_len(size: int, pad_lo: int, pad_hi: int, dilation: int, kernel: int, str
 def prod(xs) -> int:
     return math.prod(xs)
 
-
-Reference = Callable[..., Any]
