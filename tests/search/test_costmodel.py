@@ -51,3 +51,64 @@ def test_save_load_round_trip_through_the_database(tuned_db):
     other.from_bytes(raw)
     x = np.concatenate([x for x, _ in groups.values()])
     np.testing.assert_allclose(other.score(x), model.score(x), rtol=1e-6)
+
+
+def _schedules(wl):
+    """Three distinct real schedules of ``wl``: unscheduled, a split, a split + parallel."""
+    import tvm
+
+    from opsearch.kernels import ir_module
+
+    out = []
+    for factor, parallel in ((None, False), (4, False), (2, True)):
+        sch = tvm.s_tir.Schedule(ir_module(wl))
+        if factor:
+            loops = sch.get_loops(sch.get_output_blocks(sch.get_sblock("root"))[0])
+            sch.split(loops[-1], [None, factor])
+            if parallel:
+                sch.parallel(loops[0])
+        out.append(sch)
+    return out
+
+
+def test_replay_records_keeps_order_and_agrees_with_load_groups(tmp_path):
+    import pytest
+
+    from opsearch import db as dbmod
+    from opsearch import ops
+    from opsearch.costmodel.dataset import replay_records
+    from opsearch.costmodel.features import N_FEATURES
+    from opsearch.db import Record
+    from opsearch.db.replay import module_hash, trace_json
+
+    target = "llvm:znver3"
+    wl = ops.get("dilated_conv1d").workload(x=[1, 5, 29], weight=[5, 5, 3], dilation=2)
+    scheds = _schedules(wl)
+    lat = np.random.default_rng().uniform(5.0, 500.0, size=3)
+    ok = [Record.new(wl, target, module_hash(s.mod), run_us=[t * 0.98, t * 1.02], trace=trace_json(s))
+          for s, t in zip(scheds, lat)]
+    failed = Record.new(wl, target, "failed", status="run_error", error="injected", trace=trace_json(scheds[1]))
+    unmeasured = Record.new(wl, target, "unmeasured", trace=trace_json(scheds[2]))
+    stale = Record.new(wl, target, "stale", run_us=[1.0], trace=[[["GetSBlock", [], ["no_such_block", "main"], ["b0"]]], []])
+    recs = [ok[0], failed, unmeasured, stale, ok[1], ok[2]]
+
+    g = replay_records(recs)
+    assert [r.module_hash for r in g.records] == [ok[0].module_hash, "failed", ok[1].module_hash, ok[2].module_hash]
+    np.testing.assert_allclose([s if s is None else s * 1e6 for s in g.secs][2:], lat[1:], rtol=1e-9)
+    assert g.secs[1] is None and abs(g.secs[0] * 1e6 - lat[0]) < 1e-6 * lat[0]
+    assert g.x.shape == (4, N_FEATURES) and len(g.candidates) == 4
+    np.testing.assert_array_equal(g.x[1], g.x[2])  # the failure replays the same schedule as ok[1]
+    assert not np.array_equal(g.x[0], g.x[2]) and not np.array_equal(g.x[2], g.x[3])
+    tail = g.subset(slice(2, None))
+    assert tail.secs == g.secs[2:] and np.array_equal(tail.x, g.x[2:]) and tail.key == g.key
+    assert len(replay_records(recs, limit=2)) == 2
+
+    other = ops.get("dilated_conv1d").workload(x=[1, 5, 31], weight=[5, 5, 3], dilation=2)
+    with pytest.raises(ValueError, match="one workload on one target"):
+        replay_records([ok[0], Record.new(other, target, "x", run_us=[1.0], trace=ok[0].trace)])
+
+    db = dbmod.connect(f"sqlite:///{tmp_path / 'cm.db'}")
+    db.add_records(recs)
+    (key, (x, secs)), = load_groups(db, "llvm").items()
+    assert key == g.key and np.array_equal(x, g.x)
+    np.testing.assert_allclose([s or 0.0 for s in secs], [s or 0.0 for s in g.secs], rtol=1e-9)
