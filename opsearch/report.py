@@ -12,6 +12,7 @@ MetaSchedule) with a bar chart of the speedup over PyTorch, and the cost model's
 from __future__ import annotations
 
 import html
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from .ops.spec import Workload
 #: Baseline names written by ``opsearch bench`` (``Database.add_baseline``), in table order.
 TUNED, PYTORCH, TVM_DEFAULT, STOCK_MS = "opsearch-tuned", "pytorch", "tvm-default", "stock-metaschedule"
 DASH = "\u2014"
+log = logging.getLogger(__name__)
 
 
 class ReportError(OpsearchError):
@@ -111,15 +113,25 @@ def model_report(db, target: str, rows, evaluate: bool) -> ModelReport:
 
     Accuracy is measured leave-one-workload-out (as ``opsearch model eval`` does) when at least two
     workloads have two measured, replayable records; a stored model is also scored on every group.
+    A failure of the evaluation (feature extraction, XGBoost) is noted on the page, not raised.
     """
     kind = target.split(":", 1)[0]
     stored = db.load_cost_model(kind)
     summary = None if stored is None else {"format": stored[0], "n_samples": stored[2], "metrics": stored[3]}
     if not evaluate:
         return ModelReport(kind, summary, note="evaluation skipped (--no-model-eval)")
-    if sum(1 for r in rows if r.n_ok >= 2) < 1:
+    if not any(r.n_ok >= 2 for r in rows):
         return ModelReport(kind, summary, note="not enough measured records to evaluate a cost model "
                                                "(no workload has two measured records on this target)")
+    try:
+        return _evaluate(db, kind, target, stored, summary)
+    except Exception as e:  # noqa: BLE001 - the rest of the page still stands
+        log.warning("cost-model evaluation failed: %s", e)
+        text = str(e).strip().splitlines()
+        return ModelReport(kind, summary, note=f"evaluation failed: {text[-1] if text else type(e).__name__}")
+
+
+def _evaluate(db, kind: str, target: str, stored, summary) -> ModelReport:
     import numpy as np
 
     from .costmodel import XGBCostModel, evaluate as evaluate_model, rank_metrics

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from opsearch import ops
+from tests.db.conftest import _pg_admin_engine, pg_database  # noqa: F401 - the PostgreSQL session fixture
 
 EXE = os.path.join(os.path.dirname(sys.executable), "opsearch")
 TARGET = "llvm:znver3"
@@ -73,12 +74,12 @@ def report_db(tmp_path_factory):
     url = f"sqlite:///{tmp_path_factory.mktemp('report') / 'report.db'}"
     db = dbmod.connect(url)
     expected = {}
-    for name, args in TUNED:
+    for i, (name, args) in enumerate(TUNED):
         wl = ops.get(name).workload(**args)
         scheds = _schedules(wl)
         lat = [rng.uniform(5.0, 500.0) for _ in scheds]
         # A failure first: the curve starts only at the first measured trial.
-        db.add_record(wl, TARGET, module_hash=f"failed-{wl.key()}", status="run_error", error="injected",
+        db.add_record(wl, TARGET, module_hash=f"failed-{i}", status="run_error", error="injected",
                       trace=trace_json(scheds[0]))
         for sch, t in zip(scheds, lat):
             db.add_record(wl, TARGET, module_hash=module_hash(sch.mod), run_us=[t * 0.99, t * 1.01],
@@ -226,6 +227,43 @@ def test_unwritable_directory_is_one_line_exit_2(tmp_path):
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 2 and len(lines) == 1, p.stderr
     assert "cannot write the report" in lines[0]
+
+
+@pytest.mark.postgres
+def test_postgresql_database_with_a_masked_password(report_db, pg_database, tmp_path):  # noqa: F811
+    import io
+    import uuid
+
+    import sqlalchemy as sa
+
+    from opsearch import db as dbmod
+
+    url, expected, benched = report_db
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = _pg_admin_engine(pg_database.render_as_string(hide_password=False))
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    admin.dispose()
+    # A password in the URL (ignored by trust authentication) must not reach the page.
+    pg = pg_database.set(password=pg_database.password or "hunter2").update_query_dict(
+        {"options": f"-csearch_path={schema}"})
+    secret, pg_url = pg.password, pg.render_as_string(hide_password=False)
+    with dbmod.connect(url) as src, dbmod.connect(pg_url) as dst:
+        buf = io.StringIO()
+        src.export(buf)
+        buf.seek(0)
+        assert dst.import_(buf, replay=False).imported == src.count()
+        for w in src.workloads():
+            for impl, us in src.baselines(w.workload, TARGET).items():
+                dst.add_baseline(w.workload, TARGET, impl, us)
+    out = tmp_path / "site"
+    p = _run("report", "--db", pg_url, "--target", TARGET, "--out", str(out), "--no-model-eval")
+    assert p.returncode == 0, p.stderr
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "postgresql+psycopg://" in page and str(secret) not in page and "***" in page
+    for wl in [*expected, benched]:
+        assert html.escape(wl.short()) in page, wl.short()
+    assert all((out / src).stat().st_size > 0 for src in _images(page))
 
 
 def test_best_so_far_skips_failures_until_the_first_measurement():
