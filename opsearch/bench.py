@@ -4,6 +4,11 @@ TVM's thread pool keeps spinning after a call and disturbs timings taken right a
 same process, so :func:`compare` runs one worker process per side (``python -m opsearch.bench
 WORKER``), alternating sides over rounds, and reports medians. Workers read workload keys on
 stdin and print one JSON object per workload.
+
+:func:`run_suite` is the ``opsearch bench`` runner: per round, one process each for the best
+pure-PyTorch implementations (``opsearch.baselines``, after the machine's fp32 GEMM peak), TVM's
+default schedules and the database's tuned records; every output is checked against the
+operator's reference before it is timed.
 """
 
 from __future__ import annotations
@@ -120,5 +125,223 @@ def example_workloads(names: list[str] | None = None) -> list[tuple[str, Workloa
     return [(ex, op.example(ex)) for op in specs for ex in op.examples]
 
 
+# ----------------------------------------------------------------------------- the bench suite
+SUITE_SIDES = ("pytorch", "tvm-default", "opsearch-tuned")
+PEAK_N = 2048  # fp32 GEMM size of the peak measurement
+
+
+def _check(op, wl: Workload, t: dict, y) -> float:
+    """||y - ref|| / ||ref|| against the float64 reference on the same inputs."""
+    ref = op.reference(wl.args, **{n: v.double() if v.is_floating_point() else v for n, v in t.items()})
+    ref = ref.double()
+    return float((y.double() - ref).norm() / ref.norm())
+
+
+def _measure_peak() -> dict:
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(PEAK_N, PEAK_N, generator=gen)
+    b = torch.randn(PEAK_N, PEAK_N, generator=gen)
+    ms = time_torch_ms(torch.mm, a, b, min_ms=100.0, repeat=5)
+    return {"peak": True, "ms": ms, "gflops": 2 * PEAK_N**3 / ms / 1e6}
+
+
+def _suite_one(side: str, key: str, opts: dict, cache: dict) -> dict:
+    import torch
+
+    d = json.loads(key)
+    op = ops.get(d["op"])
+    wl = op.workload(**d["args"])
+    t = _inputs(wl)
+    out: dict = {"key": key}
+    if side == "pytorch":
+        from . import baselines
+
+        b = baselines.get(op.name)
+        out["method"] = b.method
+        with torch.no_grad():
+            prepared = b.prepared(wl.args, **t)
+            out["rel_error"] = _check(op, wl, t, b.run(wl.args, **prepared))
+            out["ms"] = time_torch_ms(lambda: b.run(wl.args, **prepared), repeat=opts.get("repeat", 5))
+        return out
+    if side == "tvm-default":
+        from . import kernels
+
+        k = kernels.default_kernel(wl, opts["target"])
+    else:  # opsearch-tuned: the database's best record, rebuilt from its trace
+        from .loading import _from_record
+
+        if "db" not in cache:
+            from . import db as dbmod
+
+            cache["db"] = dbmod.connect(opts.get("db"))
+        rec = cache["db"].best(wl, opts["target"])
+        if rec is None:
+            out["untuned"] = True
+            return out
+        out.update(record_id=rec.id, record_source=rec.source, record_us=rec.mean_us)
+        k = _from_record(rec, wl, opts["target"])
+    out["rel_error"] = _check(op, wl, t, k(*t.values()))
+    out["ms"] = statistics.median(k.time_ms(*t.values(), number=1, repeat=max(3, opts.get("repeat", 5) + 2),
+                                            min_repeat_ms=50))
+    return out
+
+
+def _suite_worker(side: str, keys: list[str], opts: dict) -> None:
+    """One bench process: one of :data:`SUITE_SIDES` over ``keys`` (the PyTorch side measures the
+    GEMM peak first); a workload that fails prints its error instead of a time, the others still run."""
+    import torch
+
+    torch.set_num_threads(opts["threads"])
+    if side == "pytorch":
+        print(json.dumps(_measure_peak()), flush=True)
+    cache: dict = {}
+    for key in keys:
+        try:
+            out = _suite_one(side, key, opts, cache)
+        except Exception as e:  # noqa: BLE001 - one broken workload must not hide the others
+            msg = str(e).strip().splitlines()
+            out = {"key": key, "error": f"{type(e).__name__}: {msg[-1] if msg else ''}"[:300]}
+        print(json.dumps(out), flush=True)
+
+
+def _run_suite_worker(side: str, keys: list[str], opts: dict) -> dict[str, dict]:
+    """Run one suite worker process; a crash (e.g. a segfaulting kernel) marks the workloads it
+    did not report as failed instead of aborting the suite."""
+    import os
+
+    env = dict(os.environ, TVM_NUM_THREADS=str(opts["threads"]), OMP_NUM_THREADS=str(opts["threads"]))
+    proc = subprocess.run([sys.executable, "-m", "opsearch.bench", side, json.dumps(opts)], input="\n".join(keys),
+                          capture_output=True, text=True, env=env)
+    got = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("{"):
+            r = json.loads(line)
+            got[r.get("key", "peak")] = r
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1][:300]
+        for key in keys:
+            got.setdefault(key, {"key": key, "error": f"{side} worker died: {tail}"})
+    return got
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One implementation on one workload: median latency over rounds, or why there is none."""
+
+    us: float | None = None
+    rel_error: float | None = None
+    ok: bool = False  # measured and matching the reference
+    note: str = ""  # method, record, "untuned", or the error
+
+
+@dataclass
+class SuiteRow:
+    example: str
+    workload: Workload
+    flops: int
+    results: dict[str, Measurement]
+
+
+@dataclass
+class Suite:
+    target: str
+    threads: int
+    rounds: int
+    peak_gflops: float | None
+    rows: list[SuiteRow]
+
+    def gflops(self, row: SuiteRow, impl: str) -> float | None:
+        m = row.results.get(impl)
+        return row.flops / m.us / 1e3 if m and m.ok else None
+
+    def speedup(self, row: SuiteRow, impl: str) -> float | None:
+        m, base = row.results.get(impl), row.results.get("pytorch")
+        return base.us / m.us if m and m.ok and base and base.ok else None
+
+    def headline(self, row: SuiteRow) -> str | None:
+        """The implementation the summary counts: tuned when there is a tuned record, else default."""
+        for impl in ("opsearch-tuned", "tvm-default"):
+            if self.speedup(row, impl) is not None:
+                return impl
+        return None
+
+    def geomean_speedup(self, impl: str | None = None) -> tuple[float | None, int]:
+        """Geometric-mean speedup over PyTorch of ``impl`` (the headline one by default), and over
+        how many workloads."""
+        import math
+
+        xs = [self.speedup(r, impl or self.headline(r)) for r in self.rows if (impl or self.headline(r))]
+        xs = [x for x in xs if x]
+        return (math.exp(sum(map(math.log, xs)) / len(xs)) if xs else None), len(xs)
+
+
+def _merge(runs: list[dict], key: str, tolerance: float) -> Measurement:
+    rs = [r[key] for r in runs if key in r]
+    if not rs:
+        return Measurement(note="not run")
+    errors = [r["error"] for r in rs if "error" in r]
+    if errors:
+        return Measurement(note=errors[0])
+    if any(r.get("untuned") for r in rs):
+        return Measurement(note="untuned")
+    err = max(r["rel_error"] for r in rs)
+    us = statistics.median(r["ms"] for r in rs) * 1e3
+    note = rs[0].get("method") or (f"record {rs[0]['record_id']} ({rs[0]['record_source']})" if "record_id" in rs[0] else "")
+    if not err <= tolerance:  # NaN fails too
+        return Measurement(us, err, False, f"WRONG: rel. error {err:.1e} > {tolerance:g}")
+    return Measurement(us, err, True, note)
+
+
+def run_suite(workloads: list[tuple[str, Workload]], target: str, db, *, rounds: int = 1, threads: int = 2,
+              db_url: str | None = None, store: bool = True, progress=None) -> Suite:
+    """Time every ``(example, workload)`` as PyTorch, TVM default and opsearch tuned, each side in
+    its own process per round (sides alternate), plus the fp32 GEMM peak (in the PyTorch process,
+    which never loads TVM); medians over rounds.
+
+    ``db`` (a :class:`~opsearch.db.Database`) supplies the tuned records (the workers reopen it
+    from ``db_url``) and ``stock-metaschedule`` baselines, and receives every verified latency as
+    a baseline (``pytorch``, ``tvm-default``, ``opsearch-tuned``; ``sgemm-peak`` is the latency
+    the workload's FLOPs would take at the measured GEMM rate) unless ``store`` is false.
+    """
+    say = progress or (lambda msg: None)
+    keys = [wl.key() for _, wl in workloads]
+    tuned_keys = [wl.key() for _, wl in workloads if db.best(wl, target) is not None]
+    opts = {"target": target, "threads": threads, "db": db_url}
+    runs: dict[str, list[dict]] = {side: [] for side in SUITE_SIDES}
+    for r in range(rounds):
+        for side in runs:
+            ks = tuned_keys if side == "opsearch-tuned" else keys
+            if not ks:
+                continue
+            say(f"round {r + 1}/{rounds}: {side}{' (and the GEMM peak)' if side == 'pytorch' else ''}, "
+                f"{len(ks)} workload(s) in one process")
+            runs[side].append(_run_suite_worker(side, ks, opts))
+    peaks = [p["peak"]["gflops"] for p in runs["pytorch"] if "gflops" in p.get("peak", {})]
+    peak = statistics.median(peaks) if peaks else None
+    rows = []
+    for name, wl in workloads:
+        op = ops.get(wl.op)
+        key = wl.key()
+        res = {side: _merge(runs[side], key, op.tolerance) for side in SUITE_SIDES}
+        if key not in tuned_keys:
+            res["opsearch-tuned"] = Measurement(note="untuned")
+        stock = db.baselines(wl, target).get("stock-metaschedule")
+        res["stock-metaschedule"] = Measurement(stock, None, True, "from the database") if stock else Measurement()
+        rows.append(SuiteRow(name, wl, op.flops(wl), res))
+        if store:
+            for side in SUITE_SIDES:
+                if res[side].ok:
+                    db.add_baseline(wl, target, side, res[side].us)
+            if peak:
+                db.add_baseline(wl, target, "sgemm-peak", op.flops(wl) / peak / 1e3)
+    return Suite(target, threads, rounds, peak, rows)
+
+
 if __name__ == "__main__":
-    _worker(sys.argv[1], [line for line in sys.stdin.read().splitlines() if line.strip()])
+    _keys = [line for line in sys.stdin.read().splitlines() if line.strip()]
+    if len(sys.argv) > 2:
+        _suite_worker(sys.argv[1], _keys, json.loads(sys.argv[2]))
+    else:
+        _worker(sys.argv[1], _keys)

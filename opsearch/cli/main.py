@@ -36,6 +36,7 @@ def _register() -> None:
     cli.add_command(demo_cmd.demo)
     cli.add_command(tune_cmd.tune)
     cli.add_command(model_cmd.model)
+    cli.add_command(__import__(f"{__package__}.bench_cmd", fromlist=["bench"]).bench)
     cli.add_command(__import__(f"{__package__}.report_cmd", fromlist=["report"]).report)
     try:
         from . import db_cmd
