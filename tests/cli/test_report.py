@@ -186,8 +186,8 @@ def test_every_image_renders_in_headless_chromium(report_page, tmp_path):
     probe = site / "_browser_check.html"
     probe.write_text(report_page.read_text(encoding="utf-8").replace("</body>", mark + "</body>"), encoding="utf-8")
     try:
-        p = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
-                            "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
+        p = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                            f"--user-data-dir={tmp_path}", "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
                            capture_output=True, text=True, timeout=120)
     finally:
         probe.unlink()
