@@ -7,6 +7,12 @@ applies is semantics-preserving), and otherwise uses the default schedule and no
 as pending, so ``opsearch tune --pending`` tunes it later. Traces are rebuilt locally and the
 library cached on disk by content hash (``opsearch.cache``); nothing executable comes from the
 database. A database that cannot be opened degrades to default kernels with one warning.
+
+For a SQLite file (the default) the reads go through ``opsearch.dbread`` (standard-library
+``sqlite3``, the same queries on the live database) so a fresh process does not import
+SQLAlchemy just to find its kernels; other URLs, database objects, a missing file or another
+schema revision use the ORM (:class:`opsearch.db.Database`), as does the one write (noting a
+workload as pending, done only when it is not noted yet).
 """
 
 from __future__ import annotations
@@ -60,35 +66,132 @@ def _distance(a: Workload, b: Workload) -> float:
     return d
 
 
+def _replay(trace: Any, wl: Workload):
+    """``opsearch.db.replay.replay`` without importing ``opsearch.db`` (whose package imports
+    SQLAlchemy): the trace applied to the workload's IR, ValueError if it no longer applies."""
+    import sys
+
+    if "opsearch.db.replay" in sys.modules:
+        return sys.modules["opsearch.db.replay"].replay(trace, wl)
+    from tvm.s_tir import Schedule, Trace
+
+    if not isinstance(trace, list) or len(trace) != 2:
+        raise ValueError("trace must be a MetaSchedule trace in JSON form ([instructions, decisions])")
+    sch = Schedule(_workload_mod(wl))
+    try:
+        Trace.apply_json_to_schedule(trace, sch)
+    except Exception as e:  # noqa: BLE001 - TVM raises many types; any of them means "does not apply"
+        msg = str(e).strip().splitlines()
+        raise ValueError(f"trace does not replay: {msg[-1] if msg else type(e).__name__}") from None
+    return sch
+
+
+@functools.lru_cache(maxsize=64)
+def _workload_mod(wl: Workload):
+    return kernels.ir_module(wl)
+
+
 def _from_record(rec, wl: Workload, target) -> kernels.Kernel:
     from . import cache
-    from .db.replay import replay
 
-    sch = replay(rec.trace, wl)
+    sch = _replay(rec.trace, wl)
     k = cache.cached_kernel(wl, target, sch, key_text=json.dumps(rec.trace, sort_keys=True))
     return k
 
 
+class _OrmStore:
+    """Selection's view of an ORM :class:`opsearch.db.Database`."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def best(self, wl: Workload, spec):
+        return self.store.best(wl, spec)
+
+    def tuned_workloads(self, op: str, spec) -> list[Workload]:
+        return [info.workload for info in self.store.workloads(op=op, target=spec)]
+
+    def note_pending(self, wl: Workload, spec) -> None:
+        self.store.note_pending(wl, spec)
+
+
+class _SqliteStore:
+    """Selection's view of a SQLite file read with the standard library (``opsearch.dbread``);
+    noting a workload as pending goes through the ORM, and only when it is not noted yet."""
+
+    def __init__(self, reader, url: str | None):
+        self.reader, self.url = reader, url
+
+    def best(self, wl: Workload, spec):
+        return self.reader.best(wl, spec.name)
+
+    def tuned_workloads(self, op: str, spec) -> list[Workload]:
+        return self.reader.tuned_workloads(op, spec.name)
+
+    def note_pending(self, wl: Workload, spec) -> None:
+        if self.reader.is_pending(wl, spec.name):
+            return
+        store = open_db(self.url)
+        if store is not None:
+            store.note_pending(wl, spec)
+
+
+def _selection_store(db: Any):
+    """The store kernel selection reads: a light SQLite reader when ``db`` is a plain SQLite URL
+    (or None for the default database) that opens at the current schema, else the ORM."""
+    if db is None or isinstance(db, str):
+        from . import dbread
+
+        try:
+            reader = dbread.Reader.open(db)
+        except Exception as e:  # noqa: BLE001 - the ORM path reports problems properly
+            log.debug("light database reader unavailable: %s", e)
+            reader = None
+        if reader is not None:
+            return _SqliteStore(reader, db)
+    store = open_db(db)
+    return None if store is None else _OrmStore(store)
+
+
 def kernel_for(wl: Workload, target: str = "cpu", db: Any = None) -> kernels.Kernel:
     """The kernel to run ``wl`` on a CPU ``target``; ``kernel.source`` says where it came from."""
+    import sqlite3
+
     spec = resolve(target)
-    store = open_db(db)
+    store = _selection_store(db)
     if store is not None:
-        rec = store.best(wl, spec)
-        if rec is not None:
-            try:
-                k = _from_record(rec, wl, spec)
-                k.source = f"tuned ({rec.source}, {rec.mean_us:.1f} us)"
-                return k
-            except ValueError as e:
-                log.warning("best record of %s no longer replays: %s", wl.op, e)
-        k = _nearest(store, wl, spec)
-        if k is not None:
-            return k
         try:
-            store.note_pending(wl, spec)
-        except Exception as e:  # noqa: BLE001 - a read-only database still serves kernels
-            log.warning("could not note %s as pending: %s", wl.op, e)
+            return _select(store, wl, spec)
+        except sqlite3.Error as e:
+            if not isinstance(store, _SqliteStore):
+                raise
+            log.warning("reading %s failed (%s); retrying through SQLAlchemy", store.reader.path, e)
+            orm = open_db(db)
+            if orm is not None:
+                return _select(_OrmStore(orm), wl, spec)
+    k = kernels.default_kernel(wl, spec.name)
+    k.source = "default schedule"
+    return k
+
+
+def _select(store, wl: Workload, spec) -> kernels.Kernel:
+    """Exact best record, else the nearest tuned workload whose trace replays, else the default
+    schedule with ``wl`` noted as pending."""
+    rec = store.best(wl, spec)
+    if rec is not None:
+        try:
+            k = _from_record(rec, wl, spec)
+            k.source = f"tuned ({rec.source}, {rec.mean_us:.1f} us)"
+            return k
+        except ValueError as e:
+            log.warning("best record of %s no longer replays: %s", wl.op, e)
+    k = _nearest(store, wl, spec)
+    if k is not None:
+        return k
+    try:
+        store.note_pending(wl, spec)
+    except Exception as e:  # noqa: BLE001 - a read-only database still serves kernels
+        log.warning("could not note %s as pending: %s", wl.op, e)
     k = kernels.default_kernel(wl, spec.name)
     k.source = "default schedule"
     return k
@@ -96,8 +199,7 @@ def kernel_for(wl: Workload, target: str = "cpu", db: Any = None) -> kernels.Ker
 
 def _nearest(store, wl: Workload, spec) -> kernels.Kernel | None:
     tuned = []
-    for info in store.workloads(op=wl.op, target=spec):
-        other = info.workload
+    for other in store.tuned_workloads(wl.op, spec):
         if other != wl and other.op == wl.op and _distance(wl, other) < math.inf:
             tuned.append((_distance(wl, other), other))
     for _, other in sorted(tuned, key=lambda t: t[0])[:NEAREST_TRIES]:
