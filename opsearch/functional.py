@@ -47,64 +47,78 @@ def run(op_name: str, tensors: dict[str, Any], attrs: dict[str, Any], dtype: str
     ``torch.ops.opsearch.<op_name>``, which checks the shapes (:class:`WorkloadError`), picks the
     kernel for them and is differentiable and traceable by ``torch.compile``."""
     op = _ops.get(op_name)
-    args = []
-    for p in op.tensors:
-        t = tensors.get(p.name)
-        args.append(None if t is None else _check(op_name, p.name, t, p.dtype or dtype))
-    return _torch_ops.call(op_name, args, _torch_ops.attr_args(op_name, attrs))
+    return _run(op_name, tuple(tensors.get(p.name) for p in op.tensors),
+                tuple(attrs.get(a.name, a.default) for a in op.attrs), dtype)
+
+
+def _run(op_name: str, tensors: tuple, attrs: tuple, dtype: str = "float32") -> torch.Tensor:
+    """:func:`run` with tensors and attribute values in signature order. Eager calls whose
+    shapes and attributes were seen before take ``torch_ops.fast_call`` (a few checks, then the
+    kernel); everything else is validated here and goes through ``torch_ops``."""
+    out = _fast_call(op_name, tensors, attrs)
+    if out is not None:
+        return out
+    op = _ops.get(op_name)
+    checked = [None if t is None else _check(op_name, p.name, t, p.dtype or dtype) for p, t in zip(op.tensors, tensors)]
+    norm = _torch_ops.attr_args(op_name, {a.name: v for a, v in zip(op.attrs, attrs)})
+    if _torch_ops.direct_ok(checked):
+        y = _torch_ops._FORWARD[op_name](*checked, *norm)
+        _torch_ops.remember_plan(op_name, tensors, attrs, checked, norm)
+        return y
+    return _torch_ops.OPS[op_name](*checked, *norm)
+
+
+_fast_call = _torch_ops.fast_call
 
 
 def dilated_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """``F.conv2d`` semantics: x[N,C,H,W], weight[O,C/groups,KH,KW] -> [N,O,Ho,Wo]."""
-    return run("dilated_conv2d", dict(x=x, weight=weight, bias=bias),
-               dict(stride=stride, padding=padding, dilation=dilation, groups=groups))
+    return _run("dilated_conv2d", (x, weight, bias), (stride, padding, dilation, groups))
 
 
 def dilated_conv1d(x, weight, bias=None, dilation=1, causal=True):
     """TCN layer: x[N,C,L], weight[O,C,K] -> [N,O,L]; causal left padding or odd-K 'same'."""
-    return run("dilated_conv1d", dict(x=x, weight=weight, bias=bias), dict(dilation=dilation, causal=causal))
+    return _run("dilated_conv1d", (x, weight, bias), (dilation, causal))
 
 
 def shift_conv2d(x, shifts, weight, bias=None):
     """Per-channel shift by shifts[C,2]=(dy,dx) (zero fill), then 1x1 conv weight[O,C]."""
-    return run("shift_conv2d", dict(x=x, shifts=shifts, weight=weight, bias=bias), {})
+    return _run("shift_conv2d", (x, shifts, weight, bias), ())
 
 
 def shift_linear(x, sign, shift, bias=None):
     """y = x @ (sign * 2^shift).T (+ bias); int32 x selects the shift-and-add fixed-point path."""
     dtype = "int32" if isinstance(x, torch.Tensor) and x.dtype == torch.int32 else "float32"
-    return run("shift_linear", dict(x=x, sign=sign, shift=shift, bias=bias), {}, dtype=dtype)
+    return _run("shift_linear", (x, sign, shift, bias), (), dtype)
 
 
 def adder_conv2d(x, weight, stride=1, padding=0):
     """AdderNet: y = -sum |x_pad - W| over each window."""
-    return run("adder_conv2d", dict(x=x, weight=weight), dict(stride=stride, padding=padding))
+    return _run("adder_conv2d", (x, weight), (stride, padding))
 
 
 def condconv2d(x, experts, routing, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """Per-sample kernel sum_e routing[n,e] * experts[e], then conv2d."""
-    return run("condconv2d", dict(x=x, experts=experts, routing=routing, bias=bias),
-               dict(stride=stride, padding=padding, dilation=dilation, groups=groups))
+    return _run("condconv2d", (x, experts, routing, bias), (stride, padding, dilation, groups))
 
 
 def lightweight_conv1d(x, weight, causal=False):
     """Depthwise conv with kernels weight[H,K] shared by the C/H channels of each head."""
-    return run("lightweight_conv1d", dict(x=x, weight=weight), dict(causal=causal))
+    return _run("lightweight_conv1d", (x, weight), (causal,))
 
 
 def dynamic_conv1d(x, weight, causal=False):
     """Lightweight conv with a kernel per sample and time step: weight[N,H,K,T]."""
-    return run("dynamic_conv1d", dict(x=x, weight=weight), dict(causal=causal))
+    return _run("dynamic_conv1d", (x, weight), (causal,))
 
 
 def involution2d(x, kernel, kernel_size=None, stride=1, padding=0, dilation=1):
     """Involution with kernel[N,G,K*K,Ho,Wo]; ``kernel_size`` defaults to sqrt(kernel.shape[2])."""
     if kernel_size is None and isinstance(kernel, torch.Tensor) and kernel.dim() == 5:
         kernel_size = round(kernel.shape[2] ** 0.5)
-    return run("involution2d", dict(x=x, kernel=kernel),
-               dict(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation))
+    return _run("involution2d", (x, kernel), (kernel_size, stride, padding, dilation))
 
 
 def fft_conv1d(u, k, n1=0):
     """Causal long convolution y[b,h,t] = sum_{s<=t} k[h,s] u[b,h,t-s] via a DFT-matrix FFT."""
-    return run("fft_conv1d", dict(u=u, k=k), dict(n1=n1))
+    return _run("fft_conv1d", (u, k), (n1,))

@@ -104,7 +104,10 @@ def configure(target: str = "cpu", db: Any = None) -> None:
     spec = resolve(target)
     if spec.kind != "llvm":
         raise TargetError(f"torch operators run on the CPU; target '{spec.name}' is not a CPU target")
-    _config.target, _config.db = target, db
+    with _lock:
+        _config.target, _config.db = target, db
+        for fwd in _FORWARD.values():
+            fwd.plans.clear()
 
 
 def reset() -> None:
@@ -113,6 +116,7 @@ def reset() -> None:
     with _lock:
         for fwd in _FORWARD.values():
             fwd.table.clear()
+            fwd.plans.clear()
 
 
 # --------------------------------------------------------------------------- one operator
@@ -146,13 +150,32 @@ def _aligned(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+class _Plan:
+    """What an eager call with given shapes and attributes needs, resolved once: the kernel's
+    function, the exact dtype expected of each tensor (None: absent), constants, output."""
+
+    __slots__ = ("func", "dtypes", "tail", "out_shape", "out_dtype")
+
+    def __init__(self, kern: kernels.Kernel, tensors):
+        self.func = kern.func
+        self.dtypes = tuple(None if t is None else t.dtype for t in tensors)
+        self.tail = kern.constants
+        self.out_shape, self.out_dtype = tuple(kern.out_shape), kern.out_dtype
+
+
 class _Forward:
-    """The real (CPU) kernel of one operator: shapes -> compiled kernel table, then a call."""
+    """The real (CPU) kernel of one operator: shapes -> compiled kernel table, then a call.
+
+    ``plans`` serves :func:`fast_call` (eager calls needing no gradient): keyed by the caller's
+    attribute values and the tensors' shapes, each entry is checked against the call (exact
+    ``torch.Tensor`` type, CPU, dtype, contiguous, 64-byte aligned, no gradient needed, no mode
+    active) before the kernel runs; anything else takes the general path."""
 
     def __init__(self, op: OpSpec):
         self.op = op
         self.n = len(op.tensors)
         self.table: dict[tuple, kernels.Kernel] = {}
+        self.plans: dict[tuple, _Plan] = {}
 
     def key(self, args) -> tuple:
         n = self.n
@@ -291,42 +314,91 @@ def _conv1d_grads(needs, grad, x, w, b, dilation, causal):
 _TE_BACKWARD = {"dilated_conv2d": _conv2d_grads, "dilated_conv1d": _conv1d_grads}
 
 
-def _register_autograd(op: OpSpec, custom) -> None:
+def _backward_fn(op: OpSpec):
     n = len(op.tensors)
 
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(*inputs[:n])
-        ctx.attrs = list(inputs[n:])
-
-    def backward(ctx, grad):
-        tensors = list(ctx.saved_tensors)
-        needs = ctx.needs_input_grad[:n]
+    def backward(tensors, needs, attrs, grad):
         te = _TE_BACKWARD.get(op.name)
         if te is not None:
-            grads = list(te(needs, grad.contiguous(), *tensors, *ctx.attrs))
+            grads = list(te(needs, grad.contiguous(), *tensors, *attrs))
         else:
-            grads = _vjp_grads(op.name, grad.contiguous(), tensors, ctx.attrs)
-        grads = [g if need else None for g, need in zip(grads, needs)]
-        return (*grads, *([None] * len(ctx.attrs)))
+            grads = _vjp_grads(op.name, grad.contiguous(), tensors, attrs)
+        return [g if need else None for g, need in zip(grads, needs[:n])]
 
-    torch.library.register_autograd(custom, backward, setup_context=setup_context)
+    return backward
+
+
+def _autograd_kernel(op: OpSpec, fwd: _Forward, overload):
+    """The operator's Autograd-key kernel (what ``torch.library.register_autograd`` would install,
+    minus its generic per-call argument walking).
+
+    With a gradient needed it runs an ``autograd.Function`` whose forward redispatches below
+    autograd and whose backward is the operator's (see the module docstring). Without one, when
+    the only key left below autograd is CPU (no tensor subclass, fake/functional tensor or
+    dispatch mode, a CPU tensor), it calls the CPU kernel itself instead of a second dispatch;
+    otherwise it redispatches."""
+    n = len(op.tensors)
+    backward = _backward_fn(op)
+
+    class Fn(torch.autograd.Function):
+        @staticmethod
+        def forward(*args):
+            keyset = args[-1]
+            with _below_autograd():
+                return overload.redispatch(keyset & _after_autograd, *args[:-1])
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(*inputs[:n])
+            ctx.attrs = list(inputs[n:-1])
+
+        @staticmethod
+        def backward(ctx, grad):
+            needs = ctx.needs_input_grad[:n]
+            grads = backward(list(ctx.saved_tensors), needs, ctx.attrs, grad)
+            return (*grads, *([None] * (len(ctx.attrs) + 1)))
+
+    Fn.__name__ = Fn.__qualname__ = f"{op.name}_autograd"
+
+    def kernel(keyset, *args):
+        if _grad_enabled():
+            for t in args[:n]:
+                if t is not None and t.requires_grad:
+                    return Fn.apply(*args, keyset)
+        below = keyset & _after_autograd
+        if below.remove(_AD_INPLACE_OR_VIEW).highestPriorityTypeId() == _CPU_KEY:  # ADInplaceOrView: a fallthrough here
+            return fwd(*args)
+        with _below_autograd():
+            return overload.redispatch(below, *args)
+
+    return kernel
 
 
 # --------------------------------------------------------------------------- registration
 OPS: dict[str, Any] = {}
 _FORWARD: dict[str, _Forward] = {}
+_LIB = torch.library.Library(NAMESPACE, "DEF")
+_after_autograd = torch._C._after_autograd_keyset
+_below_autograd = torch._C._AutoDispatchBelowAutograd
+_CPU_KEY = torch._C.DispatchKey.CPU
+_AD_INPLACE_OR_VIEW = torch._C.DispatchKey.ADInplaceOrView
+_grad_enabled = torch.is_grad_enabled
 
 
 def _register(op: OpSpec) -> None:
+    """Define ``opsearch::<name>`` with ``torch.library.Library``: schema, CPU kernel, fake kernel,
+    Autograd kernel; and its fallback backward ``opsearch::<name>_vjp`` as a ``custom_op``."""
     fwd, vjp = _Forward(op), _Vjp(op)
-    custom = torch.library.custom_op(f"{NAMESPACE}::{op.name}", fwd, mutates_args=(), schema=_schema(op))
-    custom.register_fake(fwd.fake)
+    _LIB.define(f"{op.name}{_schema(op)}")
+    _LIB.impl(op.name, fwd, "CPU")
+    torch.library.register_fake(f"{NAMESPACE}::{op.name}", fwd.fake, lib=_LIB)
+    overload = getattr(torch.ops.opsearch, op.name).default
+    _LIB.impl(op.name, _autograd_kernel(op, fwd, overload), "Autograd", with_keyset=True)
     grad_op = torch.library.custom_op(
         f"{NAMESPACE}::{op.name}_vjp", vjp, mutates_args=(), schema=_schema(op, "Tensor grad", "Tensor[]")
     )
     grad_op.register_fake(vjp.fake)
-    _register_autograd(op, custom)
-    OPS[op.name] = custom
+    OPS[op.name] = overload
     _FORWARD[op.name] = fwd
 
 
@@ -390,6 +462,55 @@ def direct_ok(tensors) -> bool:
             if t is not None and t.requires_grad:
                 return False
     return not (_is_compiling() or _function_mode() or _dispatch_modes() or _has_torch_function(tensors))
+
+
+_Tensor = torch.Tensor
+_empty = torch.empty
+def fast_call(name: str, tensors: tuple, attrs: tuple):
+    """Run operator ``name`` straight into its kernel if a plan for these shapes and attribute
+    values exists and every condition of :func:`direct_ok` plus the kernel's input contract
+    holds; else None (the caller takes the general path, which makes the plan).
+
+    ``tensors`` in signature order (None for an absent optional one); ``attrs`` the caller's
+    attribute values in signature order, as given (unnormalised)."""
+    if _is_compiling():  # first: under torch.compile the rest is never traced
+        return None
+    try:
+        plan = _FORWARD[name].plans.get((attrs, *[None if t is None else t.shape for t in tensors]))
+    except (TypeError, AttributeError):  # an unhashable attribute value, a non-tensor
+        return None
+    if plan is None or _recorders or _function_mode() or _dispatch_modes():
+        return None
+    grad = _grad_enabled()
+    args = []
+    for t, dt in zip(tensors, plan.dtypes):
+        if t is None:
+            continue
+        if (type(t) is not _Tensor or t.dtype is not dt or not t.is_cpu or (grad and t.requires_grad)
+                or t.data_ptr() % _ALIGN or not t.is_contiguous()):
+            return None
+        args.append(t)
+    out = _empty(plan.out_shape, dtype=plan.out_dtype)
+    plan.func(*args, *plan.tail, out)
+    return out
+
+
+def remember_plan(name: str, tensors: tuple, attrs: tuple, checked: list, norm_attrs: list) -> None:
+    """Make the plan :func:`fast_call` uses for these shapes and attribute values, after a
+    successful direct call: ``checked`` are the tensors after the caller's validation (dtype
+    conversions) and ``norm_attrs`` the attributes as :func:`attr_args` gave them."""
+    fwd = _FORWARD[name]
+    try:
+        key = (attrs, *[None if t is None else t.shape for t in tensors])
+        hash(key)
+    except (TypeError, AttributeError):
+        return
+    if any(t is not None and type(t) is not _Tensor for t in checked):
+        return
+    kern = fwd.kernel([*checked, *norm_attrs])
+    with _lock:
+        if len(fwd.plans) < 4096:
+            fwd.plans[key] = _Plan(kern, checked)
 
 
 def call(name: str, tensors: list, attrs: list) -> torch.Tensor:
