@@ -59,11 +59,12 @@ class XGBCostModel(PyCostModel):
     """See the module docstring. ``workload_of(context) -> Workload`` maps a tuning context to
     its opsearch workload (the tuner knows it from the task)."""
 
-    def __init__(self, workload_of=None, rounds: int = ROUNDS, seed: int = 0):
+    def __init__(self, workload_of=None, rounds: int = ROUNDS, seed: int = 0, params: dict | None = None):
         super().__init__()
         self.workload_of = workload_of
         self.rounds = rounds
         self.seed = seed
+        self.params = dict(params or {})  # overrides of PARAMS, e.g. {"nthread": 1}
         self.groups: dict[str, _Group] = {}
         self.booster = None
         self.n_pretrained = 0
@@ -94,7 +95,7 @@ class XGBCostModel(PyCostModel):
             return
         d = xgb.DMatrix(np.concatenate(xs), label=np.concatenate(ys))
         d.set_group(qs)
-        self.booster = xgb.train({**PARAMS, "seed": self.seed}, d, num_boost_round=self.rounds)
+        self.booster = xgb.train({**PARAMS, "seed": self.seed, **self.params}, d, num_boost_round=self.rounds)
 
     def score(self, x: np.ndarray) -> np.ndarray:
         """Raw ranking scores (higher is better); random before any training."""

@@ -112,3 +112,17 @@ def test_replay_records_keeps_order_and_agrees_with_load_groups(tmp_path):
     (key, (x, secs)), = load_groups(db, "llvm").items()
     assert key == g.key and np.array_equal(x, g.x)
     np.testing.assert_allclose([s or 0.0 for s in secs], [s or 0.0 for s in g.secs], rtol=1e-9)
+
+
+def test_params_override_reaches_xgboost():
+    import json
+
+    from opsearch.costmodel.features import N_FEATURES
+
+    rng = np.random.default_rng()
+    m = XGBCostModel(params={"nthread": 1, "max_depth": 2})
+    m.add("g", rng.random((23, N_FEATURES)), list(rng.uniform(1e-5, 1e-3, 23)))
+    m.fit()
+    assert json.loads(m.booster.save_config())["learner"]["generic_param"]["nthread"] == "1"
+    trees = json.loads(m.booster.save_raw("json"))["learner"]["gradient_booster"]["model"]["trees"]
+    assert len(trees) == m.rounds and max(len(t["left_children"]) for t in trees) <= 7  # depth <= 2
