@@ -1,0 +1,285 @@
+"""Cost-model benchmark: our XGBoost ranking model vs stock MetaSchedule ``XGBModel``, side by side.
+
+Takes every ``ok`` record of every workload on one target (replayed to schedules once), then on
+the SAME splits trains and scores:
+
+* ``ours``        opsearch ``XGBCostModel`` (rank:pairwise, one query group per workload);
+* ``stock``       ``tvm.s_tir.meta_schedule.cost_model.XGBModel`` (pack-sum squared error on the
+                  same PerStoreFeature), with ``num_warmup_samples=0`` -- its default of 100 makes
+                  it predict at random below 100 samples, which would be no comparison at all;
+* ``random``      uniform random scores, averaged over RANDOM_DRAWS draws (the floor).
+
+Splits:
+
+1. held-out: leave one workload out (``--holdout workload``) or one operator family out
+   (``--holdout family``): train on every other workload's (family's) records, rank the held-out
+   workload's candidates -- a workload the model has never seen;
+2. online: within each workload, train on the first half of its records in measurement order and
+   rank the second half (what search does).  ``ours+pre`` and ``stock+others`` also get every
+   other workload's records first (the tuner pretrains ours on the database; a MetaSchedule
+   session tuning several tasks shares one model the same way).
+
+Metrics (``opsearch.costmodel.rank_metrics``): pairwise accuracy over candidate pairs with
+different latency (ties excluded), top-1 / top-5 recall of the truly fastest candidate; tied
+predictions are broken at random (averaged over TIE_DRAWS draws).  Each table row is one
+held-out workload (n = candidates ranked); ``mean`` is the unweighted mean over workloads.
+
+The stock model retrains on every ``update`` call (adaptive training then skips some); to give it
+exactly the same training data as ours in one training, the benchmark feeds each workload as one
+``update`` and defers its training to the last one.  Its train/predict seconds include its own
+feature extraction (its API takes candidates); ours are on features extracted once up front
+(reported separately as ``features``).
+
+    python benchmarks/costmodel_bench.py --db sqlite:////tmp/ship.db --target cpu
+    python benchmarks/costmodel_bench.py --db sqlite:////tmp/ship.db --holdout family --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from collections import defaultdict
+
+import numpy as np
+
+import opsearch.db
+from opsearch import ops
+from opsearch.costmodel import XGBCostModel, rank_metrics
+from opsearch.costmodel.dataset import replay_records
+from opsearch.errors import OpsearchError
+
+NTHREAD = 2  # XGBoost threads of both models (--threads); the tuner's PARAMS use 2
+RANDOM_DRAWS = 200
+TIE_DRAWS = 50
+METRICS = ("pairwise_accuracy", "top1_recall", "top5_recall")
+
+
+class Timer:
+    """Wall and CPU (this process, all threads) seconds per (model, phase): the machine is
+    shared, so CPU seconds are the steadier number."""
+
+    def __init__(self):
+        self.s = defaultdict(float)
+        self.cpu = defaultdict(float)
+
+    def __call__(self, key, fn, *args):
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = fn(*args)
+        self.s[key] += time.perf_counter() - t0
+        self.cpu[key] += time.process_time() - c0
+        return out
+
+    def summary(self) -> str:
+        models = dict.fromkeys(k[0] for k in self.s)
+        return "; ".join(f"{m} train {self.s[(m, 'train')]:.1f} s ({self.cpu[(m, 'train')]:.1f} CPU) / predict "
+                         f"{self.s[(m, 'predict')]:.2f} s ({self.cpu[(m, 'predict')]:.2f} CPU)" for m in models)
+
+    def to_json(self) -> dict:
+        return {f"{m}/{p}": {"wall_s": v, "cpu_s": self.cpu[(m, p)]} for (m, p), v in self.s.items()}
+
+
+# ----------------------------------------------------------------------------- data
+def load(db, target: str, min_records: int):
+    """Replayed groups of ``ok`` records per workload on ``target``, in measurement order."""
+    by_wl = defaultdict(list)
+    for rec in db.records(target=target, status="ok"):
+        by_wl[rec.workload].append(rec)
+    groups, skipped = [], []
+    for wl, recs in by_wl.items():
+        g = replay_records(recs)
+        if len(g) < min_records or len(set(g.secs)) < 2:
+            skipped.append((wl.key(), len(g)))
+            continue
+        groups.append(g)
+    return groups, skipped
+
+
+def label(g) -> str:
+    """``op/example`` for an operator's example workload, else ``op`` and its compact shape."""
+    op = ops.get(g.workload.op)
+    for name in op.examples:
+        if op.example(name) == g.workload:
+            return f"{op.name}/{name}"
+    return f"{op.name} {g.workload.short()}"
+
+
+# ----------------------------------------------------------------------------- models
+def train_ours(train_groups, seed=0) -> XGBCostModel:
+    m = XGBCostModel(seed=seed, params={"nthread": NTHREAD})
+    for g in train_groups:
+        m.add(g.key, g.x, g.secs)
+    m.fit()
+    return m
+
+
+def _results(g):
+    from tvm.s_tir.meta_schedule.runner import RunnerResult
+
+    return [RunnerResult([t / 1e6 for t in r.run_us], None) for r in g.records]
+
+
+def train_stock(train_groups):
+    """Stock XGBModel fed one ``update`` per workload, trained once at the last one."""
+    from tvm.s_tir.meta_schedule.cost_model import XGBModel
+
+    m = XGBModel(num_warmup_samples=0, num_tuning_cores=NTHREAD)
+    for i, g in enumerate(train_groups):
+        last = i == len(train_groups) - 1
+        m.adaptive_training = not last  # not last: skip training (the data grew < last_train_size/5)
+        m.last_train_size = 0 if last else 10**12
+        m.update(g.context, g.candidates, _results(g))
+    return m
+
+
+def predict_stock(m, g) -> np.ndarray:
+    return np.asarray(m.predict(g.context, g.candidates))
+
+
+def metrics(g, pred, draws: int = TIE_DRAWS) -> dict:
+    """rank_metrics of per-candidate predictions ``pred`` for group ``g``.
+
+    Tied predictions (the stock model's pack-sum often gives several candidates the same
+    score) are broken at random and the metrics averaged over ``draws`` tie-breaks, so a tie is
+    worth half a correct pair and the top-k pick among tied candidates is not decided by
+    measurement order.
+    """
+    pred = np.asarray(pred, dtype=np.float64)
+    idx = np.arange(len(g))[:, None]  # rank_metrics takes feature rows; ours are row indices
+    rng = np.random.default_rng(len(g))
+    draws = draws if len(np.unique(pred)) < len(pred) else 1
+    rows = []
+    for _ in range(draws):
+        rank = np.empty(len(pred))
+        rank[np.lexsort((rng.random(len(pred)), pred))] = np.arange(len(pred))
+        rows.append(rank_metrics({g.key: (idx, g.secs)}, lambda i, r=rank: r[i[:, 0]]))
+    return {k: float(np.mean([r[k] for r in rows])) for k in METRICS} | {"pairs": rows[0]["pairs"]}
+
+
+def random_floor(g, rng) -> dict:
+    rows = [metrics(g, rng.random(len(g)), draws=1) for _ in range(RANDOM_DRAWS)]
+    return {k: float(np.mean([r[k] for r in rows])) for k in METRICS} | {"pairs": rows[0]["pairs"]}
+
+
+# ----------------------------------------------------------------------------- splits
+def held_out(groups, holdout: str, timer: Timer, rng) -> tuple[list[str], list[dict]]:
+    fam = {g.key: ops.get(g.workload.op).family for g in groups}
+    rows, trained = [], {}  # leave-one-family-out trains once per family
+    for g in groups:
+        train = [h for h in groups if (fam[h.key] != fam[g.key] if holdout == "family" else h is not g)]
+        if not train:
+            continue
+        tkey = tuple(h.key for h in train)
+        if tkey not in trained:
+            trained[tkey] = (timer(("ours", "train"), train_ours, train), timer(("stock", "train"), train_stock, train))
+        ours, stock = trained[tkey]
+        p_ours = timer(("ours", "predict"), ours.score, g.x)
+        p_stock = timer(("stock", "predict"), predict_stock, stock, g)
+        rows.append({"workload": label(g), "n": len(g), "train_records": sum(len(h) for h in train),
+                     "ours": metrics(g, p_ours), "stock": metrics(g, p_stock), "random": random_floor(g, rng)})
+    return ["ours", "stock", "random"], rows
+
+
+def online(groups, timer: Timer, rng) -> tuple[list[str], list[dict]]:
+    rows = []
+    for g in groups:
+        h = len(g) // 2
+        first, second = g.subset(slice(0, h)), g.subset(slice(h, None))
+        others = [o for o in groups if o is not g]
+        row = {"workload": label(g), "n": len(second), "train_records": h}
+        ours = timer(("ours", "train"), train_ours, [first])
+        row["ours"] = metrics(second, timer(("ours", "predict"), ours.score, second.x))
+        pre = timer(("ours+pre", "train"), train_ours, [*others, first])
+        row["ours+pre"] = metrics(second, timer(("ours+pre", "predict"), pre.score, second.x))
+        stock = timer(("stock", "train"), train_stock, [first])
+        row["stock"] = metrics(second, timer(("stock", "predict"), predict_stock, stock, second))
+        st_o = timer(("stock+others", "train"), train_stock, [*others, first])
+        row["stock+others"] = metrics(second, timer(("stock+others", "predict"), predict_stock, st_o, second))
+        row["random"] = random_floor(second, rng)
+        rows.append(row)
+    return ["ours", "ours+pre", "stock", "stock+others", "random"], rows
+
+
+# ----------------------------------------------------------------------------- report
+def mean_row(models, rows) -> dict:
+    out = {"workload": "mean", "n": sum(r["n"] for r in rows), "train_records": None}
+    for m in models:
+        out[m] = {k: float(np.nanmean([r[m][k] for r in rows])) for k in METRICS}
+    return out
+
+
+def table(title: str, models, rows) -> str:
+    if not rows:
+        return f"{title}\n(no workload has training data: a single workload or a single family)"
+    w = max(8, *(len(r["workload"]) for r in rows))
+    head = f"{'workload':{w}s} {'n':>4s} | " + " | ".join(f"{m:^17s}" for m in models)
+    sub = f"{'':{w}s} {'':>4s} | " + " | ".join(f"{'pair':>5s} {'top1':>5s} {'top5':>5s}" for _ in models)
+    lines = [title, head, sub, "-" * len(head)]
+    for r in [*rows, mean_row(models, rows)]:
+        if r["workload"] == "mean":
+            lines.append("-" * len(head))
+        cells = " | ".join(" ".join(f"{r[m][k]:5.3f}" if not math.isnan(r[m][k]) else "  -  " for k in METRICS)
+                           for m in models)
+        lines.append(f"{r['workload']:{w}s} {r['n']:4d} | {cells}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--db", required=True, help="database URL (read only)")
+    ap.add_argument("--target", default="cpu", help="target whose records are used (default: cpu)")
+    ap.add_argument("--holdout", choices=("workload", "family"), default="workload")
+    ap.add_argument("--min-records", type=int, default=8, help="skip workloads with fewer ok records")
+    ap.add_argument("--threads", type=int, default=NTHREAD, help="XGBoost threads for both models (default: 2)")
+    ap.add_argument("--json", help="also write every number to this file")
+    args = ap.parse_args(argv)
+    global NTHREAD
+    NTHREAD = args.threads
+    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+
+    from opsearch.db.store import target_name
+
+    try:
+        db = opsearch.db.connect(args.db)
+        target = target_name(args.target)
+        timer = Timer()
+        groups, skipped = timer(("features", "replay+extract"), load, db, target, args.min_records)
+    except OpsearchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if len(groups) < 2:
+        print(f"error: need >= 2 workloads with >= {args.min_records} ok records on {target}, "
+              f"found {len(groups)} (skipped: {skipped})", file=sys.stderr)
+        return 2
+    rng = np.random.default_rng(0)
+    print(f"{args.db}  target {target}: {len(groups)} workloads, {sum(len(g) for g in groups)} ok records"
+          + (f"; skipped {len(skipped)} with < {args.min_records}" if skipped else ""))
+    t_ho = Timer()
+    m_ho, r_ho = held_out(groups, args.holdout, t_ho, rng)
+    t_on = Timer()
+    m_on, r_on = online(groups, t_on, rng)
+    print()
+    print(table(f"1. held-out (leave one {args.holdout} out): train on the others, rank the held-out one", m_ho, r_ho))
+    print()
+    print(table("2. online: train on the first half of a workload (measurement order), rank the second half",
+                m_on, r_on))
+    print()
+    f = ("features", "replay+extract")
+    print(f"features (replay + extract, once, for ours): {timer.s[f]:.1f} s ({timer.cpu[f]:.1f} CPU)")
+    print(f"held-out: {t_ho.summary()}")
+    print(f"online:   {t_on.summary()}")
+    if args.json:
+        out = {"db": args.db, "target": target, "holdout": args.holdout, "skipped": skipped,
+               "held_out": {"rows": r_ho, "mean": mean_row(m_ho, r_ho) if r_ho else None},
+               "online": {"rows": r_on, "mean": mean_row(m_on, r_on)},
+               "seconds": {"features": timer.to_json(), "held_out": t_ho.to_json(), "online": t_on.to_json()}}
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
