@@ -14,6 +14,7 @@ operator's reference before it is timed.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -143,8 +144,15 @@ def _measure_peak() -> dict:
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(PEAK_N, PEAK_N, generator=gen)
     b = torch.randn(PEAK_N, PEAK_N, generator=gen)
-    ms = time_torch_ms(torch.mm, a, b, min_ms=100.0, repeat=5)
-    return {"peak": True, "ms": ms, "gflops": 2 * PEAK_N**3 / ms / 1e6}
+    torch.mm(a, b)
+    best = math.inf
+    for _ in range(5):  # a peak is a best case: the fastest of five batches of >= 100 ms
+        t0, calls = time.perf_counter(), 0
+        while time.perf_counter() - t0 < 0.1:
+            torch.mm(a, b)
+            calls += 1
+        best = min(best, (time.perf_counter() - t0) / calls * 1e3)
+    return {"peak": True, "ms": best, "gflops": 2 * PEAK_N**3 / best / 1e6}
 
 
 def _suite_one(side: str, key: str, opts: dict, cache: dict) -> dict:
@@ -270,7 +278,6 @@ class Suite:
     def geomean_speedup(self, impl: str | None = None) -> tuple[float | None, int]:
         """Geometric-mean speedup over PyTorch of ``impl`` (the headline one by default), and over
         how many workloads."""
-        import math
 
         xs = [self.speedup(r, impl or self.headline(r)) for r in self.rows if (impl or self.headline(r))]
         xs = [x for x in xs if x]

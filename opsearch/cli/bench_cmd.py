@@ -89,7 +89,7 @@ def _as_json(suite) -> dict:
     gm, n = suite.geomean_speedup()
     return {
         "target": suite.target, "threads": suite.threads, "rounds": suite.rounds,
-        "peak_gflops": suite.peak_gflops, "peak_method": "torch.mm fp32 2048x2048",
+        "peak_gflops": suite.peak_gflops, "peak_method": "torch.mm fp32 2048x2048, best of 5 batches",
         "workloads": [
             {"op": r.workload.op, "example": r.example, "args": r.workload.json_args(), "flops": r.flops,
              "headline": suite.headline(r),
@@ -105,11 +105,12 @@ def _as_json(suite) -> dict:
 
 def _print(suite) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     peak = f"{suite.peak_gflops:.1f}" if suite.peak_gflops else "?"
     table = Table(title=f"opsearch bench on {suite.target}, {suite.threads} threads, median of {suite.rounds} round(s); "
-                        f"peak = torch.mm fp32 2048² = {peak} GFLOP/s")
+                        f"peak = torch.mm fp32 2048², best of 5 = {peak} GFLOP/s")
     for col, just in [("operator / example", "left"), ("implementation", "left"), ("median µs", "right"),
                       ("GFLOP/s", "right"), ("% peak", "right"), ("vs PyTorch", "right"), ("note", "left")]:
         table.add_column(col, justify=just, overflow="fold")
@@ -119,12 +120,12 @@ def _print(suite) -> None:
             m = r.results[impl]
             label = f"{r.workload.op}\n{r.example}" if k == 0 else ""
             if c is None:
-                table.add_row(label, impl, "", "", "", "", m.note, end_section=k == len(IMPLS) - 1)
+                table.add_row(label, impl, "", "", "", "", escape(m.note), end_section=k == len(IMPLS) - 1)
                 continue
             pct = f"{c['pct_peak']:.1f}" if c["pct_peak"] is not None else ""
             sp = f"{c['speedup_vs_pytorch']:.2f}x" if c["speedup_vs_pytorch"] else ""
             style = "bold" if impl == suite.headline(r) else None
-            table.add_row(label, impl, f"{c['median_us']:.1f}", f"{c['gflops']:.1f}", pct, sp, m.note,
+            table.add_row(label, impl, f"{c['median_us']:.1f}", f"{c['gflops']:.1f}", pct, sp, escape(m.note),
                           style=style, end_section=k == len(IMPLS) - 1)
     Console(width=150).print(table)
     gm, n = suite.geomean_speedup()

@@ -103,7 +103,7 @@ def test_table_output():
     wl = ops.get(OP).example(EXAMPLE)
     flops = ops.get(OP).flops(wl)
     rows = [
-        SuiteRow(EXAMPLE, wl, flops, {"pytorch": Measurement(400.0, 1e-7, True, "cdist"),
+        SuiteRow(EXAMPLE, wl, flops, {"pytorch": Measurement(400.0, 1e-7, True, "[x, x>>k] @ W"),
                                       "tvm-default": Measurement(200.0, 1e-7, True),
                                       "opsearch-tuned": Measurement(100.0, 1e-7, True, "record 1 (db)"),
                                       "stock-metaschedule": Measurement()}),
@@ -135,7 +135,7 @@ def test_table_output():
     finally:
         Console.__init__ = orig
     text = buf.getvalue()
-    assert "untuned" in text and "4.00x" in text and "geometric-mean speedup" in text
+    assert "untuned" in text and "4.00x" in text and "[x, x>>k] @ W" in text  # notes are not rich markup and "geometric-mean speedup" in text
     assert "3.46x over 2 workloads" in text and "default schedules alone: 2.45x" in text
     doc = bench_cmd._as_json(suite)
     assert doc["summary"]["workloads"] == 2 and doc["workloads"][1]["results"]["opsearch-tuned"] == {"ok": False, "note": "untuned"}
