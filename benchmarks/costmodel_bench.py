@@ -1,7 +1,8 @@
 """Cost-model benchmark: our XGBoost ranking model vs stock MetaSchedule ``XGBModel``, side by side.
 
-Takes every ``ok`` record of every workload on one target (replayed to schedules once), then on
-the SAME splits trains and scores:
+Takes every ``ok`` record of every workload on one target (replayed to schedules once; failed
+records are left out of training and scoring for both models), then on the SAME splits trains
+and scores:
 
 * ``ours``        opsearch ``XGBCostModel`` (rank:pairwise, one query group per workload);
 * ``stock``       ``tvm.s_tir.meta_schedule.cost_model.XGBModel`` (pack-sum squared error on the
@@ -16,8 +17,9 @@ Splits:
    workload's candidates -- a workload the model has never seen;
 2. online: within each workload, train on the first half of its records in measurement order and
    rank the second half (what search does).  ``ours+pre`` and ``stock+others`` also get every
-   other workload's records first (the tuner pretrains ours on the database; a MetaSchedule
-   session tuning several tasks shares one model the same way).
+   other workload's records first (the tuner pretrains ours on the database -- there with the
+   failures as label 0 and every target of the kind; a MetaSchedule session tuning several
+   tasks shares one model the same way).
 
 Metrics (``opsearch.costmodel.rank_metrics``): pairwise accuracy over candidate pairs with
 different latency (ties excluded), top-1 / top-5 recall of the truly fastest candidate; tied
@@ -40,6 +42,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 import time
 from collections import defaultdict
@@ -135,11 +138,15 @@ def train_stock(train_groups):
         m.adaptive_training = not last  # not last: skip training (the data grew < last_train_size/5)
         m.last_train_size = 0 if last else 10**12
         m.update(g.context, g.candidates, _results(g))
+    assert m.booster is not None and m.last_train_size == m.data_size, "stock XGBModel did not train on all data"
     return m
 
 
 def predict_stock(m, g) -> np.ndarray:
-    return np.asarray(m.predict(g.context, g.candidates))
+    pred = np.asarray(m.predict(g.context, g.candidates))
+    if len(pred) != len(g):  # it drops candidates without per-store features
+        raise RuntimeError(f"stock XGBModel scored {len(pred)} of {len(g)} candidates of {label(g)}")
+    return pred
 
 
 def metrics(g, pred, draws: int = TIE_DRAWS) -> dict:
@@ -245,6 +252,9 @@ def main(argv=None) -> int:
 
     from opsearch.db.store import target_name
 
+    if args.db.startswith("sqlite:///") and not os.path.exists(args.db[len("sqlite:///"):]):
+        print(f"error: no database at {args.db[len('sqlite:///'):]} (the benchmark only reads one)", file=sys.stderr)
+        return 2
     try:
         db = opsearch.db.connect(args.db)
         target = target_name(args.target)
