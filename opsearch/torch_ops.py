@@ -1,12 +1,16 @@
 """Every opsearch operator as a PyTorch operator: ``torch.ops.opsearch.<name>``.
 
-Each operator is a ``torch.library.custom_op`` whose schema comes from its :class:`OpSpec`:
-tensors in signature order (optional ones as ``Tensor?``), then attributes (``int[]`` for
-per-axis pairs, ``int``, ``bool``). A fake (meta) kernel computes the output shape from
-``op.output_shape``, so the ops trace under ``torch.compile(fullgraph=True)``. The real kernel
-looks up the compiled TVM kernel for the call's shapes (one dict lookup after the first call),
-allocates the output with ``torch.empty`` and lets the kernel write into it; inputs are passed
-zero-copy and copied only when non-contiguous or not 64-byte aligned.
+Each operator is defined with ``torch.library.Library`` (schema from its :class:`OpSpec`:
+tensors in signature order, optional ones as ``Tensor?``, then attributes: ``int[]`` for
+per-axis pairs, ``int``, ``bool``), with three kernels: CPU (the compiled TVM kernel), fake
+(``torch.library.register_fake``: the output shape from ``op.output_shape``, so the ops trace
+under ``torch.compile(fullgraph=True)``) and Autograd (an ``autograd.Function`` when an input
+needs a gradient; otherwise straight into the CPU kernel when that is the only key left, which
+saves the second trip through the dispatcher that ``torch.library.custom_op`` and
+``register_autograd`` take on every call). The CPU kernel looks up the compiled TVM kernel for
+the call's shapes (one dict lookup after the first call), allocates the output with
+``torch.empty`` and lets the kernel write into it; inputs are passed zero-copy and copied only
+when non-contiguous or not 64-byte aligned.
 
 Kernels come from :func:`kernel_for`, the one place that picks a kernel for a workload (today
 the default schedule, through the disk cache; tuned records later). :func:`configure` sets the
@@ -340,7 +344,7 @@ def _autograd_kernel(op: OpSpec, fwd: _Forward, overload):
     n = len(op.tensors)
     backward = _backward_fn(op)
 
-    class Fn(torch.autograd.Function):
+    class Fn(torch.autograd.Function):  # renamed below: grad_fn shows as <name>Backward
         @staticmethod
         def forward(*args):
             keyset = args[-1]
@@ -358,7 +362,7 @@ def _autograd_kernel(op: OpSpec, fwd: _Forward, overload):
             grads = backward(list(ctx.saved_tensors), needs, ctx.attrs, grad)
             return (*grads, *([None] * (len(ctx.attrs) + 1)))
 
-    Fn.__name__ = Fn.__qualname__ = f"{op.name}_autograd"
+    Fn = type(op.name, (Fn,), {})
 
     def kernel(keyset, *args):
         if _grad_enabled():
