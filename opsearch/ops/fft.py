@@ -1,6 +1,19 @@
-"""Family "fft": causal long convolution through a four-step (Monarch) FFT of length 2N.
+"""Family "fft": causal long convolution y = k * u per channel, through FFTs of length 2N.
 
-The FFT is written as DFT-matrix products. With N' = N1 * N2 (N' >= N, see below), the FFT
+Default (``n1`` = 0): an O(N log N) Stockham FFT, every stage one TE compute. The real signals
+of length M = 2L (L >= N, 5-smooth; zero-padded) are packed as complex signals of length L
+(z[p] = x[2p] + i x[2p+1]) and transposed so channels are innermost: every stage then
+vectorises over channels and parallelises over the rest. u's rows and the filter k go through
+the forward stages together; one elementwise stage unpacks both real spectra, multiplies them
+and packs the product for the inverse (with the 1/M scale); the inverse stages follow, and a
+last stage unpacks and transposes back to [B, H, N] (only t < N is computed). A radix-R stage
+(R = 8, 4, 2, 3, 5) reads R streams x[j + r L/R] and writes its R outputs already multiplied by
+the next stage's twiddles (constant tables). Its output axes (a, k, b) make the radix index k
+a loop: the default schedule unrolls it, which folds the per-k Select and lets the compiler
+share the butterfly between the R outputs.
+
+With an explicit ``n1`` the older four-step (Monarch) form is used: the FFT as DFT-matrix
+products. With N' = N1 * N2 (N' >= N, see below), the FFT
 length is M = 2N' = M1 * M2 with M1 = 2*N1, M2 = N2; input index n = M2*n1 + n2, frequency
 k = k1 + M1*k2:
 
@@ -46,13 +59,108 @@ def plan(n: int, n1: int = 0) -> tuple[int, int, int]:
     return padded, f, padded // f
 
 
+# ---------------------------------------------------------------------------- Stockham path
+def smooth_length(n: int) -> int:
+    """The smallest even length >= ``n`` whose only prime factors are 2, 3 and 5."""
+    m = max(n + (n & 1), 2)
+    while True:
+        r = m
+        for p in (2, 3, 5):
+            while r % p == 0:
+                r //= p
+        if r == 1:
+            return m
+        m += 2
+
+
+def radices(length: int) -> list[int]:
+    """Stage radices of a complex FFT of ``length`` (5-smooth): 8s first (each stage is one pass
+    over memory; inside it the radix-8 butterfly is a 4 x 2 FFT in registers), then 4, 2, 3, 5.
+    (Radix 16 makes LLVM give up sharing loads between the 16 outputs: slower.)"""
+    out, rest = [], length
+    for p in (8, 4, 2, 3, 5):
+        while rest % p == 0:
+            out.append(p)
+            rest //= p
+    if rest != 1:
+        raise ValueError(f"length {length} is not 5-smooth")
+    return out
+
+
+def stockham_stages(length: int) -> list[tuple[int, int, int]]:
+    """(R, Ns, A) per stage: radix, size of the transforms already done, L / (Ns R)."""
+    stages, ns = [], 1
+    for r in radices(length):
+        stages.append((r, ns, length // (ns * r)))
+        ns *= r
+    return stages
+
+
+def _cmul(x, c: complex):
+    """(re, im) expressions times a Python complex constant, skipping zero and unit factors."""
+    re, im = x
+    cr, ci = round(c.real, 15), round(c.imag, 15)
+    if ci == 0:
+        if cr == 1:
+            return re, im
+        if cr == -1:
+            return -re, -im
+        return re * cr, im * cr
+    if cr == 0:
+        if ci == 1:
+            return -im, re
+        if ci == -1:
+            return im, -re
+        return -im * ci, re * ci
+    return re * cr - im * ci, re * ci + im * cr
+
+
+def _csum(terms):
+    """Sum of (re, im) pairs; None is zero (and all zeros give None)."""
+    terms = [t for t in terms if t is not None]
+    if not terms:
+        return None
+    re, im = terms[0]
+    for r, i in terms[1:]:
+        re, im = re + r, im + i
+    return re, im
+
+
+def _twiddle(x, num: int, den: int, sign: int):
+    """x * exp(sign * 2 pi i num / den) with the constant folded; None stays None."""
+    if x is None:
+        return None
+    ang = 2 * math.pi * (num % den) / den
+    return _cmul(x, complex(math.cos(ang), sign * math.sin(ang)))
+
+
+def small_dft(xs: list, sign: int) -> list:
+    """DFT of a short list of (re, im) expressions (None = zero) as an expression DAG:
+    X[k] = sum_n x[n] exp(sign 2 pi i n k / R). Composite R splits as R1 * R2 (R1 = 2 or 4,
+    decimation in time) so the outputs share their sub-butterflies; the compiler's CSE turns
+    the shared subexpressions into one computation once the caller unrolls over k."""
+    r = len(xs)
+    if r in (1, 2, 3, 5):
+        return [_csum([_twiddle(x, n * k, r, sign) for n, x in enumerate(xs)]) for k in range(r)]
+    r1 = 4 if r % 4 == 0 and r > 4 else 2
+    r2 = r // r1
+    # n = r2 * n1 + n2, k = k1 + r1 * k2
+    inner = [small_dft([xs[r2 * n1 + n2] for n1 in range(r1)], sign) for n2 in range(r2)]  # [n2][k1]
+    out = [None] * r
+    for k1 in range(r1):
+        col = small_dft([_twiddle(inner[n2][k1], n2 * k1, r, sign) for n2 in range(r2)], sign)
+        for k2 in range(r2):
+            out[k1 + r1 * k2] = col[k2]
+    return out
+
+
 @register
 class FFTConv1d(OpSpec):
     name = "fft_conv1d"
     family = "fft"
-    doc = "Causal long convolution y = k * u (per channel) via a DFT-matrix (four-step) FFT of length 2N."
+    doc = "Causal long convolution y = k * u (per channel) via FFTs of length 2N (Stockham; n1 > 0: four-step DFT matrices)."
     tensors = (TensorParam("u", ("B", "H", "N")), TensorParam("k", ("H", "N")))
-    attrs = (Attr("n1", "int", 0, minimum=0, doc="first FFT factor (0: balanced, about sqrt(N))"),)
+    attrs = (Attr("n1", "int", 0, minimum=0, doc="0: O(N log N) Stockham FFT; > 0: four-step DFT-matrix FFT with this first factor"),)
     tolerance = 1e-4
     # Hyena / FlashFFTConv: model width 768-864, sequence 1K-16K.
     examples = {
@@ -75,7 +183,7 @@ class FFTConv1d(OpSpec):
         npad, n1, n2 = plan(a["u"][2], a["n1"])
         return npad, n1, n2, 2 * n1, n2  # N', N1, N2, M1, M2
 
-    def _flops(self, a):
+    def _flops_four_step(self, a):
         b, h, n = a["u"]
         _, n1, _, m1, m2 = self._dims(a)
         m = m1 * m2
@@ -86,7 +194,7 @@ class FFTConv1d(OpSpec):
         inverse = b * h * (8 * m * m2 + 6 * m + 4 * n * m1)
         return forward(b * h) + forward(h) + 6 * b * h * m + inverse
 
-    def constants(self, a):
+    def _constants_four_step(self, a):
         import numpy as np
 
         _, n1, _, m1, m2 = self._dims(a)
@@ -107,7 +215,7 @@ class FFTConv1d(OpSpec):
             "e1r": e1.real.astype(np.float32), "e1i": e1.imag.astype(np.float32),
         }
 
-    def compute(self, a, ins):
+    def _compute_four_step(self, a, ins):
         from tvm import te
 
         from .te_util import pad
@@ -158,7 +266,7 @@ class FFTConv1d(OpSpec):
     # inlining them would recompute a complex product per matrix element, so they stay stages.
     keep_stages = ("u_tw_re", "u_tw_im", "k_tw_re", "k_tw_im", "prod_re", "prod_im", "itw_re", "itw_im")
 
-    def schedule_cpu(self, sch, target, a):
+    def _schedule_cpu_four_step(self, sch, target, a):
         from .schedules import default_cpu, parallel_vectorize
 
         default_cpu(sch, target, keep=self.keep_stages, skip=("idft1",))
@@ -175,10 +283,246 @@ class FFTConv1d(OpSpec):
         else:
             parallel_vectorize(sch, block, cores, vector_bytes=0, loops=([b, h, t], [s1]))
 
+
+    # ------------------------------------------------------------------ dispatch
+    # ``n1`` = 0 (the default) takes the O(N log N) Stockham path; an explicit ``n1`` asks for
+    # the four-step factorisation N = n1 * (N / n1) and gets it.
+    def _flops(self, a):
+        return self._flops_four_step(a) if a["n1"] else self._flops_stockham(a)
+
+    def constants(self, a):
+        return self._constants_four_step(a) if a["n1"] else self._constants_stockham(a)
+
+    def compute(self, a, ins):
+        return self._compute_four_step(a, ins) if a["n1"] else self._compute_stockham(a, ins)
+
+    def schedule_cpu(self, sch, target, a):
+        if a["n1"]:
+            self._schedule_cpu_four_step(sch, target, a)
+        else:
+            self._schedule_cpu_stockham(sch, target, a)
+
     def schedule_cuda(self, sch, target, a):
         from .schedules import default_cuda
 
-        default_cuda(sch, target, keep=self.keep_stages)
+        if a["n1"]:
+            default_cuda(sch, target, keep=self.keep_stages)
+            return
+        # Stages compute re and im as two blocks of one loop nest: bind each nest once.
+        for block in sch.get_child_blocks(sch.get_sblock("root")):
+            if sch.get(block).name_hint.endswith("_v1"):
+                continue
+            loops = sch.get_loops(block)
+            fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
+            t = min(128, int(sch.get(fused).extent))
+            bx, tx = sch.split(fused, [None, t])
+            sch.bind(bx, "blockIdx.x")
+            sch.bind(tx, "threadIdx.x")
+
+    # ------------------------------------------------------------------ Stockham path
+    def _stockham_dims(self, a):
+        """(L, stages): the complex FFT length L >= N (a real FFT of length 2L packed as a complex
+        one of length L; 5-smooth, so the tail of the signal is zero-padded) and its stages."""
+        length = smooth_length(a["u"][2])
+        return length, stockham_stages(length)
+
+    def _flops_stockham(self, a):
+        b, h, n = a["u"]
+        length, _ = self._stockham_dims(a)
+        m = 2 * length  # real FFT length
+        fft = 2.5 * m * math.log2(m)  # nominal real-FFT count
+        return fft * (b * h + h) + 6 * b * h * length + fft * b * h
+
+    def _constants_stockham(self, a):
+        import numpy as np
+
+        length, stages = self._stockham_dims(a)
+        # tw[s, p]: the twiddle stage s applies to its input element p = j + r * L/R
+        # (forward sign; the inverse uses the conjugate). Stage 0 has none.
+        tw = np.ones((len(stages), length), dtype=np.complex128)
+        p = np.arange(length)
+        for s, (r, ns, _) in enumerate(stages):
+            rr, j = p // (length // r), p % (length // r)
+            tw[s] = np.exp(-2j * np.pi * (j % ns) * rr / (ns * r))
+        wm = np.exp(-2j * np.pi * np.arange(length) / (2 * length))  # W_M^f, M = 2L
+        f32 = np.float32
+        return {"tw_re": tw.real.astype(f32), "tw_im": tw.imag.astype(f32),
+                "wm_re": wm.real.astype(f32), "wm_im": wm.imag.astype(f32)}
+
+    def _compute_stockham(self, a, ins):
+        """Forward FFT of u's rows and k together (rows C = B + 1), the spectral product, the
+        inverse. Every stage tensor is [rows, A, R, Ns, H] (its output index q = (a R + k) Ns + b
+        as three axes, so the radix axis k is a loop of its own); channels are innermost."""
+        from tvm import te, tirx
+
+        bsz, h, n = a["u"]
+        length, stages = self._stockham_dims(a)
+        u, kf = ins["u"], ins["k"]
+        twr, twi, wmr, wmi = ins["tw_re"], ins["tw_im"], ins["wm_re"], ins["wm_im"]
+        nz = (n + 1) // 2  # complex samples carrying data: z[p] = x[2p] + i x[2p+1]
+        keep = {"schedule_rule": "None"}  # stages read R times: never inline them (tuner)
+
+        def at(x, c, p, hh):
+            """Element p (flat FFT index) of a stage tensor pair ``x``."""
+            _, _, rp, nsp, _ = (int(d) for d in x[0].shape)
+            i = (c, p // (rp * nsp), (p // nsp) % rp, p % nsp, hh)
+            return x[0][i], x[1][i]
+
+        def stage(src, s, rows, sign, name, ktail=None):
+            r, ns, na = stages[s]
+            lr = length // r
+            last = s == len(stages) - 1
+
+            def load(c, p, hh, rr):
+                if src is not None:
+                    return at(src, c, p, hh)
+                # First forward stage: read the packed signals; rows c < B are u, row B is k.
+                # Masks are products, not Selects: TVM evaluates both sides of a Select but
+                # simplifies each side under its condition (dropping the index clamps), which
+                # reads out of bounds.
+                is_u = (c < bsz).astype("float32")
+                pc = tirx.min(p, nz - 1) if (rr + 1) * lr > nz else p
+                out = []
+                for pu, pk in zip(packed_u, packed_k):
+                    v = pu[tirx.min(c, bsz - 1), pc, hh] * is_u + pk[pc, hh] * (1.0 - is_u)
+                    out.append(v * (p < nz).astype("float32") if (rr + 1) * lr > nz else v)
+                return tuple(out)
+
+            def body(c, ia, k, b, hh):
+                j = ia * ns + b
+                xs = [load(c, j + rr * lr, hh, rr) if src is not None or rr * lr < nz else None for rr in range(r)]
+                outs = small_dft(xs, sign)
+                ore, oim = outs[-1]
+                for kk in range(r - 2, -1, -1):
+                    ore = tirx.Select(k == kk, outs[kk][0], ore)
+                    oim = tirx.Select(k == kk, outs[kk][1], oim)
+                if last:
+                    return ore, oim
+                q = (ia * r + k) * ns + b
+                tr, ti = twr[s + 1, q], twi[s + 1, q] * (-sign)  # conj for the inverse
+                return ore * tr - oim * ti, ore * ti + oim * tr
+
+            return te.compute((rows, na, ktail or r, ns, h), body, name=name, attrs=keep)
+
+        # z[p] = x[2p] + i x[2p+1], transposed to channels-innermost: [B, N/2, H] and [N/2, H]
+        def pack(sig, lead):
+            def body(*i):
+                *rest, p, hh = i
+                odd = tirx.min(2 * p + 1, n - 1)
+                im = sig[(*rest, hh, odd)]
+                return sig[(*rest, hh, 2 * p)], (im * (2 * p + 1 < n).astype("float32") if n % 2 else im)
+
+            return te.compute((*lead, nz, h), body, name="pack_u" if lead else "pack_k", attrs=keep)
+
+        packed_u, packed_k = pack(u, (bsz,)), pack(kf, ())
+        x = None
+        for s in range(len(stages)):
+            x = stage(x, s, bsz + 1, -1, f"fwd{s}")
+        z = x
+
+        r0 = stages[0][0]
+        lr0 = length // r0
+
+        def spectral(b, rr, _one, jj, hh):
+            f = rr * lr0 + jj
+            g = (length - f) % length
+            w = (wmr[f], wmi[f])
+            w2 = (-wmr[f], wmi[f])  # W_M^(L-f) = -conj(W_M^f)
+
+            def mul(p, q):
+                return p[0] * q[0] - p[1] * q[1], p[0] * q[1] + p[1] * q[0]
+
+            def half_spectrum(c):  # X[f], X[L-f] of the real signal in row c
+                za, zb = at(z, c, f, hh), at(z, c, g, hh)
+                out = []
+                for p, q, ww in ((za, zb, w), (zb, za, w2)):
+                    s_ = (p[0] + q[0], p[1] - q[1])  # p + conj q
+                    d = (p[0] - q[0], p[1] + q[1])  # p - conj q
+                    t = mul(ww, d)
+                    out.append((0.5 * (s_[0] + t[1]), 0.5 * (s_[1] - t[0])))  # (s - i t) / 2
+                return out
+
+            (u1, u2), (k1, k2) = half_spectrum(b), half_spectrum(bsz)
+            p1, p2 = mul(u1, k1), mul(u2, k2)
+            scale = 0.5 / length  # the inverse's 1/L and the 1/2 of even/odd separation
+            e = ((p1[0] + p2[0]) * scale, (p1[1] - p2[1]) * scale)
+            o = mul((p1[0] - p2[0], p1[1] + p2[1]), (w[0] * scale, -w[1] * scale))
+            return e[0] - o[1], e[1] + o[0]  # E + i O
+
+        # [B, R0, 1, L/R0, H]: the first inverse stage reads it as R0 streams
+        x = te.compute((bsz, r0, 1, lr0, h), spectral, name="spectral", attrs=keep)
+        ns_last = stages[-1][1]
+        ktail = -(-nz // ns_last)  # the last inverse stage makes only p < N/2
+        for s in range(len(stages)):
+            x = stage(x, s, bsz, +1, f"inv{s}", ktail=ktail if s == len(stages) - 1 else None)
+        y = x
+
+        def unpack(b, hh, t):
+            yr, yi = at(y, b, t // 2, hh)
+            return tirx.Select(t % 2 == 0, yr, yi)
+
+        return te.compute((bsz, h, n), unpack, name="unpack")
+
+    def _schedule_cpu_stockham(self, sch, target, a):
+        """Every stage: loops (rows, a, k, b, h) -> parallel over (rows, a, b), the radix loop k
+        unrolled (its Select on k folds to one butterfly output), vectors over channels h.
+        Power-of-two strides between the R streams a stage reads or writes would put them all
+        in one cache set: strides that are multiples of 4 KiB get one cache line of padding."""
+        bsz, h, n = a["u"]
+        length, stages = self._stockham_dims(a)
+        cores = int(target.attrs.get("num-cores", 1))
+        lanes = 8 if h % 8 == 0 else (4 if h % 4 == 0 else 0)
+
+        def channels(loop):
+            if not lanes:
+                return [loop], None
+            ho, hi = sch.split(loop, [None, lanes])
+            return [ho], hi
+
+        def unalign(name, r, ns):  # buffer [rows, A, r, ns, h]: strides of axes 2 and 1
+            for part in ("_v0", "_v1"):
+                blk, s2 = sch.get_sblock(name + part), ns * h
+                if s2 % 1024 == 0:
+                    sch.storage_align(blk, 0, 2, 1024, 16)
+                    s2 += 16
+                if r * s2 % 1024 == 0:
+                    sch.storage_align(blk, 0, 1, 1024, 16)
+
+        for name in [f"fwd{s}" for s in range(len(stages))] + [f"inv{s}" for s in range(len(stages))]:
+            block = sch.get_sblock(f"{name}_v0")
+            c, qa, qk, qb, hh = sch.get_loops(block)
+            unalign(name, int(sch.get(qk).extent), int(sch.get(qb).extent))
+            ho, hi = channels(hh)
+            sch.reorder(c, qa, qb, *ho, qk)
+            if hi is not None:
+                sch.reorder(qk, hi)
+            outer = sch.fuse(c, qa, qb)
+            if cores > 1:
+                sch.parallel(outer)
+            sch.unroll(qk)
+            if hi is not None:
+                sch.vectorize(hi)
+        unalign("spectral", 1, length // stages[0][0])
+        for name in ("pack_u", "pack_k"):
+            block = sch.get_sblock(name + "_v0")
+            *outer, hh = sch.get_loops(block)
+            ho, hi = channels(hh)
+            fused = sch.fuse(*outer)
+            if cores > 1:
+                sch.parallel(fused)
+            if hi is not None:
+                sch.vectorize(hi)
+        block = sch.get_sblock("spectral_v0")
+        b, rr, one, f, hh = sch.get_loops(block)
+        ho, hi = channels(hh)
+        outer = sch.fuse(b, rr, one, f)
+        if cores > 1:
+            sch.parallel(outer)
+        if hi is not None:
+            sch.vectorize(hi)
+        from .schedules import parallel_vectorize
+
+        parallel_vectorize(sch, sch.get_sblock("unpack"), cores)
 
     def baseline(self, a, u, k):
         """torch.fft: real FFTs of length 2N, product, inverse (the filter spectrum included)."""
