@@ -12,6 +12,15 @@ checked against the sidecar before it is opened: a truncated or corrupted file i
 rebuilt. Libraries come only from this directory, written by this process or another opsearch
 process; nothing executable is ever read from the schedule database.
 
+Building a schedule only to hash its text costs more than loading the library (tens of ms in
+a fresh process), so a caller whose schedule is a pure function of the workload, the target and
+the code (the default schedule) passes ``memo``: a small ``<key>.memo`` file then maps the hash
+of (memo name, workload, target and its configuration, TVM and opsearch versions, and a
+fingerprint of the sizes and mtimes of the source files that build schedules) to the library's
+content hash, and a later process loads the library without building the schedule. An edit to
+those sources changes the fingerprint; a memo that is unreadable, malformed or names a library
+whose sidecar is for another workload or target is ignored and rewritten.
+
 Directory: ``$OPSEARCH_CACHE_DIR`` if set, else ``platformdirs.user_cache_dir("opsearch")/kernels``.
 Clear it with ``opsearch.cache.clear()`` or by deleting the directory.
 
@@ -20,6 +29,7 @@ Clear it with ``opsearch.cache.clear()`` or by deleting the directory.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -39,11 +49,13 @@ FORMAT = 1  # sidecar layout version; part of the hash
 
 @dataclass
 class Stats:
-    """Counters for this process: disk hits, compiles, and corrupted entries rebuilt."""
+    """Counters for this process: disk hits (``memo_hits`` of them found through a memo, without
+    building the schedule), compiles, and corrupted entries rebuilt."""
 
     hits: int = 0
     compiles: int = 0
     corrupted: int = 0
+    memo_hits: int = 0
 
 
 stats = Stats()
@@ -66,7 +78,7 @@ def clear() -> int:
     """Delete every cached kernel; returns how many libraries were removed."""
     n = 0
     for p in cache_dir().iterdir():
-        if p.suffix in (".so", ".json", ".tmp"):
+        if p.suffix in (".so", ".json", ".tmp", ".memo"):
             n += p.suffix == ".so"
             p.unlink(missing_ok=True)
     return n
@@ -152,37 +164,93 @@ def _as_module(schedule: Any):
     return schedule.mod if hasattr(schedule, "mod") else schedule
 
 
-def cached_module(wl: Workload, target: TargetSpec | str, schedule: Any, key_text: str | None = None):
+@functools.lru_cache(maxsize=1)
+def source_fingerprint() -> str:
+    """sha256 over the path, size and modification time (ns) of every source file that builds a
+    schedule (``opsearch/ops/``, ``kernels.py``, ``targets.py``, ``cache.py``), once per process:
+    an edit, reinstall or checkout of any of them changes it."""
+    root = Path(__file__).resolve().parent
+    files = [*root.joinpath("ops").rglob("*.py"), *(root / n for n in ("kernels.py", "targets.py", "cache.py"))]
+    h = hashlib.sha256()
+    for p in sorted(files):
+        st = p.stat()
+        h.update(f"{p.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _memo_path(root: Path, memo: str, wl: Workload, target: TargetSpec) -> Path:
+    import tvm
+
+    from . import __version__
+
+    key = content_hash({"format": str(FORMAT), "memo": memo, "workload": wl.key(), "target": target.name,
+                        "target_config": target.config_json, "tvm": tvm.__version__, "opsearch": __version__,
+                        "sources": source_fingerprint()})
+    return root / f"{key}.memo"
+
+
+def _load_memo(path: Path, wl: Workload, target: TargetSpec):
+    """The module a memo points to, or None (missing, unreadable, or not for this workload)."""
+    try:
+        digest = json.loads(path.read_text())["hash"]
+        if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+            raise ValueError("malformed hash")
+        side = json.loads((path.parent / f"{digest}.json").read_text())
+        if side.get("workload") != wl.key() or side.get("target") != target.name:
+            raise ValueError("memo names another workload's library")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        if path.exists():
+            log.warning("opsearch cache: ignoring %s (%s)", path.name, e)
+        return None
+    return _load(path.parent / f"{digest}.so", path.parent / f"{digest}.json", digest)
+
+
+def cached_module(wl: Workload, target: TargetSpec | str, schedule: Any, key_text: str | None = None,
+                  memo: str | None = None):
     """The compiled TVM runtime module for ``wl`` scheduled by ``schedule``, from the disk cache
     when present, else compiled and stored.
 
     ``schedule``: a ``tvm.s_tir.Schedule``, an ``IRModule`` or a zero-argument callable returning
     one. ``key_text``: the schedule as text for the hash (e.g. a MetaSchedule trace as JSON);
-    None uses the scheduled module's TVMScript. CPU (LLVM) targets only.
+    None uses the scheduled module's TVMScript. ``memo``: a name for a schedule that depends only
+    on the workload, target and opsearch's code (e.g. "default"); see the module docstring.
+    CPU (LLVM) targets only.
     """
     import tvm
 
     target = resolve(target)
+    root = cache_dir()
+    memo_path = _memo_path(root, memo, wl, target) if memo else None
+    if memo_path is not None:
+        module = _load_memo(memo_path, wl, target)
+        if module is not None:
+            stats.hits += 1
+            stats.memo_hits += 1
+            return module
     mod = _as_module(schedule)
     inputs = key_inputs(wl, target, key_text if key_text is not None else mod.script())
     digest = content_hash(inputs)
-    root = cache_dir()
     lib, meta = root / f"{digest}.so", root / f"{digest}.json"
     module = _load(lib, meta, digest)
     if module is not None:
         stats.hits += 1
+        if memo_path is not None:
+            _atomic_write_text(memo_path, json.dumps({"hash": digest}))
         return module
     stats.compiles += 1
     log.info("opsearch cache: compiling %s for %s", wl.short() or wl.op, target.name)
     module = tvm.compile(mod, target=target.tvm()).mod
     _store(module, lib, meta, digest, inputs)
+    if memo_path is not None:
+        _atomic_write_text(memo_path, json.dumps({"hash": digest}))
     return module
 
 
-def cached_kernel(wl: Workload, target: TargetSpec | str, schedule: Any, key_text: str | None = None):
+def cached_kernel(wl: Workload, target: TargetSpec | str, schedule: Any, key_text: str | None = None,
+                  memo: str | None = None):
     """:func:`cached_module` wrapped as a :class:`opsearch.kernels.Kernel` (constants attached)."""
     target = resolve(target)
-    return kernel_from_module(cached_module(wl, target, schedule, key_text), wl, target)
+    return kernel_from_module(cached_module(wl, target, schedule, key_text, memo), wl, target)
 
 
 def kernel_from_module(module, wl: Workload, target: TargetSpec) -> Any:

@@ -22,7 +22,6 @@ import functools
 import json
 import os
 import sqlite3
-import statistics
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -193,6 +192,8 @@ def _shipped_table(path: str, target: str) -> dict[str, Best]:
                 continue
             if tname != target or status != "ok":
                 continue
+            import statistics
+
             mean = statistics.fmean(run_us)
             if key not in best or mean < best[key].mean_us:
                 best[key] = Best(d.get("trace"), mean, "shipped")

@@ -121,7 +121,8 @@ def default_kernel(wl: Workload, target: str = "cpu") -> Kernel:
     on disk (``opsearch.cache``: a later process loads the library instead of compiling)."""
     from . import cache
 
-    return cache.cached_kernel(wl, target, default_schedule(wl, target))
+    # memo: a later process finds the library without rebuilding the schedule to hash it
+    return cache.cached_kernel(wl, target, lambda: default_schedule(wl, target), memo="default")
 
 
 def cuda_source(wl: Workload, target: str = "cuda:sm_90") -> str:

@@ -19,6 +19,10 @@ import json, os, torch, tvm
 if os.environ.get("NO_COMPILE"):
     def _no(*a, **k): raise AssertionError("tvm.compile called")
     tvm.compile = _no
+if os.environ.get("NO_SCHEDULE"):
+    import opsearch.kernels
+    def _no_schedule(*a, **k): raise AssertionError("default schedule built")
+    opsearch.kernels.default_schedule = _no_schedule
 import opsearch.functional as F
 from opsearch import cache
 torch.manual_seed(0)
@@ -47,8 +51,45 @@ def test_second_process_loads_without_compiling(warm):
     tmp, first = warm
     assert first["compiles"] == 1 and first["hits"] == 0 and first["err"] < 1e-5
     assert len(list(tmp.glob("*.so"))) == 1 and len(list(tmp.glob("*.json"))) == 1
-    second = _run(tmp, NO_COMPILE="1")
-    assert second["compiles"] == 0 and second["hits"] == 1 and second["err"] < 1e-5
+    second = _run(tmp, NO_COMPILE="1", NO_SCHEDULE="1")  # the memo names the library: no schedule built
+    assert second["compiles"] == 0 and second["hits"] == 1 and second["memo_hits"] == 1 and second["err"] < 1e-5
+
+
+def test_bad_memo_is_ignored_and_rewritten(warm):
+    tmp, _ = warm
+    (memo,) = tmp.glob("*.memo")
+    good = memo.read_text()
+    for bad in ("{not json", json.dumps({"hash": "../../etc/passwd"}), json.dumps({"hash": "0" * 64})):
+        memo.write_text(bad)
+        again = _run(tmp, NO_COMPILE="1")
+        assert again["hits"] == 1 and again["memo_hits"] == 0 and again["compiles"] == 0 and again["err"] < 1e-5
+        assert memo.read_text() == good
+
+
+def test_memo_for_another_workload_is_ignored(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPSEARCH_CACHE_DIR", str(tmp_path))
+    a = ops.get("dilated_conv1d").workload(x=[1, 2, 11], weight=[3, 2, 3])
+    b = ops.get("dilated_conv1d").workload(x=[1, 2, 13], weight=[3, 2, 3])
+    target = kernels.resolve("cpu")
+    for wl in (a, b):
+        cache.cached_module(wl, target, lambda wl=wl: kernels.default_schedule(wl, target), memo="default")
+    memo_a, memo_b = cache._memo_path(tmp_path, "default", a, target), cache._memo_path(tmp_path, "default", b, target)
+    memo_a.write_text(memo_b.read_text())  # a's memo now names b's library
+    before = dict(vars(cache.stats))
+    k = cache.cached_kernel(a, target, lambda: kernels.default_schedule(a, target), memo="default")
+    assert k.out_shape == (1, 3, 11) and cache.stats.memo_hits == before["memo_hits"]
+    assert cache.stats.compiles == before["compiles"] and memo_a.read_text() != memo_b.read_text()
+
+
+def test_memo_key_covers_sources_target_and_versions(tmp_path, monkeypatch):
+    wl = ops.get("dilated_conv1d").workload(x=[1, 2, 9], weight=[3, 2, 3], dilation=2)
+    cpu, other = kernels.resolve("cpu"), kernels.resolve("llvm:skylake")
+    base = cache._memo_path(tmp_path, "default", wl, cpu)
+    assert base == cache._memo_path(tmp_path, "default", wl, cpu)
+    assert base != cache._memo_path(tmp_path, "default", wl, other)
+    assert base != cache._memo_path(tmp_path, "other", wl, cpu)
+    monkeypatch.setattr(cache, "source_fingerprint", lambda: "edited")
+    assert base != cache._memo_path(tmp_path, "default", wl, cpu)
 
 
 def test_corrupted_library_is_rebuilt(warm):
