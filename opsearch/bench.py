@@ -278,7 +278,6 @@ class Suite:
     def geomean_speedup(self, impl: str | None = None) -> tuple[float | None, int]:
         """Geometric-mean speedup over PyTorch of ``impl`` (the headline one by default), and over
         how many workloads."""
-
         xs = [self.speedup(r, impl or self.headline(r)) for r in self.rows if (impl or self.headline(r))]
         xs = [x for x in xs if x]
         return (math.exp(sum(map(math.log, xs)) / len(xs)) if xs else None), len(xs)
