@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -217,8 +218,6 @@ def _suite_worker(side: str, keys: list[str], opts: dict) -> None:
 def _run_suite_worker(side: str, keys: list[str], opts: dict) -> dict[str, dict]:
     """Run one suite worker process; a crash (e.g. a segfaulting kernel) marks the workloads it
     did not report as failed instead of aborting the suite."""
-    import os
-
     env = dict(os.environ, TVM_NUM_THREADS=str(opts["threads"]), OMP_NUM_THREADS=str(opts["threads"]))
     proc = subprocess.run([sys.executable, "-m", "opsearch.bench", side, json.dumps(opts)], input="\n".join(keys),
                           capture_output=True, text=True, env=env)
@@ -259,6 +258,7 @@ class Suite:
     rounds: int
     peak_gflops: float | None
     rows: list[SuiteRow]
+    load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at the start and the end
 
     def gflops(self, row: SuiteRow, impl: str) -> float | None:
         m = row.results.get(impl)
@@ -312,6 +312,7 @@ def run_suite(workloads: list[tuple[str, Workload]], target: str, db, *, rounds:
     the workload's FLOPs would take at the measured GEMM rate) unless ``store`` is false.
     """
     say = progress or (lambda msg: None)
+    load_start = os.getloadavg()[0]
     keys = [wl.key() for _, wl in workloads]
     tuned_keys = [wl.key() for _, wl in workloads if db.best(wl, target) is not None]
     opts = {"target": target, "threads": threads, "db": db_url}
@@ -342,7 +343,7 @@ def run_suite(workloads: list[tuple[str, Workload]], target: str, db, *, rounds:
                     db.add_baseline(wl, target, side, res[side].us)
             if peak:
                 db.add_baseline(wl, target, "sgemm-peak", op.flops(wl) / peak / 1e3)
-    return Suite(target, threads, rounds, peak, rows)
+    return Suite(target, threads, rounds, peak, rows, (load_start, os.getloadavg()[0]))
 
 
 if __name__ == "__main__":

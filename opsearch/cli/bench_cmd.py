@@ -88,7 +88,7 @@ def _cells(suite, row, impl):
 def _as_json(suite) -> dict:
     gm, n = suite.geomean_speedup()
     return {
-        "target": suite.target, "threads": suite.threads, "rounds": suite.rounds,
+        "target": suite.target, "threads": suite.threads, "rounds": suite.rounds, "load_average": list(suite.load),
         "peak_gflops": suite.peak_gflops, "peak_method": "torch.mm fp32 2048x2048, best of 5 batches",
         "workloads": [
             {"op": r.workload.op, "example": r.example, "args": r.workload.json_args(), "flops": r.flops,
@@ -136,6 +136,8 @@ def _print(suite) -> None:
     if dg:
         line += f"; default schedules alone: {dg:.2f}x"
     Console(width=150).print(line)
+    Console(width=150).print(f"1-minute load average: {suite.load[0]:.1f} at the start, {suite.load[1]:.1f} at the end "
+                             f"({suite.threads} threads per side; a load above the core count makes every figure noisy)")
     wrong = [f"{r.workload.op} {r.example} {i}" for r in suite.rows for i, m in r.results.items() if m.note.startswith("WRONG")]
     if wrong:
         Console(width=150, stderr=True).print(f"[red]output does not match the reference: {', '.join(wrong)}")

@@ -70,6 +70,7 @@ def test_bench_one_workload(tmp_path):
     out = json.loads(p.stdout)  # --json: nothing but JSON on stdout
     assert out["target"] == target.name and out["threads"] == target.num_cores
     assert out["peak_gflops"] > 0
+    assert len(out["load_average"]) == 2 and min(out["load_average"]) >= 0
     (row,) = out["workloads"]
     assert (row["op"], row["example"]) == (OP, EXAMPLE)
     assert row["flops"] == ops.get(OP).flops(wl)
@@ -112,7 +113,7 @@ def test_table_output():
                                       "opsearch-tuned": Measurement(note="untuned"),
                                       "stock-metaschedule": Measurement(50.0, None, True, "from the database")}),
     ]
-    suite = Suite("llvm:x", 2, 1, 100.0, rows)
+    suite = Suite("llvm:x", 2, 1, 100.0, rows, (0.5, 1.25))
     assert suite.headline(rows[0]) == "opsearch-tuned" and suite.headline(rows[1]) == "tvm-default"
     gm, n = suite.geomean_speedup()
     assert n == 2 and gm == pytest.approx((4.0 * 3.0) ** 0.5)
@@ -136,6 +137,7 @@ def test_table_output():
         Console.__init__ = orig
     text = buf.getvalue()
     assert "untuned" in text and "4.00x" in text and "[x, x>>k] @ W" in text  # notes are not rich markup and "geometric-mean speedup" in text
+    assert "load average: 0.5 at the start, 1.2 at the end" in text
     assert "3.46x over 2 workloads" in text and "default schedules alone: 2.45x" in text
     doc = bench_cmd._as_json(suite)
     assert doc["summary"]["workloads"] == 2 and doc["workloads"][1]["results"]["opsearch-tuned"] == {"ok": False, "note": "untuned"}
