@@ -1,10 +1,16 @@
 """Tuning speed and quality: opsearch's tuner vs stock ``tune_tir`` on the same workload.
 
 Each side runs in its own process, alternating (A B A B) for ``--rounds`` rounds, with the same
-trial budget. Reported: wall time, trials per minute, and the best latency after N trials (each
-side's own measurement of its best candidate, re-timed here in one process for fairness).
+trial budget. Reported: wall time, trials per minute, and the best latency after each checkpoint
+(``--checkpoints``, trial counts): each side's own measurement of its best candidate within the
+first N trials, and the same candidates re-timed side by side in one process for fairness.
 
-    .venv/bin/python benchmarks/search_bench.py --trials 64 --rounds 1
+Stock ``tune_tir`` gets a ``LocalBuilder(timeout_sec=--stock-build-timeout)``: its default 30 s
+timeout fails every batch on 2 cores (each worker imports every tensor intrinsic, 22-26 s), which
+would compare against nothing. ``--store-db URL --store-at N`` writes stock's re-timed best after
+N trials as the ``stock-metaschedule`` baseline of the workload, which ``opsearch bench`` shows.
+
+    .venv/bin/python benchmarks/search_bench.py --trials 256 --checkpoints 64,256 --batch 32
 """
 
 from __future__ import annotations
@@ -17,44 +23,55 @@ import sys
 import tempfile
 import time
 
-WORKLOAD = ("dilated_conv2d", dict(x=[1, 32, 32, 32], weight=[32, 32, 3, 3], padding=2, dilation=2))
+WORKLOAD = ("dilated_conv2d", "context_d4")  # (operator, example), overridable with --example OP:NAME
 
 
-def _ours(trials: int, batch: int) -> dict:
-    from opsearch import db as dbmod
+def _workload():
     from opsearch import ops
+
+    return ops.get(WORKLOAD[0]).example(WORKLOAD[1])
+
+
+def _ours(trials: int, batch: int, checkpoints: list[int], build_timeout: float) -> dict:
+    from opsearch import db as dbmod
     from opsearch.search import tune
 
-    wl = ops.get(WORKLOAD[0]).workload(**WORKLOAD[1])
+    wl = _workload()
     with tempfile.TemporaryDirectory() as d:
         db = dbmod.connect(f"sqlite:///{d}/bench.db")
         t0 = time.time()
         (r,) = tune(wl, "cpu", db, trials=trials, batch=batch, verify=False)
         wall = time.time() - t0
-        curve = _curve([rec.mean_us if rec.status == "ok" else None for rec in db.history(wl, "cpu")])
-        trace = r.best.trace if r.best else None
-    return {"side": "opsearch", "wall_s": wall, "trials": r.trials_run, "curve": curve, "trace": trace}
+        hist = db.history(wl, "cpu")
+        lat = [rec.mean_us if rec.status == "ok" else None for rec in hist]
+        traces = {n: _best_within(lat, [rec.trace for rec in hist], n) for n in checkpoints}
+    return {"side": "opsearch", "wall_s": wall, "trials": r.trials_run, "curve": _curve(lat), "traces": traces}
 
 
-def _stock(trials: int, batch: int) -> dict:
+def _stock(trials: int, batch: int, checkpoints: list[int], build_timeout: float) -> dict:
     from tvm.s_tir import meta_schedule as ms
 
-    from opsearch import kernels, ops, targets
+    from opsearch import kernels, targets
     from opsearch.db.replay import trace_json
 
-    wl = ops.get(WORKLOAD[0]).workload(**WORKLOAD[1])
-    mod = kernels.ir_module(wl)
+    mod = kernels.ir_module(_workload())
     with tempfile.TemporaryDirectory() as d:
         t0 = time.time()
         db = ms.tune_tir(mod, targets.resolve("cpu").tvm(), d, max_trials_global=trials, num_trials_per_iter=batch,
-                         database="memory")
+                         database="memory", builder=ms.builder.LocalBuilder(timeout_sec=build_timeout))
         wall = time.time() - t0
-        recs = db.get_all_tuning_records()
+        recs = db.get_all_tuning_records()  # in commit (= measurement) order
         secs = [float(statistics.fmean([float(s) for s in r.run_secs])) * 1e6 if r.run_secs else None for r in recs]
-        curve = _curve([s if s is not None and s < 1e9 else None for s in secs])
-        best = db.get_top_k(db.commit_workload(mod), 1)
-        trace = trace_json(best[0].as_measure_candidate().sch) if best else None
-    return {"side": "stock", "wall_s": wall, "trials": len(recs), "curve": curve, "trace": trace}
+        lat = [s if s is not None and s < 1e9 else None for s in secs]
+        trs = [trace_json(r.as_measure_candidate().sch) for r in recs]
+        traces = {n: _best_within(lat, trs, n) for n in checkpoints}
+    return {"side": "stock", "wall_s": wall, "trials": len(recs), "curve": _curve(lat), "traces": traces}
+
+
+def _best_within(lat: list, traces: list, n: int):
+    """Trace of the fastest valid candidate among the first ``n`` measured (None if none)."""
+    valid = [(v, i) for i, v in enumerate(lat[:n]) if v is not None]
+    return traces[min(valid)[1]] if valid else None
 
 
 def _curve(lat: list) -> list:
@@ -73,7 +90,7 @@ def _retime(traces: dict) -> dict:
     from opsearch import kernels, ops
     from opsearch.db.replay import replay
 
-    wl = ops.get(WORKLOAD[0]).workload(**WORKLOAD[1])
+    wl = _workload()
     op = ops.get(wl.op)
     gen = torch.Generator().manual_seed(0)
     t = [op.sample(wl.args, p, wl.args[p.name], gen, torch.float32) for p in op.tensors if wl.args[p.name] is not None]
@@ -86,15 +103,24 @@ def _retime(traces: dict) -> dict:
 
 
 def main() -> None:
+    global WORKLOAD
     ap = argparse.ArgumentParser()
+    ap.add_argument("--example", default=":".join(WORKLOAD), help="OP:EXAMPLE (default %(default)s)")
     ap.add_argument("--trials", type=int, default=64)
+    ap.add_argument("--checkpoints", default="", help="comma-separated trial counts (default: --trials)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--stock-build-timeout", type=float, default=120.0)
+    ap.add_argument("--store-db", help="database URL to store stock's re-timed best as a baseline")
+    ap.add_argument("--store-at", type=int, help="checkpoint whose stock best is stored (default: last)")
     ap.add_argument("--side", choices=["opsearch", "stock"])
     ap.add_argument("--retime")
     a = ap.parse_args()
+    WORKLOAD = tuple(a.example.split(":", 1))
+    cps = sorted({int(c) for c in a.checkpoints.split(",") if c} | {a.trials})
     if a.side:
-        print(json.dumps((_ours if a.side == "opsearch" else _stock)(a.trials, a.batch)))
+        fn = _ours if a.side == "opsearch" else _stock
+        print(json.dumps(fn(a.trials, a.batch, cps, a.stock_build_timeout)))
         return
     if a.retime:
         print(json.dumps(_retime(json.loads(open(a.retime).read()))))
@@ -102,26 +128,51 @@ def main() -> None:
     runs = {"opsearch": [], "stock": []}
     for _ in range(a.rounds):
         for side in runs:
-            p = subprocess.run([sys.executable, __file__, "--side", side, "--trials", str(a.trials), "--batch", str(a.batch)],
-                               capture_output=True, text=True)
+            t0 = time.strftime("%H:%M:%S", time.gmtime())
+            p = subprocess.run([sys.executable, __file__, "--side", side, "--example", a.example, "--trials", str(a.trials),
+                                "--checkpoints", ",".join(map(str, cps)), "--batch", str(a.batch),
+                                "--stock-build-timeout", str(a.stock_build_timeout)], capture_output=True, text=True)
             if p.returncode:
                 sys.exit(f"{side} failed: {p.stderr[-2000:]}")
             runs[side].append(json.loads(p.stdout.strip().splitlines()[-1]))
+            print(f"{side}: {t0}-{time.strftime('%H:%M:%S', time.gmtime())} UTC", flush=True)
+    traces = {f"{s}@{n}": runs[s][-1]["traces"][str(n)] for s in runs for n in cps}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump({s: runs[s][-1]["trace"] for s in runs}, f)
-    p = subprocess.run([sys.executable, __file__, "--retime", f.name], capture_output=True, text=True)
+        json.dump(traces, f)
+    p = subprocess.run([sys.executable, __file__, "--example", a.example, "--retime", f.name], capture_output=True, text=True)
     retimed = json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else {}
-    print(f"workload: {WORKLOAD[0]} {WORKLOAD[1]}; trials {a.trials}, batch {a.batch}, rounds {a.rounds}")
-    print(f"{'side':10s} {'wall s':>8s} {'trials/min':>11s} {'valid':>6s} {'best us (own)':>14s} {'best us (retimed)':>18s}")
+    if p.returncode:
+        print(f"re-timing failed: {p.stderr[-1000:]}")
+    print(f"workload: {a.example}; trials {a.trials}, batch {a.batch}, rounds {a.rounds}, "
+          f"stock LocalBuilder timeout {a.stock_build_timeout:.0f} s")
+    print(f"{'side':10s} {'wall s':>8s} {'trials/min':>11s} {'valid':>6s}"
+          + "".join(f" {'best@' + str(n) + ' own us':>16s} {'retimed us':>11s}" for n in cps))
     tpm = {}
     for side, rs in runs.items():
         wall = statistics.median(r["wall_s"] for r in rs)
         tpm[side] = statistics.median(r["trials"] / r["wall_s"] * 60 for r in rs)
-        valid = statistics.median(sum(1 for a, b in zip(r["curve"], [None] + r["curve"]) if a is not None) for r in rs)
-        finals = [r["curve"][-1] for r in rs if r["curve"] and r["curve"][-1]]
-        own = f"{statistics.median(finals):14.1f}" if finals else f"{'none valid':>14s}"
-        print(f"{side:10s} {wall:8.1f} {tpm[side]:11.1f} {valid:6.0f} {own} {retimed.get(side, float('nan')):18.1f}")
+        valid = statistics.median(sum(1 for a_, b in zip(r["curve"], [None] + r["curve"]) if a_ is not None) for r in rs)
+        cells = ""
+        for n in cps:
+            own = [r["curve"][min(n, len(r["curve"])) - 1] for r in rs if r["curve"]]
+            own = [v for v in own if v]
+            cells += f" {statistics.median(own):16.1f}" if own else f" {'none valid':>16s}"
+            cells += f" {retimed.get(f'{side}@{n}', float('nan')):11.1f}"
+        print(f"{side:10s} {wall:8.1f} {tpm[side]:11.1f} {valid:6.0f}{cells}")
     print(f"trials/min ratio opsearch/stock: {tpm['opsearch'] / tpm['stock']:.2f}x")
+    for n in cps:
+        o, st = retimed.get(f"opsearch@{n}"), retimed.get(f"stock@{n}")
+        if o and st:
+            print(f"best after {n} trials (re-timed): opsearch/stock latency ratio {o / st:.3f} "
+                  f"({'ours <= stock' if o <= st else 'stock faster'})")
+    if a.store_db:
+        n = a.store_at or cps[-1]
+        st = retimed.get(f"stock@{n}")
+        if st:
+            from opsearch import db as dbmod
+
+            dbmod.connect(a.store_db).add_baseline(_workload(), "cpu", "stock-metaschedule", st)
+            print(f"stored stock-metaschedule = {st:.1f} us (best after {n} trials) in {a.store_db}")
 
 
 if __name__ == "__main__":

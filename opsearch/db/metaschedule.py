@@ -4,7 +4,11 @@
 workloads; pass it as ``ms.tune_tir(..., database=adapter,
 measure_callbacks=adapter.measure_callbacks())`` and every measured candidate lands in ``db``.
 Unlike MetaSchedule's own databases, queries are target-aware (apache/tvm#15549): a cuda query
-never returns an llvm record. Top-k excludes failures. MetaSchedule commits a failed candidate
+never returns an llvm record. Top-k excludes failures. With ``transfer=N``, a workload with fewer than k records of its own
+is topped up with the best records of its N nearest tuned workloads of the same operator whose
+traces replay on it (:meth:`Workload.distance`): MetaSchedule's evolutionary search seeds its
+population from top-k, so a new shape starts from what tuned shapes found. Those seeds are never
+committed as this workload's measurements. MetaSchedule commits a failed candidate
 as ``run_secs=[1e10]`` and drops its error text; the callback from :meth:`measure_callbacks`
 captures the builder/runner message so the record keeps it (status build_error, run_error or
 timeout). Imports TVM.
@@ -52,9 +56,12 @@ class MetaScheduleDatabase(ms.database.PyDatabase):
     """
 
     def __init__(self, db: Database, target: str | TargetSpec,
-                 workloads: Workload | Iterable[Workload] | Mapping[str, Workload], run_id: int | None = None):
+                 workloads: Workload | Iterable[Workload] | Mapping[str, Workload], run_id: int | None = None,
+                 transfer: int = 0):
         super().__init__()
         self.db = db
+        self.transfer = transfer
+        self._seeds: dict[tuple[str, str], list[ms.database.TuningRecord]] = {}
         self.spec = target_spec(target)
         self.run_id = run_id
         if isinstance(workloads, Workload):
@@ -75,13 +82,34 @@ class MetaScheduleDatabase(ms.database.PyDatabase):
                                 f"(bound to {', '.join(w.op for w in self._by_hash.values())})")
         return h, self._by_hash[h]
 
-    def _to_tuning_record(self, rec: Record, workload: ms.database.Workload, target_json) -> ms.database.TuningRecord | None:
+    def _to_tuning_record(self, rec: Record, workload: ms.database.Workload, target_json,
+                          quiet: bool = False) -> ms.database.TuningRecord | None:
         run_secs = [t / 1e6 for t in rec.run_us] if rec.status == "ok" else [1e10] if rec.status != "unmeasured" else None
         try:
             return ms.database.TuningRecord.from_json([rec.trace, run_secs, target_json, rec.args_info], workload)
         except Exception as e:  # noqa: BLE001 - a stale trace must not stop tuning
-            log.warning("record %s no longer replays on its workload: %s", rec.id, str(e).splitlines()[-1:])
+            if not quiet:
+                log.warning("record %s no longer replays on its workload: %s", rec.id, str(e).splitlines()[-1:])
             return None
+
+    def _transferred(self, wl: Workload, workload: ms.database.Workload, target_name: str, target_json,
+                     k: int) -> list[ms.database.TuningRecord]:
+        """Best records of the nearest tuned workloads, replayed on ``wl`` (cached per run)."""
+        key = (wl.key(), target_name)
+        if key not in self._seeds:
+            near = [(wl.distance(info.workload), info.workload) for info in self.db.workloads(op=wl.op, target=target_name)
+                    if info.workload != wl]
+            near = sorted((t for t in near if t[0] != float("inf")), key=lambda t: t[0])[: self.transfer]
+            seeds = []
+            for _, other in near:
+                for rec in self.db.top_k(other, target_name, k):
+                    tr = self._to_tuning_record(rec, workload, target_json, quiet=True)
+                    if tr is not None:
+                        seeds.append(tr)
+            self._seeds[key] = seeds
+            if seeds:
+                log.info("%s: %d seed schedules from %d nearest tuned workloads", wl.op, len(seeds), len(near))
+        return self._seeds[key][:k]
 
     def capture(self, candidate_mod: tvm.IRModule, status: str, message: str) -> None:
         """Remember why a candidate failed, for the record MetaSchedule commits next."""
@@ -127,10 +155,13 @@ class MetaScheduleDatabase(ms.database.PyDatabase):
             return []
         _, wl = self._workload(workload.mod)
         out = []
+        target_json = target.export()
         for rec in self.db.top_k(wl, target_name, k):
-            tr = self._to_tuning_record(rec, workload, target.export())
+            tr = self._to_tuning_record(rec, workload, target_json)
             if tr is not None:
                 out.append(tr)
+        if self.transfer and len(out) < k:
+            out += self._transferred(wl, workload, target_name, target_json, k)[: k - len(out)]
         return out
 
     def get_all_tuning_records(self) -> list[ms.database.TuningRecord]:

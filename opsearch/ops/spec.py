@@ -113,6 +113,24 @@ class Workload:
         """Canonical JSON text: equal workloads have equal keys."""
         return json.dumps({"op": self.op, "args": self.json_args()}, sort_keys=True, separators=(",", ":"))
 
+    def distance(self, other: "Workload") -> float:
+        """How far ``other`` is from this workload, for reusing schedules between shapes: inf for
+        another operator or dtype, else the summed |log ratio| of every shape and size (+1 to
+        allow zeros, e.g. padding 0) plus one per differing attribute."""
+        if other.op != self.op:
+            return math.inf
+        theirs = other.args
+        d = 0.0
+        for k, va in self.items:
+            vb = theirs.get(k)
+            if isinstance(va, tuple) and va and isinstance(va[0], int) and isinstance(vb, tuple) and len(va) == len(vb):
+                d += sum(abs(math.log((x + 1) / (y + 1))) for x, y in zip(va, vb))
+            elif k == "dtype" and va != vb:
+                return math.inf
+            elif va != vb:
+                d += 1.0
+        return d
+
     def short(self) -> str:
         """A compact human label, e.g. ``x=1x64x56x56 weight=64x64x3x3 dilation=2x2``."""
         parts = []

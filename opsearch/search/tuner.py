@@ -38,6 +38,8 @@ class TuneConfig:
     stops after the batch in flight once exceeded; ``patience`` stops a workload after that many
     trials without a better candidate. ``measure=False`` (CUDA without a GPU) compiles candidates
     and stores them as unmeasured. ``rpc`` is ``HOST:PORT:KEY`` of a TVM RPC tracker.
+    ``transfer`` seeds the search of a workload with the best schedules of that many nearest tuned
+    workloads of the same operator (0: off); the cost model is pretrained on every record anyway.
     """
 
     trials: int = 64
@@ -50,6 +52,7 @@ class TuneConfig:
     rpc: str | None = None
     verify: bool = True
     seed: int = 0
+    transfer: int = 3
     measure_config: MeasureConfig = field(default_factory=MeasureConfig)
 
     def check(self) -> None:
@@ -61,6 +64,8 @@ class TuneConfig:
             raise OpsearchError(f"time limit must be positive, got {self.time_limit_s}")
         if self.batch <= 0:
             raise OpsearchError(f"batch must be positive, got {self.batch}")
+        if self.transfer < 0:
+            raise OpsearchError(f"transfer must be zero or positive, got {self.transfer}")
 
 
 @dataclass
@@ -246,7 +251,7 @@ class Tuner:
 
         run = self.db.start_run({"target": self.target.name, "trials": cfg.trials, "workloads": [w.key() for w in active],
                                  "measure": cfg.measure, "rpc": cfg.rpc})
-        adapter = MetaScheduleDatabase(self.db, self.target, by_hash, run_id=run.id)
+        adapter = MetaScheduleDatabase(self.db, self.target, by_hash, run_id=run.id, transfer=cfg.transfer)
         known = self._known()
         builder, runner = self._builder_runner()
         builder, runner = DedupBuilder(builder, known), DedupRunner(runner, known)

@@ -1,0 +1,142 @@
+"""Transfer: does a new shape tune faster with what other shapes taught?
+
+Tunes one workload that is not in the database twice, each in its own process:
+- **cold**: an empty database (no pretraining, nothing to seed the search with), ``--cold-trials``
+  trials (512 by default); its best after all of them is the reference;
+- **warm**: a copy of ``--pretrain-db`` holding other shapes' records (the tuner pretrains the cost
+  model on every record of the target kind and seeds the search with the nearest tuned shapes'
+  best schedules), ``--warm-trials`` trials.
+Reported: the trials each side needed to get within 5 % of the cold reference, and both sides'
+bests re-timed side by side in one process. Goal (issue #4): warm needs at most a third of the
+trials cold needs. Run from the repo root:
+
+    .venv/bin/python benchmarks/transfer_bench.py --pretrain-db /tmp/ship.db
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+NEW = ("dilated_conv2d", dict(x=[1, 64, 48, 48], weight=[64, 64, 3, 3], padding=3, dilation=3))
+
+
+def _workload(spec: str | None):
+    from opsearch import ops
+
+    op, args = (spec.split(":", 1)[0], json.loads(spec.split(":", 1)[1])) if spec else NEW
+    return ops.get(op).workload(**args)
+
+
+def _side(db_path: str, trials: int, batch: int, transfer: int, spec: str | None) -> dict:
+    from opsearch import db as dbmod
+    from opsearch.search import tune
+
+    wl = _workload(spec)
+    db = dbmod.connect(f"sqlite:///{db_path}")
+    assert db.count(wl, "cpu") == 0, "the new workload must not be in the database"
+    t0 = time.time()
+    tune(wl, "cpu", db, trials=trials, batch=batch, transfer=transfer, verify=False)
+    wall = time.time() - t0
+    hist = db.history(wl, "cpu")
+    return {"wall_s": wall, "lat": [r.mean_us if r.status == "ok" else None for r in hist],
+            "traces": [r.trace for r in hist]}
+
+
+def _within(lat: list, ref: float, tol: float) -> int | None:
+    """Trials until the best so far is within ``tol`` of ``ref`` (None: never)."""
+    best = None
+    for i, v in enumerate(lat, 1):
+        if v is not None and (best is None or v < best):
+            best = v
+        if best is not None and best <= ref * (1 + tol):
+            return i
+    return None
+
+
+def _best(lat: list, traces: list, n: int):
+    valid = [(v, i) for i, v in enumerate(lat[:n]) if v is not None]
+    return traces[min(valid)[1]] if valid else None
+
+
+def _retime(traces: dict, spec: str | None) -> dict:
+    import torch
+
+    from opsearch import kernels, ops
+    from opsearch.db.replay import replay
+
+    wl = _workload(spec)
+    op = ops.get(wl.op)
+    gen = torch.Generator().manual_seed(0)
+    t = [op.sample(wl.args, p, wl.args[p.name], gen, torch.float32) for p in op.tensors if wl.args[p.name] is not None]
+    ks = {n: kernels.build(replay(tr, wl), wl, "cpu") for n, tr in traces.items() if tr}
+    samples = {n: [] for n in ks}
+    for _ in range(5):
+        for n, k in ks.items():
+            samples[n].append(statistics.median(k.time_ms(*t, number=1, repeat=5, min_repeat_ms=20)) * 1e3)
+    return {n: statistics.median(v) for n, v in samples.items()}
+
+
+def _sub(*args: str) -> dict:
+    p = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    if p.returncode:
+        sys.exit(f"{' '.join(args[:2])} failed: {p.stderr[-2000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pretrain-db", required=True, help="SQLite file with other shapes' records (copied, not changed)")
+    ap.add_argument("--workload", help="OP:JSON_ARGS of the new shape (default: %s)" % json.dumps(NEW))
+    ap.add_argument("--cold-trials", type=int, default=512)
+    ap.add_argument("--warm-trials", type=int, default=171)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--tol", type=float, default=0.05)
+    ap.add_argument("--side", help=argparse.SUPPRESS)
+    ap.add_argument("--retime", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.side:
+        db_path, trials, transfer = a.side.split(",")
+        print(json.dumps(_side(db_path, int(trials), a.batch, int(transfer), a.workload)))
+        return
+    if a.retime:
+        print(json.dumps(_retime(json.load(open(a.retime)), a.workload)))
+        return
+    wl_args = ["--workload", a.workload] if a.workload else []
+    with tempfile.TemporaryDirectory() as d:
+        shutil.copy(a.pretrain_db, f"{d}/warm.db")
+        t = time.strftime("%H:%M", time.gmtime())
+        cold = _sub("--side", f"{d}/cold.db,{a.cold_trials},0", "--batch", str(a.batch), *wl_args)
+        warm = _sub("--side", f"{d}/warm.db,{a.warm_trials},3", "--batch", str(a.batch), *wl_args)
+        t += "-" + time.strftime("%H:%M UTC", time.gmtime())
+    valid = [v for v in cold["lat"] if v is not None]
+    if not valid:
+        sys.exit("the cold run measured no valid candidate")
+    ref = min(valid)
+    n_cold = _within(cold["lat"], ref, a.tol)
+    n_warm = _within(warm["lat"], ref, a.tol)
+    traces = {"cold@%d" % a.cold_trials: _best(cold["lat"], cold["traces"], a.cold_trials),
+              "warm@%d" % (n_warm or a.warm_trials): _best(warm["lat"], warm["traces"], n_warm or a.warm_trials)}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(traces, f)
+    retimed = _sub("--retime", f.name, *wl_args)
+    print(f"new workload: {a.workload or json.dumps(NEW)}; {t}; pretrain db {a.pretrain_db}")
+    print(f"cold reference (best of {len(cold['lat'])} trials, own measurement): {ref:.1f} us")
+    print(f"{'side':6s} {'trials run':>10s} {'wall s':>8s} {'trials to within %d%%' % round(a.tol * 100):>22s} {'best (own) us':>14s}")
+    for name, side, n in (("cold", cold, n_cold), ("warm", warm, n_warm)):
+        own = min((v for v in side["lat"] if v is not None), default=float("nan"))
+        print(f"{name:6s} {len(side['lat']):10d} {side['wall_s']:8.1f} {str(n) if n else 'never':>22s} {own:14.1f}")
+    print("re-timed side by side: " + ", ".join(f"{k} {v:.1f} us" for k, v in retimed.items()))
+    if n_cold and n_warm:
+        print(f"warm needs {n_warm / n_cold:.2f} of the cold trials (goal <= 0.33): "
+              f"{'met' if n_warm * 3 <= n_cold else 'missed'}")
+
+
+if __name__ == "__main__":
+    main()
