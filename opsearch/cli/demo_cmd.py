@@ -1,49 +1,155 @@
-"""``opsearch demo``: the main job on this CPU. Builds every operator's example workloads with the
-default schedule, checks them against the reference and times them next to PyTorch eager (each
-side in its own process)."""
+"""``opsearch demo``: the main job on this CPU, end to end, in a few minutes on 2 cores.
+
+1. tunes a few seed workloads with a small budget into the database (the default SQLite file
+   unless ``--db``; trials already there count, so a second run is quick);
+2. benchmarks every operator's example workloads — the best pure-PyTorch implementation, TVM's
+   default schedule and the tuned record (the database's, else the schedules shipped with
+   opsearch) — each side in its own process, every output checked against the reference;
+3. plugs tuned kernels into a small model (a TCN of dilated causal convolutions) with
+   :func:`opsearch.optimize`, tuning its layers briefly, and checks it against PyTorch;
+4. writes the HTML report (tuning curves, the table, cost-model accuracy) to ``--out``.
+"""
 
 from __future__ import annotations
 
-import json
+import statistics
+import time
 
 import click
 
+from ..errors import OpsearchError
+
+SEEDS = ("dilated_conv2d:context_d4", "dilated_conv1d:tcn_d8", "involution2d:rednet_c64", "shift_conv2d:scnet_b4")
+
+
+def _seed_workloads(seeds):
+    from .. import ops
+
+    out = []
+    for s in seeds:
+        op_name, sep, example = s.partition(":")
+        if not sep:
+            raise OpsearchError(f"--seed must be OP:EXAMPLE, got '{s}'")
+        op = ops.get(op_name)
+        if example not in op.examples:
+            raise OpsearchError(f"unknown example '{example}' of {op_name} (known: {', '.join(op.examples)})")
+        out.append(op.example(example))
+    return out
+
+
+def tcn(channels: int = 32, dilations=(1, 2, 4, 8)):
+    """A small temporal convolutional network in plain PyTorch: residual blocks of two causal
+    dilated Conv1d layers (left padding + Conv1d), as people write them."""
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, d: int, k: int = 3):
+            super().__init__()
+            pad = (k - 1) * d
+            self.net = nn.Sequential(nn.ConstantPad1d((pad, 0), 0.0), nn.Conv1d(channels, channels, k, dilation=d), nn.ReLU(),
+                                     nn.ConstantPad1d((pad, 0), 0.0), nn.Conv1d(channels, channels, k, dilation=d))
+
+        def forward(self, x):
+            return torch.relu(x + self.net(x))
+
+    return nn.Sequential(*[Block(d) for d in dilations])
+
+
+def _use_opsearch(model, flag: bool) -> None:
+    from ..nn import OpsearchModule
+
+    for m in model.modules():
+        if isinstance(m, OpsearchModule):
+            m.use_opsearch = flag
+
+
+def compare_model(model, *inputs, rounds: int = 7, budget_s: float = 3.0):
+    """(relative error, opsearch ms, PyTorch ms) of a model run with its opsearch modules on and
+    off, alternating runs, medians."""
+    import torch
+
+    def ms(number):
+        t = time.perf_counter()
+        for _ in range(number):
+            model(*inputs)
+        return (time.perf_counter() - t) / number * 1e3
+
+    with torch.no_grad():
+        _use_opsearch(model, False)
+        want = model(*inputs)
+        _use_opsearch(model, True)
+        got = model(*inputs)
+        err = float((got - want).norm() / want.norm())
+        number = max(1, int(budget_s / (2 * rounds) / max(ms(1), 1e-3) * 1e3))
+        ours, theirs = [], []
+        for _ in range(rounds):
+            for flag, acc in ((False, theirs), (True, ours)):
+                _use_opsearch(model, flag)
+                time.sleep(0.02)  # let the other runtime's worker threads go idle
+                acc.append(ms(number))
+    return err, statistics.median(ours), statistics.median(theirs)
+
 
 @click.command("demo")
-@click.argument("names", nargs=-1)
-@click.option("--rounds", default=1, show_default=True, help="Alternating rounds per side (medians are reported).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output only.")
-def demo(names: tuple[str, ...], rounds: int, as_json: bool) -> None:
-    """Run every operator's example workloads (or those of NAMES) on this CPU."""
-    from .. import bench, ops, targets
+@click.option("--seed", "seeds", multiple=True, metavar="OP:EXAMPLE",
+              help=f"Workload to tune (repeatable; default: {', '.join(SEEDS)}).")
+@click.option("--trials", default=16, show_default=True, type=int, help="Trials per seed workload.")
+@click.option("--model-trials", default=8, show_default=True, type=int, help="Trials per workload of the demo model (0: no tuning).")
+@click.option("--bench", "bench_ops", multiple=True, metavar="OP", help="Operators in the table (repeatable; default: all).")
+@click.option("--rounds", default=1, show_default=True, type=int, help="Benchmark rounds (each side in a new process per round).")
+@click.option("--db", "db_url", help="Database URL (default: $OPSEARCH_DB or the user's SQLite file).")
+@click.option("--out", "out_dir", default="opsearch-report", show_default=True, help="Where the HTML report goes.")
+def demo(seeds, trials, model_trials, bench_ops, rounds, db_url, out_dir):
+    """Tune seed operators on this CPU, compare every operator with PyTorch, run a model with the
+    tuned kernels plugged in, and write the report."""
+    import torch
 
-    for n in names:
+    from .. import bench, ops, optimize, report, targets
+    from .. import db as dbmod
+    from ..search import tune
+    from .bench_cmd import _print
+    from .tune_cmd import _progress
+
+    if trials < 1 or model_trials < 0 or rounds < 1:
+        raise OpsearchError("--trials and --rounds must be positive, --model-trials zero or positive")
+    for n in bench_ops:
         ops.get(n)  # unknown names fail before any work
-    target = targets.resolve("cpu")
-    workloads = bench.example_workloads(list(names) or None)
-    if not as_json:
-        click.echo(f"Building and timing {len(workloads)} workloads on {target.name} ({target.num_cores} cores)...")
-    rows = bench.compare(workloads, rounds=rounds)
-    if as_json:
-        click.echo(json.dumps([
-            {"op": r.workload.op, "example": r.example, "args": r.workload.json_args(), "opsearch_ms": r.opsearch_ms,
-             "torch_ms": r.torch_ms, "gflops": r.gflops, "speedup_vs_torch": r.speedup, "rel_error": r.rel_error}
-            for r in rows
-        ], indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
+    seed_wls = _seed_workloads(seeds or SEEDS)
+    spec = targets.resolve("cpu")
+    report.prepare_dir(out_dir)
+    db = dbmod.connect(db_url)
+    t0 = time.monotonic()
 
-    table = Table(title=f"default (untuned) schedules on {target.name} vs PyTorch eager, median of separate processes")
-    for col, just in [("operator", "left"), ("example", "left"), ("workload", "left"), ("opsearch ms", "right"),
-                      ("GFLOP/s", "right"), ("torch ms", "right"), ("speedup", "right"), ("rel. error", "right")]:
-        table.add_column(col, justify=just, overflow="fold")
-    for r in rows:
-        table.add_row(r.workload.op, r.example, r.workload.short(), f"{r.opsearch_ms:.3f}", f"{r.gflops:.1f}",
-                      f"{r.torch_ms:.3f}", f"{r.speedup:.2f}x", f"{r.rel_error:.1e}")
-    Console(width=160).print(table)
-    worst = max(rows, key=lambda r: r.rel_error / ops.get(r.workload.op).tolerance)
-    ok = worst.rel_error <= ops.get(worst.workload.op).tolerance
-    click.echo(f"all {len(rows)} outputs match their references" if ok else f"MISMATCH: {worst.workload.op} {worst.example}")
-    if not ok:
+    def step(n, msg):
+        click.secho(f"\n[{n}/4] {msg} ({time.monotonic() - t0:.0f} s so far)", bold=True)
+
+    step(1, f"tuning {len(seed_wls)} seed workloads on {spec.name} ({spec.num_cores} cores), {trials} trials each, into {db.url}")
+    with _progress(False) as progress:
+        results = tune(seed_wls, spec.name, db, progress=progress, trials=trials * len(seed_wls), trials_per_workload=trials)
+    for r in results:
+        best = f"{r.best.mean_us:.1f} us" if r.best else "none"
+        click.echo(f"  {r.workload.op} {r.workload.short()}: best {best} after {r.trials_before + r.trials_run} trials ({r.stopped})")
+
+    step(2, "benchmarking every operator's example workloads: PyTorch vs TVM default vs tuned, each in its own process")
+    suite = bench.run_suite(bench.example_workloads(list(bench_ops) or None), spec.name, db, rounds=rounds,
+                            threads=spec.num_cores, db_url=db.url, progress=lambda m: click.echo("  " + m))
+    _print(suite)
+
+    step(3, "a TCN (dilated causal Conv1d blocks) with tuned kernels plugged in by opsearch.optimize")
+    torch.manual_seed(0)
+    model = tcn().eval()
+    x = torch.randn(4, 32, 1024)
+    model, rep = optimize.optimize(model, (x,), target="cpu", db=db, tune=model_trials or False)
+    click.echo(str(rep))
+    err, ours, theirs = compare_model(model, x)
+    click.echo(f"model output vs PyTorch: relative error {err:.1e}; opsearch {ours:.3f} ms, PyTorch {theirs:.3f} ms, "
+               f"speedup {theirs / ours:.2f}x (median of alternating runs)")
+
+    step(4, f"writing the report to {out_dir}")
+    page = report.write_report(db, spec.name, out_dir)
+    click.echo(f"report: {page}")
+    click.echo(f"demo finished in {time.monotonic() - t0:.0f} s")
+    wrong = [r for r in suite.rows for m in r.results.values() if m.note.startswith("WRONG")]
+    if wrong or not err <= 1e-4:
         raise SystemExit(1)
