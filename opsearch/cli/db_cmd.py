@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..errors import DatabaseError
+from ..errors import DatabaseError, OpsearchError
 from .common import parse_args_json
 
 db_option = click.option("--db", "url", metavar="URL", default=None,
@@ -176,16 +176,19 @@ def history(op, args, target, url, as_json) -> None:
 @db.command("export")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--target", default=None, help="Only records on this target.")
+@click.option("--best", type=int, default=None, help="Only the K fastest ok records of each workload (shipped-schedule form).")
 @db_option
 @json_option
-def export(file, target, url, as_json) -> None:
+def export(file, target, best, url, as_json) -> None:
     """Write records as JSON lines to FILE ('-' for stdout)."""
+    if best is not None and best < 1:
+        raise OpsearchError(f"--best must be at least 1, got {best}")
     store = _connect(url)
     if file == "-":
-        n = store.export(sys.stdout, target)
+        n = store.export(sys.stdout, target, best=best)
     else:
         with open(file, "w") as fp:
-            n = store.export(fp, target)
+            n = store.export(fp, target, best=best)
     if as_json and file != "-":
         _emit({"exported": n, "file": file})
     elif file != "-":

@@ -30,7 +30,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from .. import ops
-from ..errors import DatabaseError
+from ..errors import DatabaseError, OpsearchError
 from ..ops.spec import Workload
 from ..targets import TargetSpec
 from . import engine as _engine
@@ -499,10 +499,22 @@ class Database:
                 return
             last = batch[-1].id
 
-    def export(self, fp: IO[str], target: str | TargetSpec | None = None) -> int:
-        """Write records as JSON lines (see :meth:`Record.to_json`); returns how many."""
+    def export(self, fp: IO[str], target: str | TargetSpec | None = None, best: int | None = None) -> int:
+        """Write records as JSON lines (see :meth:`Record.to_json`); returns how many.
+
+        ``best=K`` writes only the K fastest ``ok`` records of each (workload, target), fastest
+        first: the form of the schedule files shipped with opsearch."""
+        if best is not None and best < 1:
+            raise OpsearchError(f"best must be at least 1, got {best}")
+        records: Iterable[Record] = self.iter_records(target)
+        if best is not None:
+            groups: dict[tuple[str, str], list[Record]] = {}
+            for rec in records:
+                if rec.status == "ok" and rec.mean_us is not None:
+                    groups.setdefault((rec.workload.key(), rec.target), []).append(rec)
+            records = [r for key in sorted(groups) for r in sorted(groups[key], key=lambda r: r.mean_us)[:best]]
         n = 0
-        for rec in self.iter_records(target):
+        for rec in records:
             fp.write(json.dumps(rec.to_json(), separators=(",", ":")) + "\n")
             n += 1
         return n

@@ -159,6 +159,25 @@ def test_export_import_round_trip(db, wl, wl2, tmp_path):
     assert (rep.imported, rep.duplicates) == (0, 3) and other.count() == 3
 
 
+def test_export_best_keeps_the_fastest_ok_records_per_workload(db, wl, wl2):
+    import json
+
+    import pytest
+
+    for i, t in enumerate((5.0, 1.0, 3.0, 2.0)):
+        add(db, wl, LLVM, f"w{i}", (t,))
+    add(db, wl2, LLVM, "other", (9.0,))
+    db.add_record(wl, LLVM, module_hash="fast-but-wrong", status="wrong_result", error="mismatch", trace=TRACE)
+    buf = io.StringIO()
+    assert db.export(buf, best=2) == 3
+    rows = [json.loads(line) for line in buf.getvalue().splitlines()]
+    mine = [r for r in rows if r["args"] == wl.json_args()]
+    assert [r["module_hash"] for r in mine] == ["w1", "w3"]  # the two fastest, fastest first
+    assert all(r["status"] == "ok" for r in rows)
+    with pytest.raises(opsearch.errors.OpsearchError, match="at least 1"):
+        db.export(io.StringIO(), best=0)
+
+
 def test_new_database_is_created_at_head(db_url):
     store = opsearch.db.connect(db_url)
     with store.engine.connect() as conn:
