@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
     "ops", "functional", "targets", "kernels", "errors", "cuda", "db", "bench",
     "cache", "torch_ops", "nn", "optimize",  # optimize: a callable module, opsearch.optimize(model, ...)
+    "search", "costmodel", "loading", "baselines", "report",
 }
 
 
@@ -22,4 +23,6 @@ def __getattr__(name: str):
         return importlib.import_module(f".{name}", __name__)
     if name == "load":
         return importlib.import_module(".optimize", __name__).load
+    if name == "tune":
+        return importlib.import_module(".search", __name__).tune
     raise AttributeError(f"module 'opsearch' has no attribute {name!r}")
