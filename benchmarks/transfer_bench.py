@@ -92,7 +92,7 @@ def _sub(*args: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--pretrain-db", required=True, help="SQLite file with other shapes' records (copied, not changed)")
+    ap.add_argument("--pretrain-db", help="SQLite file with other shapes' records (copied, not changed)")
     ap.add_argument("--workload", help="OP:JSON_ARGS of the new shape (default: %s)" % json.dumps(NEW))
     ap.add_argument("--cold-trials", type=int, default=512)
     ap.add_argument("--warm-trials", type=int, default=171)
@@ -108,6 +108,8 @@ def main() -> None:
     if a.retime:
         print(json.dumps(_retime(json.load(open(a.retime)), a.workload)))
         return
+    if not a.pretrain_db:
+        ap.error("--pretrain-db is required")
     wl_args = ["--workload", a.workload] if a.workload else []
     with tempfile.TemporaryDirectory() as d:
         shutil.copy(a.pretrain_db, f"{d}/warm.db")

@@ -3,7 +3,9 @@
 ``Database.best`` falls through to these when the user's database has no record. A file is
 named after the canonical target with ``:`` replaced by ``-`` (``llvm-znver3.jsonl``); each
 line is a record in export form. Files are read once per process; unreadable lines are skipped
-with a warning.
+with a warning. With no file for the exact target, the files of other targets of the same kind
+serve (e.g. a CPU's schedules on another CPU): records are schedule traces, rebuilt for the local
+target, so they are correct anywhere they replay and usually fast on a similar machine.
 """
 
 from __future__ import annotations
@@ -31,12 +33,28 @@ def shipped_file(target_name: str) -> Path | None:
     return None if d is None else d / f"{target_name.replace(':', '-')}.jsonl"
 
 
+def _files(target_name: str) -> tuple[list[Path], bool]:
+    """The shipped files serving a target, and whether they are for exactly that target."""
+    path = shipped_file(target_name)
+    if path is None:
+        return [], True
+    if path.is_file():
+        return [path], True
+    kind = target_name.split(":", 1)[0]
+    return sorted(path.parent.glob(f"{kind}-*.jsonl")), False
+
+
 @functools.lru_cache(maxsize=16)
 def _best_by_key(target_name: str) -> dict[str, Record]:
-    path = shipped_file(target_name)
     best: dict[str, Record] = {}
-    if path is None or not path.is_file():
-        return best
+    files, exact = _files(target_name)
+    kind = target_name.split(":", 1)[0]
+    for path in files:
+        _read(path, target_name if exact else None, kind, best)
+    return best
+
+
+def _read(path: Path, target_name: str | None, kind: str, best: dict[str, Record]) -> None:
     with path.open() as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -49,12 +67,11 @@ def _best_by_key(target_name: str) -> dict[str, Record]:
             except (ValueError, KeyError, TypeError) as e:
                 warnings.warn(f"{path}:{n}: skipped shipped record: {e}", stacklevel=2)
                 continue
-            if rec.target != target_name or rec.status != "ok":
+            if rec.status != "ok" or (rec.target != target_name if target_name else not rec.target.startswith(kind + ":")):
                 continue
             key = rec.workload.key()
             if key not in best or rec.mean_us < best[key].mean_us:
                 best[key] = rec
-    return best
 
 
 def shipped_best(workload: Workload, target_name: str) -> Record | None:

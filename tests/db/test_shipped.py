@@ -35,6 +35,13 @@ def test_best_falls_through_to_shipped(db, wl, wl2, shipped_dir):
     assert db.best(wl, LLVM).module_hash == "mine"  # the user's own record wins, even if slower
 
 
+def test_another_cpu_falls_back_to_shipped_schedules_of_the_same_kind(db, wl, shipped_dir):
+    with pytest.warns(UserWarning, match="skipped shipped record"):
+        rec = db.best(wl, "llvm:skylake-avx512")  # nothing shipped for this CPU: znver3's serve
+    assert rec.source == "shipped" and rec.module_hash == "s1" and rec.target == LLVM
+    assert db.best(wl, "cuda:sm_90") is None  # never across target kinds
+
+
 def test_data_directories_are_found():
     root = Path(__file__).resolve().parents[2]
     assert engine.database_dir() == root / "database"
