@@ -31,6 +31,7 @@ import time
 
 FIRST_CALL = r"""
 import json, sys, time
+import opsearch
 t0 = time.perf_counter()
 import torch
 t1 = time.perf_counter()
@@ -49,7 +50,8 @@ F.dilated_conv2d(x, w, padding=1)
 second_ms = (time.perf_counter() - t) * 1e3
 print(json.dumps(dict(first_ms=first_ms, first_cpu_ms=first_cpu_ms, second_ms=second_ms, import_torch_ms=(t1 - t0) * 1e3,
                       import_tvm_ms=(t2 - t1) * 1e3, import_opsearch_ms=(t3 - t2) * 1e3,
-                      sqlalchemy_imported="sqlalchemy" in sys.modules, **vars(cache.stats))))
+                      sqlalchemy_imported="sqlalchemy" in sys.modules, opsearch=opsearch.__file__,
+                      **vars(cache.stats))))
 """
 
 
@@ -91,7 +93,9 @@ def per_call(calls: int, batches: int) -> dict[str, float]:
 
 
 def _fresh(env: dict) -> dict:
-    p = subprocess.run([sys.executable, "-c", FIRST_CALL], env=env, capture_output=True, text=True)
+    # cwd: a directory without an opsearch package (python -c puts the cwd first on sys.path)
+    p = subprocess.run([sys.executable, "-c", FIRST_CALL], env=env, capture_output=True, text=True,
+                       cwd=tempfile.gettempdir())
     if p.returncode:
         raise SystemExit(p.stderr[-3000:])
     return json.loads(p.stdout.splitlines()[-1])
@@ -107,12 +111,14 @@ def first_call(tmp: str, env: dict, warm_runs: int = 3, cold: bool = True) -> di
 
 
 def _child(calls: int, batches: int) -> None:
-    print(json.dumps(per_call(calls, batches)))
+    import opsearch
+
+    print(json.dumps({"opsearch": opsearch.__file__, **per_call(calls, batches)}))
 
 
 def _run_child(env: dict, calls: int, batches: int) -> dict:
-    p = subprocess.run([sys.executable, __file__, "--child", "--calls", str(calls), "--batches", str(batches)],
-                       env=env, capture_output=True, text=True)
+    p = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", "--calls", str(calls),
+                        "--batches", str(batches)], env=env, capture_output=True, text=True, cwd=tempfile.gettempdir())
     if p.returncode:
         raise SystemExit(p.stderr[-3000:])
     return json.loads(p.stdout.splitlines()[-1])
@@ -130,6 +136,7 @@ def _report(label: str, best: dict, fc: dict) -> None:
     print(f"[{label}] first call in a fresh process: compile {fc['compile_ms']:.1f} ms; from disk cache "
           f"{firsts} ms wall (CPU time of the process: {cpu} ms) "
           f"({len(warm)} processes; SQLAlchemy imported: {sorted({r['sqlalchemy_imported'] for r in warm})})")
+    print(f"[{label}]   opsearch from {sorted({r['opsearch'] for r in warm})}")
     print(f"[{label}]   before the timer: import torch {ms('import_torch_ms')} ms; import tvm "
           f"{ms('import_tvm_ms')} ms; import opsearch.functional {ms('import_opsearch_ms')} ms")
 
@@ -164,6 +171,7 @@ def main():
         for r in range(args.rounds):
             for label, env in envs.items():
                 got = _run_child(env, args.calls, args.batches)
+                print(f"[{label}] round {r + 1}: opsearch from {got.pop('opsearch')}", flush=True)
                 best[label] = {k: min(v, best[label].get(k, float("inf"))) for k, v in got.items()}
                 d = os.path.join(tmp, f"fc-{label.replace(' ', '-')}")
                 if r == 0:
