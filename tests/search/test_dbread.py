@@ -179,3 +179,30 @@ def test_fresh_processes_see_new_records_without_importing_sqlalchemy(tmp_path):
     db.add_record(wl, "cpu", module_hash="m1", run_us=[3.25], trace=trace)
     tuned = _select(url, cache)
     assert tuned == {"source": "tuned (db, 3.2 us)", "sqlalchemy": False}
+
+
+def test_light_path_serves_exact_nearest_and_pending(tmp_path, monkeypatch, gen):
+    """Through a URL (the standard-library reader): the exact record, a nearby tuned workload's
+    trace replayed on another shape (checked against F.conv2d), and a pending note."""
+    import torch
+
+    from opsearch import kernels, loading
+    from opsearch.db.replay import trace_json
+
+    monkeypatch.setenv("OPSEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    db = connect(url)
+    op = ops.get("dilated_conv2d")
+    tuned = op.workload(x=[1, 4, 12, 12], weight=[4, 4, 3, 3], padding=2, dilation=2)
+    db.add_record(tuned, "cpu", module_hash="t", run_us=[7.0], trace=trace_json(kernels.default_schedule(tuned, "cpu")))
+    assert loading.kernel_for(tuned, "cpu", url).source == "tuned (db, 7.0 us)"
+    close = op.workload(x=[1, 4, 12, 12], weight=[4, 4, 3, 3], padding=3, dilation=3)  # same loop extents
+    k = loading.kernel_for(close, "cpu", url)
+    assert k.source == f"nearest tuned workload ({tuned.short()})", k.source
+    x, w = torch.randn(1, 4, 12, 12, generator=gen), torch.randn(4, 4, 3, 3, generator=gen)
+    ref = torch.nn.functional.conv2d(x.double(), w.double(), padding=3, dilation=3)
+    assert float((k(x, w).double() - ref).abs().max() / ref.abs().max()) < 1e-5
+    assert db.pending("cpu") == []
+    other = ops.get("dilated_conv1d").workload(x=[1, 2, 15], weight=[2, 2, 3])
+    assert loading.kernel_for(other, "cpu", url).source == "default schedule"
+    assert [w for w, _ in db.pending("cpu")] == [other]
