@@ -154,6 +154,54 @@ def small_dft(xs: list, sign: int) -> list:
     return out
 
 
+
+def _select(k, values):
+    """values[k] for a loop variable k, as a Select over constants (one constant if all agree):
+    once the caller unrolls k, every Select folds to a constant and multiplications by 0 and
+    1 fold away."""
+    from tvm import tirx
+
+    values = [round(v, 15) for v in values]
+    out = tirx.const(values[-1], "float32")
+    if all(v == values[0] for v in values):
+        return out
+    for i in range(len(values) - 2, -1, -1):
+        out = tirx.Select(k == i, tirx.const(values[i], "float32"), out)
+    return out
+
+
+def dft_at(xs: list, k, sign: int):
+    """Output k (an index expression) of the DFT of (re, im) expressions ``xs`` (None = zero),
+    with the same R1 x R2 split as :func:`small_dft`. Each input appears once, whatever R (a
+    Select over whole outputs would repeat it R times): the tuner's analyses stay fast, and
+    with k unrolled the constants fold and the compiler shares the sub-butterflies."""
+    r = len(xs)
+
+    def twiddled(x, kk, m, den):  # x * exp(sign 2 pi i m kk / den) for kk in [0, den // m)
+        if x is None:
+            return None
+        n_k = den // m if den % m == 0 else den
+        c = _select(kk, [math.cos(2 * math.pi * m * i / den) for i in range(n_k)])
+        s = _select(kk, [sign * math.sin(2 * math.pi * m * i / den) for i in range(n_k)])
+        return x[0] * c - x[1] * s, x[0] * s + x[1] * c
+
+    if r in (1, 2, 3, 5):
+        return _csum([x if n == 0 else twiddled(x, k, n, r) for n, x in enumerate(xs)])
+    r1 = 4 if r % 4 == 0 and r > 4 else 2
+    r2 = r // r1
+    k1, k2 = k % r1, k // r1
+    inner = [dft_at([xs[r2 * n1 + n2] for n1 in range(r1)], k1, sign) for n2 in range(r2)]
+    mids = []
+    for n2, v in enumerate(inner):
+        if v is None or n2 == 0:
+            mids.append(v)
+            continue
+        c = _select(k1, [math.cos(2 * math.pi * n2 * i / r) for i in range(r1)])
+        s = _select(k1, [sign * math.sin(2 * math.pi * n2 * i / r) for i in range(r1)])
+        mids.append((v[0] * c - v[1] * s, v[0] * s + v[1] * c))
+    return dft_at(mids, k2, sign)
+
+
 @register
 class FFTConv1d(OpSpec):
     name = "fft_conv1d"
@@ -373,8 +421,12 @@ class FFTConv1d(OpSpec):
             lr = length // r
             last = s == len(stages) - 1
 
-            def load(c, p, hh, rr):
-                if src is not None:
+            def load(c, p, hh, rr, ia, b):
+                if src is not None:  # p = (ia + rr A) Ns + b: direct indices, no div/mod of p
+                    _, _, rp, nsp, _ = (int(d) for d in src[0].shape)
+                    if rp * nsp == ns:
+                        i = (c, ia + rr * na, b // nsp if rp > 1 else 0, b % nsp if nsp > 1 else 0, hh)
+                        return src[0][i], src[1][i]
                     return at(src, c, p, hh)
                 # First forward stage: read the packed signals; rows c < B are u, row B is k.
                 # Masks are products, not Selects: TVM evaluates both sides of a Select but
@@ -390,12 +442,8 @@ class FFTConv1d(OpSpec):
 
             def body(c, ia, k, b, hh):
                 j = ia * ns + b
-                xs = [load(c, j + rr * lr, hh, rr) if src is not None or rr * lr < nz else None for rr in range(r)]
-                outs = small_dft(xs, sign)
-                ore, oim = outs[-1]
-                for kk in range(r - 2, -1, -1):
-                    ore = tirx.Select(k == kk, outs[kk][0], ore)
-                    oim = tirx.Select(k == kk, outs[kk][1], oim)
+                xs = [load(c, j + rr * lr, hh, rr, ia, b) if src is not None or rr * lr < nz else None for rr in range(r)]
+                ore, oim = dft_at(xs, k, sign)
                 if last:
                     return ore, oim
                 q = (ia * r + k) * ns + b
