@@ -12,8 +12,9 @@ revision other than :data:`SCHEMA_REVISION` (the ORM explains it), any SQLite er
 every write (noting a pending workload the first time it is wanted).
 
 Shipped schedules (``schedules/<target>.jsonl``) are read here too, with the same rules as
-``opsearch.db.shipped`` (fastest ``ok`` record per workload, malformed lines skipped with a
-warning); their location comes from ``opsearch.db.shipped.schedules_dir`` semantics.
+``opsearch.db.shipped`` (fastest ``ok`` record per workload; with no file for the target, the
+files of other targets of the same kind; malformed lines skipped with a warning); a test checks
+both readers agree.
 """
 
 from __future__ import annotations
@@ -162,12 +163,30 @@ def schedules_dir() -> Path | None:
     return None
 
 
+def _shipped_files(target: str) -> tuple[list[Path], bool]:
+    """The shipped files serving a target and whether they are for exactly that target: with no
+    file for the target, every file of the same kind (as ``opsearch.db.shipped``)."""
+    d = schedules_dir()
+    if d is None:
+        return [], True
+    path = d / f"{target.replace(':', '-')}.jsonl"
+    if path.is_file():
+        return [path], True
+    kind = target.split(":", 1)[0]
+    return sorted(d.glob(f"{kind}-*.jsonl")), False
+
+
 @functools.lru_cache(maxsize=16)
-def _shipped_table(path: str, target: str) -> dict[str, Best]:
+def _shipped_table(paths: tuple[str, ...], target: str | None, kind: str) -> dict[str, Best]:
+    """Fastest ``ok`` record per workload key over ``paths``: records for ``target``, or with
+    ``target`` None for any target of ``kind``."""
     best: dict[str, Best] = {}
-    p = Path(path)
-    if not p.is_file():
-        return best
+    for p in map(Path, paths):
+        _read_shipped(p, target, kind, best)
+    return best
+
+
+def _read_shipped(p: Path, target: str | None, kind: str, best: dict[str, Best]) -> None:
     with p.open() as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -190,19 +209,20 @@ def _shipped_table(path: str, target: str) -> dict[str, Best]:
             except (ValueError, KeyError, TypeError, AttributeError) as e:
                 warnings.warn(f"{p}:{n}: skipped shipped record: {e}", stacklevel=2)
                 continue
-            if tname != target or status != "ok":
+            if status != "ok" or (tname != target if target else not tname.startswith(kind + ":")):
                 continue
             import statistics
 
             mean = statistics.fmean(run_us)
             if key not in best or mean < best[key].mean_us:
                 best[key] = Best(d.get("trace"), mean, "shipped")
-    return best
 
 
 def shipped_best(wl: Workload, target: str) -> Best | None:
-    """The fastest shipped record of ``wl`` on ``target`` (``opsearch.db.shipped.shipped_best``)."""
-    d = schedules_dir()
-    if d is None:
+    """The fastest shipped record of ``wl`` for ``target`` (``opsearch.db.shipped.shipped_best``:
+    the target's own file, else every file of the same kind)."""
+    files, exact = _shipped_files(target)
+    if not files:
         return None
-    return _shipped_table(str(d / f"{target.replace(':', '-')}.jsonl"), target).get(wl.key())
+    table = _shipped_table(tuple(map(str, files)), target if exact else None, target.split(":", 1)[0])
+    return table.get(wl.key())

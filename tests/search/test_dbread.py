@@ -11,6 +11,7 @@ import random
 import sqlite3
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -127,21 +128,27 @@ def test_shipped_records_read_like_opsearch_db_shipped(tmp_path, monkeypatch):
     d = tmp_path / "schedules"
     d.mkdir()
     (d / "llvm-znver3.jsonl").write_text("\n".join(lines) + "\n\n")
+    (d / "llvm-skylake.jsonl").write_text("\n".join(lines[6:]) + "\n")
     monkeypatch.setattr(shipped, "schedules_dir", lambda: d)
     monkeypatch.setattr(dbread, "schedules_dir", lambda: d)
-    shipped._best_by_key.cache_clear()
-    dbread._shipped_table.cache_clear()
     try:
-        with pytest.warns(UserWarning) as w_orm:
-            want = {wl: shipped.shipped_best(wl, T1) for wl in wls}
-        with pytest.warns(UserWarning) as w_light:
-            got = {wl: dbread.shipped_best(wl, T1) for wl in wls}
-        assert [str(m.message) for m in w_orm] == [str(m.message) for m in w_light]
-        for wl in wls:
-            if want[wl] is None:
-                assert got[wl] is None
-            else:
-                assert (got[wl].trace, got[wl].mean_us, got[wl].source) == (want[wl].trace, want[wl].mean_us, "shipped")
+        # T1 has its own file; llvm:icelake has none, so every llvm-*.jsonl file serves it
+        for target in (T1, T2, "llvm:icelake", "cuda:sm_90"):
+            shipped._best_by_key.cache_clear()
+            dbread._shipped_table.cache_clear()
+            with warnings.catch_warnings(record=True) as w_orm:
+                warnings.simplefilter("always")
+                want = {wl: shipped.shipped_best(wl, target) for wl in wls}
+            with warnings.catch_warnings(record=True) as w_light:
+                warnings.simplefilter("always")
+                got = {wl: dbread.shipped_best(wl, target) for wl in wls}
+            assert [str(m.message) for m in w_orm] == [str(m.message) for m in w_light]
+            for wl in wls:
+                if want[wl] is None:
+                    assert got[wl] is None
+                else:
+                    assert (got[wl].trace, got[wl].mean_us, got[wl].source) == (want[wl].trace, want[wl].mean_us,
+                                                                                 "shipped")
     finally:
         shipped._best_by_key.cache_clear()
         dbread._shipped_table.cache_clear()
