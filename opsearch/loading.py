@@ -50,22 +50,6 @@ def open_db(db: Any):
         return None
 
 
-def _distance(a: Workload, b: Workload) -> float:
-    """Distance between two workloads of one operator: log-ratio of shapes, plus one per
-    differing attribute (inf for a different dtype)."""
-    da, db_ = a.args, b.args
-    d = 0.0
-    for k, va in da.items():
-        vb = db_.get(k)
-        if isinstance(va, tuple) and va and isinstance(va[0], int) and isinstance(vb, tuple) and len(va) == len(vb):
-            d += sum(abs(math.log((x + 1) / (y + 1))) for x, y in zip(va, vb))  # sizes may be 0 (padding)
-        elif k == "dtype" and va != vb:
-            return math.inf
-        elif va != vb:
-            d += 1.0
-    return d
-
-
 def _replay(trace: Any, wl: Workload):
     """``opsearch.db.replay.replay`` without importing ``opsearch.db`` (whose package imports
     SQLAlchemy): the trace applied to the workload's IR, ValueError if it no longer applies."""
@@ -198,10 +182,8 @@ def _select(store, wl: Workload, spec) -> kernels.Kernel:
 
 
 def _nearest(store, wl: Workload, spec) -> kernels.Kernel | None:
-    tuned = []
-    for other in store.tuned_workloads(wl.op, spec):
-        if other != wl and other.op == wl.op and _distance(wl, other) < math.inf:
-            tuned.append((_distance(wl, other), other))
+    tuned = [(wl.distance(other), other) for other in store.tuned_workloads(wl.op, spec) if other != wl]
+    tuned = [t for t in tuned if t[0] < math.inf]
     for _, other in sorted(tuned, key=lambda t: t[0])[:NEAREST_TRIES]:
         rec = store.best(other, spec)
         if rec is None:
