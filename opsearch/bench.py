@@ -43,7 +43,7 @@ class Row:
         return self.torch_ms / self.opsearch_ms
 
 
-def _inputs(wl: Workload, seed: int = 0):
+def sample_inputs(wl: Workload, seed: int = 0):
     import torch
 
     op = ops.get(wl.op)
@@ -78,7 +78,7 @@ def _worker(side: str, keys: list[str]) -> None:
         d = json.loads(key)
         op = ops.get(d["op"])
         wl = op.workload(**d["args"])
-        t = _inputs(wl)
+        t = sample_inputs(wl)
         out = {"key": key}
         if side == "opsearch":
             from . import kernels
@@ -162,7 +162,7 @@ def _suite_one(side: str, key: str, opts: dict, cache: dict) -> dict:
     d = json.loads(key)
     op = ops.get(d["op"])
     wl = op.workload(**d["args"])
-    t = _inputs(wl)
+    t = sample_inputs(wl)
     out: dict = {"key": key}
     if side == "pytorch":
         from . import baselines

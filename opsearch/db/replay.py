@@ -54,19 +54,19 @@ def workload_ir(wl: Workload) -> tuple[str, str]:
 
 def trace_json(sch) -> Any:
     """A schedule's trace as plain JSON (what records store), e.g. for hand-written schedules."""
-    return _plain(sch.trace.as_json())
+    return plain_json(sch.trace.as_json())
 
 
-def _plain(obj: Any) -> Any:
+def plain_json(obj: Any) -> Any:
     """TVM's JSON-ish values (IntImm, FloatImm, Array, Map) as plain Python JSON values."""
     from tvm_ffi import Array, Map
 
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     if isinstance(obj, (list, tuple, Array)):
-        return [_plain(x) for x in obj]
+        return [plain_json(x) for x in obj]
     if isinstance(obj, (dict, Map)):
-        return {str(k): _plain(v) for k, v in obj.items()}
+        return {str(k): plain_json(v) for k, v in obj.items()}
     if hasattr(obj, "value"):  # IntImm / FloatImm / StringImm
         return obj.value
     raise TypeError(f"cannot store {type(obj).__name__} in a trace")

@@ -40,6 +40,9 @@ class TuneConfig:
     and stores them as unmeasured. ``rpc`` is ``HOST:PORT:KEY`` of a TVM RPC tracker.
     ``transfer`` seeds the search of a workload with the best schedules of that many nearest tuned
     workloads of the same operator (0: off); the cost model is pretrained on every record anyway.
+    ``include_default`` measures the operator's default schedule as a workload's first trial
+    (CPU, local runner), so the best record is never slower than the untuned kernel and the
+    search is seeded with it.
     """
 
     trials: int = 64
@@ -53,6 +56,7 @@ class TuneConfig:
     verify: bool = True
     seed: int = 0
     transfer: int = 3
+    include_default: bool = True
     measure_config: MeasureConfig = field(default_factory=MeasureConfig)
 
     def check(self) -> None:
@@ -161,6 +165,39 @@ class Tuner:
         self.global_left = global_left
         return plan
 
+    def _add_defaults(self) -> set[Workload]:
+        """Measure the default schedule of every workload that has no record yet, within the
+        budget, and store it as an ordinary record (trial 1 of the workload)."""
+        left = self.config.trials - sum(self.db.count(wl, self.target) for wl in self.workloads)
+        added = set()
+        for wl in self.workloads:
+            if left <= 0 or self.db.count(wl, self.target) > 0:
+                continue
+            try:
+                self.db.add_records([self._measure_default(wl)])
+                added.add(wl)
+                left -= 1
+            except Exception as e:  # noqa: BLE001 - the search still runs without it
+                log.warning("default schedule of %s not measured: %s", wl.op, str(e).splitlines()[-1:])
+        return added
+
+    def _measure_default(self, wl: Workload):
+        from tvm.s_tir import meta_schedule as ms
+
+        from ..bench import sample_inputs
+        from ..db.records import Record
+        from ..db.replay import module_hash, plain_json, trace_json
+        from ..kernels import build, default_schedule, prim_func
+
+        sch = default_schedule(wl, self.target)
+        kernel = build(sch, wl, self.target)
+        mc = self.config.measure_config
+        ms_times = kernel.time_ms(*sample_inputs(wl).values(), number=mc.number, repeat=mc.repeat,
+                                  min_repeat_ms=mc.min_repeat_ms)
+        args_info = [a.as_json() for a in ms.arg_info.ArgInfo.from_prim_func(prim_func(wl))]
+        return Record.new(wl, self.target.name, module_hash(sch.mod), run_us=[t * 1e3 for t in ms_times], status="ok",
+                          trace=trace_json(sch), args_info=plain_json(args_info))
+
     def _known(self) -> dict[str, tuple[list[float] | None, str | None]]:
         known = {}
         for wl in self.workloads:
@@ -213,7 +250,15 @@ class Tuner:
         from . import intrin
 
         intrin.prepare(self.target.kind)
+        cfg = self.config
+        added = set()
+        if cfg.include_default and cfg.measure and self.target.kind == "llvm" and not cfg.rpc:
+            added = self._add_defaults()
         plan = self._plan()
+        for wl in added:  # the default schedule is this run's first trial of the workload
+            p = plan[wl]
+            p.spent_before, p.measured, p.budget = p.spent_before - 1, 1, p.budget + 1
+            p.best_us = self.db.history(wl, self.target)[0].mean_us
         active = [wl for wl in self.workloads if not plan[wl].done]
         stopped = {wl: "already tuned" for wl in self.workloads if plan[wl].done}
         if active:
