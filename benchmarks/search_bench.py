@@ -84,22 +84,10 @@ def _curve(lat: list) -> list:
 
 
 def _retime(traces: dict) -> dict:
-    """Both sides' best schedules timed in this one process, alternating."""
-    import torch
+    """The schedules timed side by side in this one process, alternating."""
+    from opsearch.bench import time_schedules
 
-    from opsearch import kernels, ops
-    from opsearch.db.replay import replay
-
-    wl = _workload()
-    op = ops.get(wl.op)
-    gen = torch.Generator().manual_seed(0)
-    t = [op.sample(wl.args, p, wl.args[p.name], gen, torch.float32) for p in op.tensors if wl.args[p.name] is not None]
-    ks = {name: kernels.build(replay(tr, wl), wl, "cpu") for name, tr in traces.items() if tr}
-    samples = {name: [] for name in ks}
-    for _ in range(5):
-        for name, k in ks.items():
-            samples[name].append(statistics.median(k.time_ms(*t, number=1, repeat=5, min_repeat_ms=20)) * 1e3)
-    return {name: statistics.median(v) for name, v in samples.items()}
+    return time_schedules(_workload(), traces)
 
 
 def main() -> None:

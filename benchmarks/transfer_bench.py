@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -66,21 +65,10 @@ def _best(lat: list, traces: list, n: int):
 
 
 def _retime(traces: dict, spec: str | None) -> dict:
-    import torch
+    """The schedules timed side by side in this one process, alternating."""
+    from opsearch.bench import time_schedules
 
-    from opsearch import kernels, ops
-    from opsearch.db.replay import replay
-
-    wl = _workload(spec)
-    op = ops.get(wl.op)
-    gen = torch.Generator().manual_seed(0)
-    t = [op.sample(wl.args, p, wl.args[p.name], gen, torch.float32) for p in op.tensors if wl.args[p.name] is not None]
-    ks = {n: kernels.build(replay(tr, wl), wl, "cpu") for n, tr in traces.items() if tr}
-    samples = {n: [] for n in ks}
-    for _ in range(5):
-        for n, k in ks.items():
-            samples[n].append(statistics.median(k.time_ms(*t, number=1, repeat=5, min_repeat_ms=20)) * 1e3)
-    return {n: statistics.median(v) for n, v in samples.items()}
+    return time_schedules(_workload(spec), traces)
 
 
 def _sub(*args: str) -> dict:

@@ -52,6 +52,21 @@ def sample_inputs(wl: Workload, seed: int = 0):
     return {p.name: op.sample(a, p, a[p.name], gen, torch.float32) for p in op.tensors if a[p.name] is not None}
 
 
+def time_schedules(wl: Workload, traces: dict, target: str = "cpu", rounds: int = 5) -> dict[str, float]:
+    """Median latency (µs) of several schedules (name -> trace JSON) of one workload, built and
+    timed in this process, alternating between them for ``rounds`` rounds."""
+    from .db.replay import replay
+    from .kernels import build
+
+    t = list(sample_inputs(wl).values())
+    ks = {name: build(replay(tr, wl), wl, target) for name, tr in traces.items() if tr}
+    samples: dict[str, list[float]] = {name: [] for name in ks}
+    for _ in range(rounds):
+        for name, k in ks.items():
+            samples[name].append(statistics.median(k.time_ms(*t, number=1, repeat=5, min_repeat_ms=20)) * 1e3)
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
 def time_torch_ms(fn, *args, min_ms: float = 50.0, repeat: int = 5) -> float:
     """Median per-call latency of ``fn(*args)`` over ``repeat`` batches of at least ``min_ms``."""
     fn(*args)

@@ -132,9 +132,8 @@ def model_report(db, target: str, rows, evaluate: bool) -> ModelReport:
 
 
 def _evaluate(db, kind: str, target: str, stored, summary) -> ModelReport:
-    import numpy as np
 
-    from .costmodel import XGBCostModel, evaluate as evaluate_model, rank_metrics
+    from .costmodel import XGBCostModel, evaluate as evaluate_model, leave_one_workload_out
     from .costmodel.dataset import load_groups
 
     groups = {k: v for k, v in load_groups(db, kind).items() if k.endswith("@" + target)}
@@ -149,30 +148,7 @@ def _evaluate(db, kind: str, target: str, stored, summary) -> ModelReport:
     if len(groups) < 2:
         return ModelReport(kind, summary, stored_eval, note=f"only {len(groups)} workload(s) with two replayable "
                            "records: leave-one-workload-out accuracy needs two")
-    ours, rand = [], []
-    rng = np.random.default_rng(0)
-    for held in groups:
-        m = XGBCostModel()
-        for key, (x, secs) in groups.items():
-            if key != held:
-                m.add(key, x, secs)
-        m.fit()
-        ours.append(rank_metrics({held: groups[held]}, m.score))
-        rand.append(rank_metrics({held: groups[held]}, lambda x: rng.random(len(x))))
-    return ModelReport(kind, summary, stored_eval, {"opsearch_xgb": pooled(ours), "random": pooled(rand)})
-
-
-def pooled(rows: list[dict]) -> dict:
-    """Per-group :func:`rank_metrics` results pooled: accuracy weighted by pairs, recall by groups."""
-    pairs = sum(r["pairs"] for r in rows)
-    n = sum(r["groups"] for r in rows)
-
-    def mean(name, weight):
-        w = sum(r[weight] for r in rows if r[weight])
-        return sum(r[name] * r[weight] for r in rows if r[weight]) / w if w else float("nan")
-
-    return {"pairwise_accuracy": mean("pairwise_accuracy", "pairs"), "top1_recall": mean("top1_recall", "groups"),
-            "top5_recall": mean("top5_recall", "groups"), "groups": n, "pairs": pairs}
+    return ModelReport(kind, summary, stored_eval, leave_one_workload_out(groups))
 
 
 # ----------------------------------------------------------------------------- plots

@@ -51,34 +51,14 @@ def train(target_kind, db_url, as_json):
 def evaluate(target_kind, db_url, as_json):
     """Leave-one-workload-out: pairwise accuracy and top-1/top-5 recall on held-out workloads,
     next to a random ranking."""
-    import numpy as np
-
     from .. import db as dbmod
-    from ..costmodel import XGBCostModel, rank_metrics
+    from ..costmodel import leave_one_workload_out
 
     db = dbmod.connect(db_url)
     groups = _groups(db, target_kind)
     if len(groups) < 2:
         raise OpsearchError("evaluation holds out whole workloads: need records of at least two workloads")
-    ours, rand = [], []
-    rng = np.random.default_rng(0)
-    for held in groups:
-        m = XGBCostModel()
-        for key, (x, secs) in groups.items():
-            if key != held:
-                m.add(key, x, secs)
-        m.fit()
-        ours.append(rank_metrics({held: groups[held]}, m.score))
-        rand.append(rank_metrics({held: groups[held]}, lambda x: rng.random(len(x))))
-
-    def pooled(rows):
-        pairs = sum(r["pairs"] for r in rows)
-        n = sum(r["groups"] for r in rows) or 1
-        acc = sum(r["pairwise_accuracy"] * r["pairs"] for r in rows if r["pairs"]) / pairs if pairs else float("nan")
-        return {"pairwise_accuracy": acc, "top1_recall": sum(r["top1_recall"] * r["groups"] for r in rows if r["groups"]) / n,
-                "top5_recall": sum(r["top5_recall"] * r["groups"] for r in rows if r["groups"]) / n, "groups": n, "pairs": pairs}
-
-    out = {"target_kind": target_kind, "opsearch_xgb": pooled(ours), "random": pooled(rand)}
+    out = {"target_kind": target_kind, **leave_one_workload_out(groups)}
     if as_json:
         click.echo(json.dumps(out, indent=2))
         return

@@ -191,3 +191,32 @@ def rank_metrics(groups: dict[str, tuple[np.ndarray, list[float | None]]], score
 def evaluate(model: XGBCostModel, held_out: dict) -> dict:
     """Metrics of a trained model on held-out groups (see :func:`rank_metrics`)."""
     return rank_metrics(held_out, model.score)
+
+
+def pooled(rows: list[dict]) -> dict:
+    """Per-group :func:`rank_metrics` results pooled: accuracy weighted by pairs, recall by groups."""
+    pairs = sum(r["pairs"] for r in rows)
+    n = sum(r["groups"] for r in rows)
+
+    def mean(name, weight):
+        w = sum(r[weight] for r in rows if r[weight])
+        return sum(r[name] * r[weight] for r in rows if r[weight]) / w if w else float("nan")
+
+    return {"pairwise_accuracy": mean("pairwise_accuracy", "pairs"), "top1_recall": mean("top1_recall", "groups"),
+            "top5_recall": mean("top5_recall", "groups"), "groups": n, "pairs": pairs}
+
+
+def leave_one_workload_out(groups: dict, seed: int = 0) -> dict:
+    """Train on all groups but one, score the held-out one, for every group; pooled metrics of
+    our model (``opsearch_xgb``) next to a random ranking (``random``)."""
+    ours, rand = [], []
+    rng = np.random.default_rng(seed)
+    for held in groups:
+        m = XGBCostModel()
+        for key, (x, secs) in groups.items():
+            if key != held:
+                m.add(key, x, secs)
+        m.fit()
+        ours.append(rank_metrics({held: groups[held]}, m.score))
+        rand.append(rank_metrics({held: groups[held]}, lambda x: rng.random(len(x))))
+    return {"opsearch_xgb": pooled(ours), "random": pooled(rand)}
