@@ -57,10 +57,11 @@ class MetaScheduleDatabase(ms.database.PyDatabase):
 
     def __init__(self, db: Database, target: str | TargetSpec,
                  workloads: Workload | Iterable[Workload] | Mapping[str, Workload], run_id: int | None = None,
-                 transfer: int = 0):
+                 transfer: int = 0, skip: Iterable[str] = ()):
         super().__init__()
         self.db = db
         self.transfer = transfer
+        self.skip = set(skip)  # module hashes never offered as seeds (e.g. hand-written defaults)
         self._seeds: dict[tuple[str, str], list[ms.database.TuningRecord]] = {}
         self.spec = target_spec(target)
         self.run_id = run_id
@@ -156,7 +157,8 @@ class MetaScheduleDatabase(ms.database.PyDatabase):
         _, wl = self._workload(workload.mod)
         out = []
         target_json = target.export()
-        for rec in self.db.top_k(wl, target_name, k):
+        recs = [r for r in self.db.top_k(wl, target_name, k + len(self.skip)) if r.module_hash not in self.skip][:k]
+        for rec in recs:
             tr = self._to_tuning_record(rec, workload, target_json)
             if tr is not None:
                 out.append(tr)

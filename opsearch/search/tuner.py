@@ -151,6 +151,7 @@ class Tuner:
         self.db = db if db is not None and not isinstance(db, str) else dbmod.connect(db)
         self.progress = progress or (lambda event: None)
         self.interrupted = False
+        self.default_hashes: set[str] = set()  # default schedules measured as trial 1 (never seeds)
         self.started = 0.0
 
     # ------------------------------------------------------------------ budget
@@ -165,17 +166,20 @@ class Tuner:
         self.global_left = global_left
         return plan
 
-    def _add_defaults(self) -> set[Workload]:
+    def _add_defaults(self) -> dict[Workload, str]:
         """Measure the default schedule of every workload that has no record yet, within the
-        budget, and store it as an ordinary record (trial 1 of the workload)."""
+        budget, and store it as an ordinary record (trial 1 of the workload). It is not offered
+        to the evolutionary search as a seed (its trace has no decisions to mutate, and MetaSchedule
+        would propose it again). Returns {workload: module hash}."""
         left = self.config.trials - sum(self.db.count(wl, self.target) for wl in self.workloads)
-        added = set()
+        added = {}
         for wl in self.workloads:
             if left <= 0 or self.db.count(wl, self.target) > 0:
                 continue
             try:
-                self.db.add_records([self._measure_default(wl)])
-                added.add(wl)
+                rec = self._measure_default(wl)
+                self.db.add_records([rec])
+                added[wl] = rec.module_hash
                 left -= 1
             except Exception as e:  # noqa: BLE001 - the search still runs without it
                 log.warning("default schedule of %s not measured: %s", wl.op, str(e).splitlines()[-1:])
@@ -251,9 +255,10 @@ class Tuner:
 
         intrin.prepare(self.target.kind)
         cfg = self.config
-        added = set()
+        added = {}
         if cfg.include_default and cfg.measure and self.target.kind == "llvm" and not cfg.rpc:
             added = self._add_defaults()
+        self.default_hashes = set(added.values())
         plan = self._plan()
         for wl in added:  # the default schedule is this run's first trial of the workload
             p = plan[wl]
@@ -296,7 +301,8 @@ class Tuner:
 
         run = self.db.start_run({"target": self.target.name, "trials": cfg.trials, "workloads": [w.key() for w in active],
                                  "measure": cfg.measure, "rpc": cfg.rpc})
-        adapter = MetaScheduleDatabase(self.db, self.target, by_hash, run_id=run.id, transfer=cfg.transfer)
+        adapter = MetaScheduleDatabase(self.db, self.target, by_hash, run_id=run.id, transfer=cfg.transfer,
+                                      skip=self.default_hashes)
         known = self._known()
         builder, runner = self._builder_runner()
         builder, runner = DedupBuilder(builder, known), DedupRunner(runner, known)
@@ -309,8 +315,9 @@ class Tuner:
 
             callbacks = [RecordUnmeasured(self.db, self.target, task_wl, run.id), SafeRemoveArtifacts(), progress_cb]
         cost_model = self._cost_model(workload_of)
-        budget = max(plan[wl].budget for wl in active)
-        batch = min(cfg.batch, min(plan[wl].budget for wl in active))
+        left = {wl: plan[wl].budget - plan[wl].measured for wl in active}  # the default may be trial 1
+        budget = max(left.values())
+        batch = min(cfg.batch, min(left.values()))
         main_thread = threading.current_thread() is threading.main_thread()  # signals only work there
         previous = signal.getsignal(signal.SIGINT) if main_thread else None
 
@@ -330,7 +337,7 @@ class Tuner:
             self.progress({"event": "start", "run_id": run.id, "tasks": len(active), "budget": sum(plan[w].budget for w in active)})
             ms.tune_tasks(
                 tasks=tasks, task_weights=[1.0] * len(tasks), work_dir=work_dir,
-                max_trials_global=min(self.global_left, sum(plan[w].budget for w in active)),
+                max_trials_global=min(self.global_left, sum(left.values())),
                 max_trials_per_task=budget, num_trials_per_iter=batch,
                 builder=builder, runner=runner, database=adapter, cost_model=cost_model,
                 measure_callbacks=callbacks, task_scheduler="gradient" if len(tasks) > 1 else "round-robin")
