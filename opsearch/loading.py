@@ -50,35 +50,11 @@ def open_db(db: Any):
         return None
 
 
-def _replay(trace: Any, wl: Workload):
-    """``opsearch.db.replay.replay`` without importing ``opsearch.db`` (whose package imports
-    SQLAlchemy): the trace applied to the workload's IR, ValueError if it no longer applies."""
-    import sys
-
-    if "opsearch.db.replay" in sys.modules:
-        return sys.modules["opsearch.db.replay"].replay(trace, wl)
-    from tvm.s_tir import Schedule, Trace
-
-    if not isinstance(trace, list) or len(trace) != 2:
-        raise ValueError("trace must be a MetaSchedule trace in JSON form ([instructions, decisions])")
-    sch = Schedule(_workload_mod(wl))
-    try:
-        Trace.apply_json_to_schedule(trace, sch)
-    except Exception as e:  # noqa: BLE001 - TVM raises many types; any of them means "does not apply"
-        msg = str(e).strip().splitlines()
-        raise ValueError(f"trace does not replay: {msg[-1] if msg else type(e).__name__}") from None
-    return sch
-
-
-@functools.lru_cache(maxsize=64)
-def _workload_mod(wl: Workload):
-    return kernels.ir_module(wl)
-
-
 def _from_record(rec, wl: Workload, target) -> kernels.Kernel:
     from . import cache
+    from .db.replay import replay
 
-    sch = _replay(rec.trace, wl)
+    sch = replay(rec.trace, wl)
     k = cache.cached_kernel(wl, target, sch, key_text=json.dumps(rec.trace, sort_keys=True))
     return k
 
