@@ -97,7 +97,7 @@ class TuneResult:
     cached: int  # trials answered from earlier measurements instead of measuring again
     failed: int
     verified: bool | None
-    stopped: str  # "budget", "time limit", "early stop", "interrupted", "already tuned"
+    stopped: str  # "budget", "time limit", "early stop", "interrupted", "already tuned", "space exhausted"
 
 
 Progress = Callable[[dict], None]
@@ -268,7 +268,9 @@ class Tuner:
         stopped = {wl: "already tuned" for wl in self.workloads if plan[wl].done}
         if active:
             self._tune(active, plan, stopped)
-        return [self._result(wl, plan[wl], stopped.get(wl, "budget")) for wl in self.workloads]
+        # A task that ends under its budget without another reason ran out of new candidates.
+        return [self._result(wl, plan[wl], stopped.get(wl) or ("space exhausted" if plan[wl].measured < plan[wl].budget
+                                                               else "budget")) for wl in self.workloads]
 
     def _tune(self, active: list[Workload], plan: dict, stopped: dict) -> None:
         import tvm_ffi

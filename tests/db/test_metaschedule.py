@@ -7,7 +7,7 @@ import pytest
 import opsearch.db
 from opsearch import kernels, ops, targets
 
-from .tuning import fast_intrinsics, make_builder, make_runner, restore_intrinsics
+from .tuning import make_builder, make_runner
 
 TRIALS = 8
 
@@ -15,10 +15,12 @@ TRIALS = 8
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
     """Tune a small causal dilated conv1d for this CPU, one candidate failing on purpose."""
-    stubbed = fast_intrinsics()
     from tvm.s_tir import meta_schedule as ms
 
     from opsearch.db.metaschedule import MetaScheduleDatabase
+    from opsearch.search import intrin
+
+    intrin.prepare("llvm")  # the x86 intrinsics (VNNI on this CPU), whatever imported TVM before
 
     wl = ops.get("dilated_conv1d").workload(x=[1, 8, 32], weight=[8, 8, 3])
     spec = targets.resolve("cpu")
@@ -26,14 +28,10 @@ def tuned(tmp_path_factory):
     db = opsearch.db.connect(f"sqlite:///{work / 'opsearch.db'}")
     run = db.start_run({"trials": TRIALS})
     adapter = MetaScheduleDatabase(db, spec, wl, run_id=run.id)
-    try:
-        ms.tune_tir(kernels.ir_module(wl), spec.tvm(), str(work), max_trials_global=TRIALS,
-                    num_trials_per_iter=TRIALS, builder=make_builder(), runner=make_runner(fail_first=1),
-                    database=adapter, measure_callbacks=adapter.measure_callbacks(),
-                    num_tuning_cores=spec.num_cores, seed=7)
-    finally:
-        if stubbed:
-            restore_intrinsics()
+    ms.tune_tir(kernels.ir_module(wl), spec.tvm(), str(work), max_trials_global=TRIALS,
+                num_trials_per_iter=TRIALS, builder=make_builder(), runner=make_runner(fail_first=1),
+                database=adapter, measure_callbacks=adapter.measure_callbacks(),
+                num_tuning_cores=spec.num_cores, seed=7)
     db.finish_run(run.id)
     return db, adapter, wl, spec
 

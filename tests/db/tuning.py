@@ -1,41 +1,15 @@
 """Helpers for the real MetaSchedule test: a quick in-process builder and a failure-injecting runner.
 
 MetaSchedule's ``TuneContext`` imports ``tvm.s_tir.tensor_intrin`` (22-26 s, mostly CUDA
-intrinsics) and ``LocalBuilder`` repeats that in every worker; ``fast_intrinsics`` registers only
-the x86 intrinsics a CPU tune needs, and :class:`InProcessBuilder` compiles in this process.
+intrinsics) and ``LocalBuilder`` repeats that in every worker; the test registers only the x86
+intrinsics with ``opsearch.search.intrin.prepare``, and :class:`InProcessBuilder` compiles in this
+process.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
-import sys
 import tempfile
-import types
-
-
-_PKG = "tvm.s_tir.tensor_intrin"
-
-
-def fast_intrinsics() -> bool:
-    """Make ``import tvm.s_tir.tensor_intrin`` cheap: register the x86 intrinsics only.
-
-    Returns whether a stub package was installed; undo it with :func:`restore_intrinsics`.
-    """
-    if _PKG in sys.modules:
-        return False
-    import tvm.s_tir
-
-    stub = types.ModuleType(_PKG)
-    stub.__path__ = [os.path.join(os.path.dirname(tvm.s_tir.__file__), "tensor_intrin")]
-    sys.modules[_PKG] = stub
-    importlib.import_module(f"{_PKG}.x86")
-    return True
-
-
-def restore_intrinsics() -> None:
-    """Drop the stub package so a later real import registers every intrinsic (x86 stays loaded)."""
-    sys.modules.pop(_PKG, None)
 
 
 def make_builder():
