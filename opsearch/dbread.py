@@ -11,33 +11,28 @@ PostgreSQL URLs, a database file that does not exist yet (the ORM creates it), a
 revision other than :data:`SCHEMA_REVISION` (the ORM explains it), any SQLite error, and
 every write (noting a pending workload the first time it is wanted).
 
-Shipped schedules (``schedules/<target>.jsonl``) are read here too, with the same rules as
-``opsearch.db.shipped`` (fastest ``ok`` record per workload; with no file for the target, the
-files of other targets of the same kind; malformed lines skipped with a warning); a test checks
-both readers agree.
+Shipped schedules (``schedules/<target>.jsonl``) come from ``opsearch.db.shipped``, and record
+forms from ``opsearch.db.records``: neither imports SQLAlchemy (``opsearch.db`` loads its store
+lazily).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sqlite3
-import warnings
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .db.records import RECORD_SCHEMA, workload_from_json  # noqa: F401 - re-exported; no SQLAlchemy
 from .ops.spec import Workload
 
 #: The schema revision these queries are written for; equals ``opsearch.db.models.HEAD_REVISION``
 #: (a test checks it). Another revision falls back to the ORM, which upgrades or explains.
 SCHEMA_REVISION = "0002"
-RECORD_SCHEMA = 1  # equals opsearch.db.records.RECORD_SCHEMA (checked by a test)
 _VERSION_TABLE = "opsearch_alembic_version"
 _BUSY_TIMEOUT_S = 60.0
-_STATUSES = ("ok", "build_error", "run_error", "timeout", "wrong_result", "unmeasured")
 
 
 @dataclass(frozen=True)
@@ -144,85 +139,11 @@ def _json(v: Any) -> Any:
     return json.loads(v) if isinstance(v, (str, bytes)) else v
 
 
-def _freeze(v: Any) -> Any:
-    return tuple(_freeze(x) for x in v) if isinstance(v, list) else v
-
-
-def workload_from_json(op: str, args: dict) -> Workload:
-    """A :class:`Workload` from its stored ``json_args`` (as ``opsearch.db.records`` does)."""
-    return Workload(op, tuple(sorted((k, _freeze(v)) for k, v in args.items())))
-
-
 # ----------------------------------------------------------------------------- shipped records
-def schedules_dir() -> Path | None:
-    """``opsearch/_data/schedules`` when installed, ``schedules/`` in a checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "_data" / "schedules", here.parent / "schedules"):
-        if candidate.is_dir():
-            return candidate
-    return None
-
-
-def _shipped_files(target: str) -> tuple[list[Path], bool]:
-    """The shipped files serving a target and whether they are for exactly that target: with no
-    file for the target, every file of the same kind (as ``opsearch.db.shipped``)."""
-    d = schedules_dir()
-    if d is None:
-        return [], True
-    path = d / f"{target.replace(':', '-')}.jsonl"
-    if path.is_file():
-        return [path], True
-    kind = target.split(":", 1)[0]
-    return sorted(d.glob(f"{kind}-*.jsonl")), False
-
-
-@functools.lru_cache(maxsize=16)
-def _shipped_table(paths: tuple[str, ...], target: str | None, kind: str) -> dict[str, Best]:
-    """Fastest ``ok`` record per workload key over ``paths``: records for ``target``, or with
-    ``target`` None for any target of ``kind``."""
-    best: dict[str, Best] = {}
-    for p in map(Path, paths):
-        _read_shipped(p, target, kind, best)
-    return best
-
-
-def _read_shipped(p: Path, target: str | None, kind: str, best: dict[str, Best]) -> None:
-    with p.open() as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-                if d.get("schema") != RECORD_SCHEMA:
-                    raise ValueError(f"schema {d.get('schema')!r}, expected {RECORD_SCHEMA}")
-                op, args, tname = d["op"], d["args"], str(d["target"])
-                str(d["module_hash"])
-                run_us = tuple(float(t) for t in d.get("run_us") or ())
-                status = d.get("status") or ("ok" if run_us else "unmeasured")
-                if status not in _STATUSES:
-                    raise ValueError(f"status must be one of {', '.join(_STATUSES)}, got {status!r}")
-                if status == "ok" and not run_us:
-                    raise ValueError("a record with status 'ok' needs at least one run time")
-                if d.get("created_at") is not None:
-                    datetime.fromisoformat(d["created_at"])
-                key = workload_from_json(op, args).key()
-            except (ValueError, KeyError, TypeError, AttributeError) as e:
-                warnings.warn(f"{p}:{n}: skipped shipped record: {e}", stacklevel=2)
-                continue
-            if status != "ok" or (tname != target if target else not tname.startswith(kind + ":")):
-                continue
-            import statistics
-
-            mean = statistics.fmean(run_us)
-            if key not in best or mean < best[key].mean_us:
-                best[key] = Best(d.get("trace"), mean, "shipped")
-
-
 def shipped_best(wl: Workload, target: str) -> Best | None:
-    """The fastest shipped record of ``wl`` for ``target`` (``opsearch.db.shipped.shipped_best``:
-    the target's own file, else every file of the same kind)."""
-    files, exact = _shipped_files(target)
-    if not files:
-        return None
-    table = _shipped_table(tuple(map(str, files)), target if exact else None, target.split(":", 1)[0])
-    return table.get(wl.key())
+    """The fastest shipped record of ``wl`` for ``target`` (read by ``opsearch.db.shipped``, which
+    imports no SQLAlchemy)."""
+    from .db.shipped import shipped_best as best
+
+    rec = best(wl, target)
+    return None if rec is None else Best(rec.trace, rec.mean_us, "shipped")

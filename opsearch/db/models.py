@@ -29,7 +29,6 @@ HEAD_REVISION = "0002"
 #: other Alembic-managed applications.
 VERSION_TABLE = "opsearch_alembic_version"
 
-STATUSES = ("ok", "build_error", "run_error", "timeout", "wrong_result", "unmeasured")
 
 
 def utcnow() -> datetime:

@@ -34,9 +34,9 @@ from ..errors import DatabaseError, OpsearchError
 from ..ops.spec import Workload
 from ..targets import TargetSpec
 from . import engine as _engine
-from .models import (STATUSES, BaselineRow, CostModelRow, PendingRow, RecordRow, RunRow, TargetRow, WorkloadRow,
+from .models import (BaselineRow, CostModelRow, PendingRow, RecordRow, RunRow, TargetRow, WorkloadRow,
                      utcnow)
-from .records import Comparison, ImportReport, Info, Record, RunInfo, WorkloadInfo, as_utc, workload_from_json
+from .records import STATUSES, Comparison, ImportReport, Info, Record, RunInfo, WorkloadInfo, as_utc, workload_from_json
 
 T = TypeVar("T")
 _RETRIES = 10

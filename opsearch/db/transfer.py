@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Iterable
 
 from .. import ops
 from ..errors import OpsearchError
-from .models import STATUSES
+from .records import STATUSES
 from .records import RECORD_SCHEMA, ImportReport, Record
 
 if TYPE_CHECKING:
