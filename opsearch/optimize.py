@@ -241,6 +241,39 @@ def _measure(model, example_inputs, mods, origin, target_name, target, db) -> "O
     return report
 
 
+def use_opsearch(model: nn.Module, flag: bool) -> None:
+    """Route every opsearch module of ``model`` to opsearch kernels (True) or PyTorch (False)."""
+    for m in model.modules():
+        if isinstance(m, onn.OpsearchModule):
+            m.use_opsearch = flag
+
+
+def compare_model(model: nn.Module, *inputs, rounds: int = 7, budget_s: float = 3.0) -> tuple[float, float, float]:
+    """(relative error, opsearch ms, PyTorch ms) of ``model(*inputs)`` with its opsearch modules
+    on and off: alternating runs, medians; leaves the modules on."""
+    def ms(number):
+        t = time.perf_counter()
+        for _ in range(number):
+            model(*inputs)
+        return (time.perf_counter() - t) / number * 1e3
+
+    with torch.no_grad():
+        use_opsearch(model, False)
+        want = model(*inputs)
+        use_opsearch(model, True)
+        got = model(*inputs)  # compiles (or loads from the disk cache) every kernel once
+        err = float((got - want).norm() / want.norm())
+        number = max(1, int(budget_s / (2 * rounds) / max(ms(1), 1e-3) * 1e3))
+        ours, theirs = [], []
+        for _ in range(rounds):
+            for flag, acc in ((False, theirs), (True, ours)):
+                use_opsearch(model, flag)
+                time.sleep(0.02)  # let the other runtime's worker threads go idle
+                acc.append(ms(number))
+    use_opsearch(model, True)
+    return err, statistics.median(ours), statistics.median(theirs)
+
+
 # --------------------------------------------------------------------------- load
 class LoadedKernel:
     """A compiled kernel for one workload, called with torch tensors in signature order

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import click
@@ -54,41 +53,6 @@ def tcn(channels: int = 32, dilations=(1, 2, 4, 8)):
             return torch.relu(x + self.net(x))
 
     return nn.Sequential(*[Block(d) for d in dilations])
-
-
-def _use_opsearch(model, flag: bool) -> None:
-    from ..nn import OpsearchModule
-
-    for m in model.modules():
-        if isinstance(m, OpsearchModule):
-            m.use_opsearch = flag
-
-
-def compare_model(model, *inputs, rounds: int = 7, budget_s: float = 3.0):
-    """(relative error, opsearch ms, PyTorch ms) of a model run with its opsearch modules on and
-    off, alternating runs, medians."""
-    import torch
-
-    def ms(number):
-        t = time.perf_counter()
-        for _ in range(number):
-            model(*inputs)
-        return (time.perf_counter() - t) / number * 1e3
-
-    with torch.no_grad():
-        _use_opsearch(model, False)
-        want = model(*inputs)
-        _use_opsearch(model, True)
-        got = model(*inputs)
-        err = float((got - want).norm() / want.norm())
-        number = max(1, int(budget_s / (2 * rounds) / max(ms(1), 1e-3) * 1e3))
-        ours, theirs = [], []
-        for _ in range(rounds):
-            for flag, acc in ((False, theirs), (True, ours)):
-                _use_opsearch(model, flag)
-                time.sleep(0.02)  # let the other runtime's worker threads go idle
-                acc.append(ms(number))
-    return err, statistics.median(ours), statistics.median(theirs)
 
 
 @click.command("demo")
@@ -142,7 +106,7 @@ def demo(seeds, trials, model_trials, bench_ops, rounds, db_url, out_dir):
     x = torch.randn(4, 32, 1024)
     model, rep = optimize.optimize(model, (x,), target="cpu", db=db, tune=model_trials or False)
     click.echo(str(rep))
-    err, ours, theirs = compare_model(model, x)
+    err, ours, theirs = optimize.compare_model(model, x)
     click.echo(f"model output vs PyTorch: relative error {err:.1e}; opsearch {ours:.3f} ms, PyTorch {theirs:.3f} ms, "
                f"speedup {theirs / ours:.2f}x (median of alternating runs)")
 
