@@ -156,13 +156,18 @@ class XGBCostModel(PyCostModel):
         return {"feature_version": FEATURE_VERSION, "groups": len(self.groups), "rounds": self.rounds}
 
 
-def rank_metrics(groups: dict[str, tuple[np.ndarray, list[float | None]]], score_fn) -> dict:
+def rank_metrics(groups: dict[str, tuple[np.ndarray, list[float | None]]], score_fn,
+                 margin: float = 0.0) -> dict:
     """Pairwise accuracy and top-1/top-5 recall of ``score_fn`` over held-out groups.
 
     Pairwise accuracy: over all pairs of measured candidates with different latencies, the
-    fraction ordered correctly. Top-k recall: the fraction of groups whose true best candidate
-    is among the k best predicted.
+    fraction ordered correctly. With ``margin`` > 0 only pairs whose slower latency exceeds the
+    faster by more than that fraction count: pairs closer than timing noise are coin flips for
+    any model. Top-k recall: the fraction of groups whose true best candidate is among the k best
+    predicted.
     """
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
     correct = total = top1 = top5 = n = 0
     for x, secs in groups.values():
         ok = [i for i, s in enumerate(secs) if s is not None]
@@ -170,7 +175,7 @@ def rank_metrics(groups: dict[str, tuple[np.ndarray, list[float | None]]], score
             continue
         pred = np.asarray(score_fn(np.asarray(x)[ok]))
         lat = np.array([secs[i] for i in ok])
-        diff_lat = lat[:, None] < lat[None, :]  # i faster than j
+        diff_lat = lat[:, None] * (1.0 + margin) < lat[None, :]  # i faster than j (by the margin)
         diff_pred = pred[:, None] > pred[None, :]
         correct += int((diff_lat & diff_pred).sum())
         total += int(diff_lat.sum())
