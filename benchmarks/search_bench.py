@@ -32,7 +32,7 @@ def _workload():
     return ops.get(WORKLOAD[0]).example(WORKLOAD[1])
 
 
-def _ours(trials: int, batch: int, checkpoints: list[int], build_timeout: float) -> dict:
+def _ours(trials: int, batch: int, checkpoints: list[int], build_timeout: float, population: int = 0) -> dict:
     from opsearch import db as dbmod
     from opsearch.search import tune
 
@@ -40,7 +40,8 @@ def _ours(trials: int, batch: int, checkpoints: list[int], build_timeout: float)
     with tempfile.TemporaryDirectory() as d:
         db = dbmod.connect(f"sqlite:///{d}/bench.db")
         t0 = time.time()
-        (r,) = tune(wl, "cpu", db, trials=trials, batch=batch, verify=False)
+        extra = {"population": population} if population else {}
+        (r,) = tune(wl, "cpu", db, trials=trials, batch=batch, verify=False, **extra)
         wall = time.time() - t0
         hist = db.history(wl, "cpu")
         lat = [rec.mean_us if rec.status == "ok" else None for rec in hist]
@@ -48,7 +49,7 @@ def _ours(trials: int, batch: int, checkpoints: list[int], build_timeout: float)
     return {"side": "opsearch", "wall_s": wall, "trials": r.trials_run, "curve": _curve(lat), "traces": traces}
 
 
-def _stock(trials: int, batch: int, checkpoints: list[int], build_timeout: float) -> dict:
+def _stock(trials: int, batch: int, checkpoints: list[int], build_timeout: float, population: int = 0) -> dict:
     from tvm.s_tir import meta_schedule as ms
 
     from opsearch import kernels, targets
@@ -101,6 +102,8 @@ def main() -> None:
     ap.add_argument("--stock-build-timeout", type=float, default=120.0)
     ap.add_argument("--store-db", help="database URL to store stock's re-timed best as a baseline")
     ap.add_argument("--store-at", type=int, help="checkpoint whose stock best is stored (default: last)")
+    ap.add_argument("--population", type=int, default=0,
+                    help="opsearch's evolutionary population (default: TuneConfig's; stock keeps its 512)")
     ap.add_argument("--side", choices=["opsearch", "stock"])
     ap.add_argument("--retime")
     a = ap.parse_args()
@@ -108,7 +111,7 @@ def main() -> None:
     cps = sorted({int(c) for c in a.checkpoints.split(",") if c} | {a.trials})
     if a.side:
         fn = _ours if a.side == "opsearch" else _stock
-        print(json.dumps(fn(a.trials, a.batch, cps, a.stock_build_timeout)))
+        print(json.dumps(fn(a.trials, a.batch, cps, a.stock_build_timeout, a.population)))
         return
     if a.retime:
         print(json.dumps(_retime(json.loads(open(a.retime).read()))))
@@ -119,7 +122,8 @@ def main() -> None:
             t0 = time.strftime("%H:%M:%S", time.gmtime())
             p = subprocess.run([sys.executable, __file__, "--side", side, "--example", a.example, "--trials", str(a.trials),
                                 "--checkpoints", ",".join(map(str, cps)), "--batch", str(a.batch),
-                                "--stock-build-timeout", str(a.stock_build_timeout)], capture_output=True, text=True)
+                                "--stock-build-timeout", str(a.stock_build_timeout),
+                                "--population", str(a.population)], capture_output=True, text=True)
             if p.returncode:
                 sys.exit(f"{side} failed: {p.stderr[-2000:]}")
             runs[side].append(json.loads(p.stdout.strip().splitlines()[-1]))
@@ -132,7 +136,7 @@ def main() -> None:
     if p.returncode:
         print(f"re-timing failed: {p.stderr[-1000:]}")
     print(f"workload: {a.example}; trials {a.trials}, batch {a.batch}, rounds {a.rounds}, "
-          f"stock LocalBuilder timeout {a.stock_build_timeout:.0f} s")
+          f"stock LocalBuilder timeout {a.stock_build_timeout:.0f} s, opsearch population {a.population or 'default'}")
     print(f"{'side':10s} {'wall s':>8s} {'trials/min':>11s} {'valid':>6s}"
           + "".join(f" {'best@' + str(n) + ' own us':>16s} {'retimed us':>11s}" for n in cps))
     tpm = {}

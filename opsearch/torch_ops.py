@@ -12,6 +12,16 @@ the call's shapes (one dict lookup after the first call), allocates the output w
 ``torch.empty`` and lets the kernel write into it; inputs are passed zero-copy and copied only
 when non-contiguous or not 64-byte aligned.
 
+Native kernels (:mod:`opsearch.torch_native`, the default where a C++ compiler is available):
+the CPU and Autograd kernels are C++ instead. The CPU kernel keeps a plan per call signature
+(shapes, dtypes, attribute values -> TVM function, output shape and dtype, constants) and calls
+the TVM function through tvm-ffi's C API with DLTensor views, so a call through
+``torch.ops.opsearch`` runs no Python once its shapes were seen (+7 µs over calling the TVM
+function from Python, against +31 µs with the Python kernels). A call with no plan goes to
+``opsearch::_slow_<name>`` (:meth:`_Forward.slow`, the Python kernel below), which hands the plan
+back; a call needing a gradient goes to ``opsearch::_autograd_<name>`` (the ``autograd.Function``
+below). With the Python kernels the Autograd kernel is the one described next.
+
 Kernels come from :func:`kernel_for`, the one place that picks a kernel for a workload (today
 the default schedule, through the disk cache; tuned records later). :func:`configure` sets the
 target and database the ops use.
@@ -54,6 +64,7 @@ import torch
 
 from . import kernels
 from . import ops as _ops
+from . import torch_native
 from .errors import InputError
 from .ops.spec import OpSpec, Workload
 
@@ -81,10 +92,14 @@ def recording():
     """Collect the workload of every forward kernel call made inside the block, in order."""
     rec: list[Workload] = []
     _recorders.append(rec)
+    if _NATIVE:
+        torch.ops.opsearch._native_bypass(True)  # every call through Python, where it is recorded
     try:
         yield rec
     finally:
         _recorders.remove(rec)
+        if _NATIVE:
+            torch.ops.opsearch._native_bypass(bool(_recorders))
 
 
 def kernel_for(wl: Workload, target: str = "cpu", db: Any = None) -> kernels.Kernel:
@@ -110,6 +125,8 @@ def configure(target: str = "cpu", db: Any = None) -> None:
         raise TargetError(f"torch operators run on the CPU; target '{spec.name}' is not a CPU target")
     with _lock:
         _config.target, _config.db = target, db
+        if _NATIVE:
+            torch.ops.opsearch._native_clear()
         for fwd in _FORWARD.values():
             fwd.plans.clear()
 
@@ -118,6 +135,8 @@ def reset() -> None:
     """Forget every kernel the operators picked, so the next calls ask :func:`kernel_for` again
     (e.g. after new tuning records arrived)."""
     with _lock:
+        if _NATIVE:
+            torch.ops.opsearch._native_clear()  # before the kernels it points at are dropped
         for fwd in _FORWARD.values():
             fwd.table.clear()
             fwd.plans.clear()
@@ -200,12 +219,25 @@ class _Forward:
         return kern
 
     def __call__(self, *args):
-        kern = self.table.get(self.key(args)) or self.kernel(args)
+        return self.run(self.table.get(self.key(args)) or self.kernel(args), args)
+
+    def run(self, kern: kernels.Kernel, args) -> torch.Tensor:
         ins = [_aligned(t) for t in args[: self.n] if t is not None]
         out = torch.empty(kern.out_shape, dtype=kern.out_dtype)
         kern.func(*ins, *kern.constants, out)
         if _recorders:
             _recorders[-1].append(kern.workload)
+        return out
+
+    def slow(self, *args):
+        """The native CPU kernel's first call for these shapes (``opsearch::_slow_<name>``): run
+        the kernel, then hand the native kernel its plan (``self.table`` keeps the TVM function
+        alive for as long as the plan exists: :func:`reset` clears both)."""
+        kern = self.table.get(self.key(args)) or self.kernel(args)
+        out = self.run(kern, args)
+        if not _recorders:
+            _native_set_plan(self.op.name, kern.func.__chandle__(), list(kern.out_shape), kern.out_dtype,
+                             list(kern.constants))
         return out
 
     def fake(self, *args):
@@ -349,6 +381,8 @@ def _autograd_kernel(op: OpSpec, fwd: _Forward, overload):
         def forward(*args):
             keyset = args[-1]
             with _below_autograd():
+                if keyset is None:  # from the native Autograd kernel: dispatch from below autograd
+                    return overload(*args[:-1])
                 return overload.redispatch(keyset & _after_autograd, *args[:-1])
 
         @staticmethod
@@ -363,6 +397,9 @@ def _autograd_kernel(op: OpSpec, fwd: _Forward, overload):
             return (*grads, *([None] * (len(ctx.attrs) + 1)))
 
     Fn = type(op.name, (Fn,), {})
+
+    if _NATIVE:  # opsearch::_autograd_<name>: the native Autograd kernel found a gradient needed
+        return lambda *args: Fn.apply(*args, None)
 
     def kernel(keyset, *args):
         if _grad_enabled():
@@ -387,6 +424,8 @@ _below_autograd = torch._C._AutoDispatchBelowAutograd
 _CPU_KEY = torch._C.DispatchKey.CPU
 _AD_INPLACE_OR_VIEW = torch._C.DispatchKey.ADInplaceOrView
 _grad_enabled = torch.is_grad_enabled
+_NATIVE = torch_native.load()
+_native_set_plan = torch.ops.opsearch._native_set_plan if _NATIVE else None
 
 
 def _register(op: OpSpec) -> None:
@@ -394,10 +433,17 @@ def _register(op: OpSpec) -> None:
     Autograd kernel; and its fallback backward ``opsearch::<name>_vjp`` as a ``custom_op``."""
     fwd, vjp = _Forward(op), _Vjp(op)
     _LIB.define(f"{op.name}{_schema(op)}")
-    _LIB.impl(op.name, fwd, "CPU")
     torch.library.register_fake(f"{NAMESPACE}::{op.name}", fwd.fake, lib=_LIB)
     overload = getattr(torch.ops.opsearch, op.name).default
-    _LIB.impl(op.name, _autograd_kernel(op, fwd, overload), "Autograd", with_keyset=True)
+    if _NATIVE:  # C++ CPU and Autograd kernels (opsearch.torch_native), Python behind them
+        _LIB.define(f"_slow_{op.name}{_schema(op)}")
+        _LIB.impl(f"_slow_{op.name}", fwd.slow, "CPU")
+        _LIB.define(f"_autograd_{op.name}{_schema(op)}")
+        _LIB.impl(f"_autograd_{op.name}", _autograd_kernel(op, fwd, overload), "CompositeImplicitAutograd")
+        torch.ops.opsearch._native_register(op.name, len(op.tensors))
+    else:
+        _LIB.impl(op.name, fwd, "CPU")
+        _LIB.impl(op.name, _autograd_kernel(op, fwd, overload), "Autograd", with_keyset=True)
     grad_op = torch.library.custom_op(
         f"{NAMESPACE}::{op.name}_vjp", vjp, mutates_args=(), schema=_schema(op, "Tensor grad", "Tensor[]")
     )

@@ -16,6 +16,8 @@ _SCRATCH = tempfile.mkdtemp(prefix="opsearch-test-")
 atexit.register(shutil.rmtree, _SCRATCH, True)
 os.environ.setdefault("OPSEARCH_CACHE_DIR", os.path.join(_SCRATCH, "kernels"))
 os.environ.setdefault("OPSEARCH_DB", "sqlite:///" + os.path.join(_SCRATCH, "opsearch.db"))
+# The native torch kernels are built once per test session, shared by every subprocess.
+os.environ.setdefault("OPSEARCH_NATIVE_DIR", os.path.join(_SCRATCH, "native"))
 
 SEED = int.from_bytes(os.urandom(4), "little")
 
