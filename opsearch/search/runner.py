@@ -1,11 +1,15 @@
-"""Measuring candidates on this CPU: build and time in one persistent worker process.
+"""Measuring candidates on this CPU: compile in parallel, then time one at a time, in
+persistent worker processes.
 
-On a small machine the build is cheap in memory (0.05-0.1 s) but exporting a shared library
-costs a linker run per candidate, and a new process pool per batch costs seconds. Here the
-builder only hands the scheduled module over (as TVM JSON in a temp file, no pickles), and one
-long-lived worker compiles it in memory and times it with TVM's time evaluator. Failures come
-back with their message, prefixed ``build:`` or ``run:`` so the recorder can tell them apart;
-a worker that crashes or hangs is replaced and the candidate recorded as failed.
+Exporting a shared library costs a linker run per candidate, and a new process pool per batch
+costs seconds. Here the builder only hands the scheduled module over (as TVM JSON in a temp file,
+no pickles), and long-lived workers (one per core, at most ``build_workers``) each compile their
+share of the batch in memory, in parallel; then every candidate is timed with TVM's time
+evaluator by the worker that holds it, one after another, while the other workers wait, so
+compilation never runs beside a timing. Failures come back with their message, prefixed
+``build:`` or ``run:`` so the recorder can tell them apart; a worker that crashes or hangs is
+replaced (the candidates it held are compiled again when their turn to be timed comes) and the
+candidate recorded as failed.
 """
 
 from __future__ import annotations
@@ -66,9 +70,11 @@ def _worker_init() -> None:
     prepare_build_worker()
 
 
-def build_and_time(module_path: str, target_config: dict, args_info: list, cfg: MeasureConfig) -> list[float]:
-    """Worker side: compile the module in memory, run it on random inputs, return seconds."""
-    import numpy as np
+_COMPILED: dict = {}  # worker side: module path -> compiled library, until it is timed
+
+
+def compile_candidate(module_path: str, target_config: dict) -> bool:
+    """Worker side: compile the module in memory and keep it for :func:`time_candidate`."""
     import tvm
     from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
 
@@ -76,9 +82,21 @@ def build_and_time(module_path: str, target_config: dict, args_info: list, cfg: 
         with open(module_path) as f:
             mod = tvm.ir.load_json(f.read())
         mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
-        lib = tvm.driver.build(mod, target=tvm.target.Target(target_config))
+        _COMPILED[module_path] = tvm.driver.build(mod, target=tvm.target.Target(target_config))
     except Exception as e:  # noqa: BLE001 - every build failure is a result
         raise RuntimeError(BUILD_PREFIX + _last_lines(e)) from None
+    return True
+
+
+def time_candidate(module_path: str, target_config: dict, args_info: list, cfg: MeasureConfig) -> list[float]:
+    """Worker side: run the compiled module (compiling it first if this worker does not hold it)
+    on random inputs; return seconds."""
+    import numpy as np
+    import tvm
+
+    if module_path not in _COMPILED:
+        compile_candidate(module_path, target_config)
+    lib = _COMPILED.pop(module_path)
     try:
         dev = tvm.cpu()
         rng = np.random.default_rng(0)
@@ -102,32 +120,55 @@ def _last_lines(e: BaseException, n: int = 3) -> str:
     return "\n".join(lines[-n:])[:2000] if lines else repr(e)
 
 
+def _error_text(e: BaseException, timeout: float, what: str) -> str:
+    if isinstance(e, TimeoutError):
+        return f"{RUN_PREFIX if what == 'run' else BUILD_PREFIX}timeout: killed after {timeout:.0f} s"
+    msg = str(e)
+    if BUILD_PREFIX not in msg and RUN_PREFIX not in msg:
+        return RUN_PREFIX + "worker crashed: " + _last_lines(e, 2)
+    return msg[msg.find(BUILD_PREFIX) if BUILD_PREFIX in msg else msg.find(RUN_PREFIX):]
+
+
 @derived_object
 class LocalBuildRunner(PyRunner):
-    """Compiles and times candidates, one at a time, in a persistent worker process."""
+    """Compiles a batch in parallel in ``build_workers`` persistent worker processes (default:
+    the usable cores), then times its candidates one at a time."""
 
-    def __init__(self, target_config: dict, config: MeasureConfig | None = None):
+    def __init__(self, target_config: dict, config: MeasureConfig | None = None, build_workers: int | None = None):
+        from ..targets import host_cores
+
         super().__init__()
         self.target_config = target_config
         self.config = config or MeasureConfig()
-        self.pool = PopenPoolExecutor(max_workers=1, timeout=self.config.timeout_sec, initializer=_worker_init)
+        n = max(1, build_workers if build_workers is not None else host_cores())
+        self.pools = [PopenPoolExecutor(max_workers=1, timeout=self.config.timeout_sec, initializer=_worker_init)
+                      for _ in range(n)]
 
     def run(self, runner_inputs: list[RunnerInput]) -> list[LocalRunnerFuture]:
+        paths = [str(r.artifact_path) for r in runner_inputs]
+        owner = [i % len(self.pools) for i in range(len(paths))]
+        errors: list[str | None] = [None] * len(paths)
+        if len(self.pools) > 1:  # with one worker, time_candidate compiles just before timing
+            compiles = [self.pools[w].submit(compile_candidate, p, self.target_config) for p, w in zip(paths, owner)]
+            for i, fut in enumerate(compiles):
+                try:
+                    fut.result()
+                except Exception as e:  # noqa: BLE001 - recorded as the candidate's failure
+                    errors[i] = _error_text(e, self.config.timeout_sec, "build")
         futures = []
-        for r in runner_inputs:
+        for i, r in enumerate(runner_inputs):
+            if errors[i] is not None:
+                futures.append(LocalRunnerFuture(res=None, error_message=errors[i]))
+                continue
             args_info = [tuple(a.as_json()) for a in r.args_info]
-            fut = self.pool.submit(build_and_time, str(r.artifact_path), self.target_config, args_info, self.config)
+            fut = self.pools[owner[i]].submit(time_candidate, paths[i], self.target_config, args_info, self.config)
             try:
                 res, err = fut.result(), None
-            except TimeoutError:
-                res, err = None, f"{RUN_PREFIX}timeout: killed after {self.config.timeout_sec:.0f} s"
             except Exception as e:  # noqa: BLE001
-                msg = str(e)
-                if BUILD_PREFIX not in msg and RUN_PREFIX not in msg:
-                    msg = RUN_PREFIX + "worker crashed: " + _last_lines(e, 2)
-                res, err = None, msg[msg.find(BUILD_PREFIX) if BUILD_PREFIX in msg else msg.find(RUN_PREFIX):]
+                res, err = None, _error_text(e, self.config.timeout_sec, "run")
             futures.append(LocalRunnerFuture(res=res, error_message=err))
         return futures
 
     def shutdown(self) -> None:
-        self.pool.shutdown()
+        for pool in self.pools:
+            pool.shutdown()
