@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 from dataclasses import dataclass, field
 
@@ -49,10 +48,9 @@ class TargetSpec:
 
 def host_cores() -> int:
     """Cores this process may use (affinity-aware)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
+    from . import _usable_cores
+
+    return _usable_cores()
 
 
 @functools.lru_cache(maxsize=None)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+
+import pytest
 
 
 def test_interface_names_resolve_lazily():
@@ -27,3 +30,22 @@ print(opsearch.__version__)
     from importlib.metadata import version
 
     assert p.stdout.strip() == version("opsearch")
+
+
+THREADS = r"""
+import os, tvm
+import opsearch.functional
+print(tvm.get_global_func("runtime.NumThreads")(), len(os.sched_getaffinity(0)))
+"""
+
+
+@pytest.mark.parametrize("preset", [None, "1"])
+def test_tvm_uses_every_usable_core_unless_the_user_chose(preset):
+    """TVM alone would use half the hardware threads on x86 (1 of 2 here)."""
+    env = {k: v for k, v in os.environ.items() if k != "TVM_NUM_THREADS"}
+    if preset:
+        env["TVM_NUM_THREADS"] = preset
+    p = subprocess.run([sys.executable, "-c", THREADS], env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    pool, cores = map(int, p.stdout.split()[-2:])
+    assert pool == (int(preset) if preset else cores)
