@@ -219,7 +219,7 @@ class _Forward:
         return kern
 
     def __call__(self, *args):
-        return self.run(self.table.get(self.key(args)) or self.kernel(args), args)
+        return self.run(self.kernel(args), args)
 
     def run(self, kern: kernels.Kernel, args) -> torch.Tensor:
         ins = [_aligned(t) for t in args[: self.n] if t is not None]
@@ -233,7 +233,7 @@ class _Forward:
         """The native CPU kernel's first call for these shapes (``opsearch::_slow_<name>``): run
         the kernel, then hand the native kernel its plan (``self.table`` keeps the TVM function
         alive for as long as the plan exists: :func:`reset` clears both)."""
-        kern = self.table.get(self.key(args)) or self.kernel(args)
+        kern = self.kernel(args)
         out = self.run(kern, args)
         if not _recorders:
             _native_set_plan(self.op.name, kern.func.__chandle__(), list(kern.out_shape), kern.out_dtype,

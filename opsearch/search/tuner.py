@@ -13,6 +13,7 @@ run reports it.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import signal
 import tempfile
@@ -153,6 +154,7 @@ class Tuner:
         self.interrupted = False
         self.default_hashes: set[str] = set()  # default schedules measured as trial 1 (never seeds)
         self.started = 0.0
+        self._runner = None  # the local runner, made on first use and shut down when the run ends
 
     # ------------------------------------------------------------------ budget
     def _plan(self) -> dict[Workload, WorkloadProgress]:
@@ -186,21 +188,40 @@ class Tuner:
         return added
 
     def _measure_default(self, wl: Workload):
+        """Time the default schedule exactly as candidates are timed: handed to the same runner
+        (same worker processes, random inputs, measure config), so trial 1 and the search's
+        candidates compare like for like."""
+        import tvm
         from tvm.s_tir import meta_schedule as ms
+        from tvm.s_tir.meta_schedule.runner import RunnerInput
 
-        from ..bench import sample_inputs
         from ..db.records import Record
         from ..db.replay import module_hash, plain_json, trace_json
-        from ..kernels import build, default_schedule, prim_func
+        from ..kernels import default_schedule, prim_func
 
         sch = default_schedule(wl, self.target)
-        kernel = build(sch, wl, self.target)
-        mc = self.config.measure_config
-        ms_times = kernel.time_ms(*sample_inputs(wl).values(), number=mc.number, repeat=mc.repeat,
-                                  min_repeat_ms=mc.min_repeat_ms)
-        args_info = [a.as_json() for a in ms.arg_info.ArgInfo.from_prim_func(prim_func(wl))]
-        return Record.new(wl, self.target.name, module_hash(sch.mod), run_us=[t * 1e3 for t in ms_times], status="ok",
-                          trace=trace_json(sch), args_info=plain_json(args_info))
+        args_info = ms.arg_info.ArgInfo.from_prim_func(prim_func(wl))
+        d = tempfile.mkdtemp(prefix="opsearch-default-")
+        try:
+            path = os.path.join(d, "module.json")
+            with open(path, "w") as f:
+                f.write(tvm.ir.save_json(sch.mod))
+            (future,) = self._local_runner().run([RunnerInput(path, "cpu", args_info)])
+            res = future.result()
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+        if res.error_msg:
+            raise RuntimeError(res.error_msg)
+        return Record.new(wl, self.target.name, module_hash(sch.mod), run_us=[float(t) * 1e6 for t in res.run_secs],
+                          status="ok", trace=trace_json(sch), args_info=plain_json([a.as_json() for a in args_info]))
+
+    def _local_runner(self):
+        """The run's one local runner (its worker processes serve the default and the search)."""
+        from .runner import LocalBuildRunner
+
+        if self._runner is None:
+            self._runner = LocalBuildRunner(self.target.config, self.config.measure_config)
+        return self._runner
 
     def _known(self) -> dict[str, tuple[list[float] | None, str | None]]:
         known = {}
@@ -215,7 +236,7 @@ class Tuner:
     # ------------------------------------------------------------------ components
     def _builder_runner(self):
         from .builder import PoolBuilder
-        from .runner import LocalBuildRunner, ModuleHandoff
+        from .runner import ModuleHandoff
 
         cfg = self.config
         if self.target.kind == "cuda" and not cfg.measure:
@@ -235,7 +256,7 @@ class Tuner:
                                                            min_repeat_ms=mc.min_repeat_ms),
                 max_workers=1)
             return PoolBuilder(check_cuda=self.target.kind == "cuda"), runner
-        return ModuleHandoff(), LocalBuildRunner(self.target.config, cfg.measure_config)
+        return ModuleHandoff(), self._local_runner()
 
     def _cost_model(self, workload_of):
         from ..costmodel import XGBCostModel
@@ -255,19 +276,24 @@ class Tuner:
 
         intrin.prepare(self.target.kind)
         cfg = self.config
-        added = {}
-        if cfg.include_default and cfg.measure and self.target.kind == "llvm" and not cfg.rpc:
-            added = self._add_defaults()
-        self.default_hashes = set(added.values())
-        plan = self._plan()
-        for wl in added:  # the default schedule is this run's first trial of the workload
-            p = plan[wl]
-            p.spent_before, p.measured, p.budget = p.spent_before - 1, 1, p.budget + 1
-            p.best_us = self.db.history(wl, self.target)[0].mean_us
-        active = [wl for wl in self.workloads if not plan[wl].done]
-        stopped = {wl: "already tuned" for wl in self.workloads if plan[wl].done}
-        if active:
-            self._tune(active, plan, stopped)
+        try:
+            added = {}
+            if cfg.include_default and cfg.measure and self.target.kind == "llvm" and not cfg.rpc:
+                added = self._add_defaults()
+            self.default_hashes = set(added.values())
+            plan = self._plan()
+            for wl in added:  # the default schedule is this run's first trial of the workload
+                p = plan[wl]
+                p.spent_before, p.measured, p.budget = p.spent_before - 1, 1, p.budget + 1
+                p.best_us = self.db.history(wl, self.target)[0].mean_us
+            active = [wl for wl in self.workloads if not plan[wl].done]
+            stopped = {wl: "already tuned" for wl in self.workloads if plan[wl].done}
+            if active:
+                self._tune(active, plan, stopped)
+        finally:
+            if self._runner is not None:
+                self._runner.shutdown()
+                self._runner = None
         # A task that ends under its budget without another reason ran out of new candidates.
         return [self._result(wl, plan[wl], stopped.get(wl) or ("space exhausted" if plan[wl].measured < plan[wl].budget
                                                                else "budget")) for wl in self.workloads]
@@ -353,7 +379,7 @@ class Tuner:
                 status = "interrupted"
             self.db.finish_run(run.id, status)
             for part in (builder.inner, runner.inner):
-                if hasattr(part, "shutdown"):
+                if hasattr(part, "shutdown") and part is not self._runner:  # run() shuts that one
                     part.shutdown()
             shutil.rmtree(work_dir, ignore_errors=True)
             if cost_model.booster is not None and cost_model.size > cost_model.n_pretrained:
