@@ -86,10 +86,12 @@ def _cells(suite, row, impl):
 
 
 def _as_json(suite) -> dict:
+    from ..bench import PEAK_METHOD
+
     gm, n = suite.geomean_speedup()
     return {
         "target": suite.target, "threads": suite.threads, "rounds": suite.rounds, "load_average": list(suite.load),
-        "peak_gflops": suite.peak_gflops, "peak_method": "torch.mm fp32 2048x2048, best of 5 batches",
+        "peak_gflops": suite.peak_gflops, "peak_method": PEAK_METHOD,
         "workloads": [
             {"op": r.workload.op, "example": r.example, "args": r.workload.json_args(), "flops": r.flops,
              "headline": suite.headline(r),
@@ -110,7 +112,7 @@ def _print(suite) -> None:
 
     peak = f"{suite.peak_gflops:.1f}" if suite.peak_gflops else "?"
     table = Table(title=f"opsearch bench on {suite.target}, {suite.threads} threads, median of {suite.rounds} round(s); "
-                        f"peak = torch.mm fp32 2048², best of 5 = {peak} GFLOP/s")
+                        f"peak = fastest of torch.mm 2048³ and a 3x3 conv (oneDNN), best of 5 = {peak} GFLOP/s")
     for col, just in [("operator / example", "left"), ("implementation", "left"), ("median µs", "right"),
                       ("GFLOP/s", "right"), ("% peak", "right"), ("vs PyTorch", "right"), ("note", "left")]:
         table.add_column(col, justify=just, overflow="fold")

@@ -16,6 +16,9 @@ CASES = [
     ("dilated_conv2d", dict(x=[2, 6, 15, 13], weight=[9, 2, 3, 3], bias=[9], stride=2, padding=[3, 1], dilation=[3, 1], groups=3)),
     ("dilated_conv2d", dict(x=[1, 5, 23, 11], weight=[7, 5, 3, 5], padding=[1, 4], dilation=[1, 2], stride=[1, 2])),
     ("dilated_conv2d", dict(x=[1, 16, 32, 32], weight=[16, 16, 3, 3], bias=[16], padding=8, dilation=8)),
+    # channel-blocked (NCHW16c) form: channels in 16s, output width not a multiple of 16
+    ("dilated_conv2d", dict(x=[2, 16, 11, 13], weight=[32, 16, 3, 3], bias=[32], stride=[1, 2], padding=[2, 1], dilation=[2, 1])),
+    ("dilated_conv2d", dict(x=[1, 32, 9, 19], weight=[16, 32, 3, 5], padding=[3, 2], dilation=[3, 1])),
     ("dilated_conv1d", dict(x=[2, 5, 37], weight=[7, 5, 3], dilation=4)),
     ("dilated_conv1d", dict(x=[1, 3, 101], weight=[4, 3, 5], bias=[4], dilation=3, causal=False)),
     ("dilated_conv1d", dict(x=[3, 8, 64], weight=[8, 8, 2], bias=[8], dilation=16)),
@@ -56,6 +59,19 @@ def test_matches_reference(name, args, gen):
     assert y.shape == ref.shape == op.output_shape(wl.args)
     assert y.dtype == torch.float32
     assert relative_error(y, ref) <= op.tolerance
+
+
+def test_dilated_conv2d_layout_choice():
+    """The channel-blocked form is chosen exactly where the NCHW form cannot fill its vectors,
+    and the covered cases above exercise both forms."""
+    from opsearch import kernels
+
+    op = ops.get("dilated_conv2d")
+    packed = [op.packed(op.workload(**args).args) for name, args in CASES if name == "dilated_conv2d"]
+    assert packed.count(True) == 2 and packed.count(False) >= 4
+    assert op.packed(op.example("inception_d2x1").args) and not op.packed(op.example("context_d4").args)
+    script = kernels.ir_module(op.example("inception_d2x1")).script()
+    assert "pack_pad" in script and "wpack" in script and "unpack" in script
 
 
 def test_every_operator_is_covered():
