@@ -113,6 +113,16 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+_load_hooks: list = []  # called with the path of every kernel library this process loads
+
+
+def on_library_load(hook) -> None:
+    """Call ``hook(path)`` after each kernel library is loaded from the cache (e.g. the torch
+    bridge points its parallel loops at PyTorch's thread pool)."""
+    if hook not in _load_hooks:
+        _load_hooks.append(hook)
+
+
 def _load(lib: Path, meta: Path, digest: str):
     """The runtime module at ``lib`` if its sidecar vouches for it, else None (and clean up)."""
     import tvm
@@ -131,10 +141,13 @@ def _load(lib: Path, meta: Path, digest: str):
         meta.unlink(missing_ok=True)
         return None
     try:
-        return tvm.runtime.load_module(str(lib))
+        module = tvm.runtime.load_module(str(lib))
     except Exception as e:  # e.g. a library built against another TVM runtime
         log.warning("opsearch cache: cannot load %s (%s); rebuilding", lib.name, e)
         return None
+    for hook in _load_hooks:
+        hook(str(lib))
+    return module
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -241,6 +254,7 @@ def cached_module(wl: Workload, target: TargetSpec | str, schedule: Any, key_tex
     log.info("opsearch cache: compiling %s for %s", wl.short() or wl.op, target.name)
     module = tvm.compile(mod, target=target.tvm()).mod
     _store(module, lib, meta, digest, inputs)
+    module = _load(lib, meta, digest) or module  # served from the library file, as later processes are
     if memo_path is not None:
         _atomic_write_text(memo_path, json.dumps({"hash": digest}))
     return module

@@ -9,9 +9,15 @@
 //             computes the output and hands the plan back through opsearch::_native_set_plan.
 //   Autograd: no input needing a gradient -> redispatch below autograd (the CPU kernel above);
 //             otherwise opsearch::_autograd_<name> (Python: the operator's autograd.Function).
+// Parallel loops: a kernel library's parallel-launch hook (__TVMBackendParallelLaunch, which TVM
+// points at its own thread pool when it loads the library) can be pointed at parallel_launch
+// below, which runs the loop's tasks on PyTorch's intra-op pool (at::parallel_for). Inside a
+// model, PyTorch's pool threads keep spinning after each PyTorch op, and TVM's separate pool
+// then waits for a core; one pool for both removes that contention.
 // The TVM function objects stay owned by Python (opsearch.torch_ops keeps every kernel it
 // handed over alive); opsearch::_native_clear drops every plan before Python forgets them.
 
+#include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/stack.h>
 #include <ATen/ops/empty.h>
@@ -53,7 +59,32 @@ std::mutex g_registry_mu;
 std::unordered_map<std::string, std::unique_ptr<OpState>> g_ops;
 std::vector<std::unique_ptr<torch::Library>> g_libs;
 std::atomic<bool> g_bypass{false};  // Python is recording workloads: every call takes the slow path
-std::atomic<int64_t> g_native_calls{0}, g_slow_calls{0};
+std::atomic<int64_t> g_native_calls{0}, g_slow_calls{0}, g_parallel_launches{0};
+
+// TVM's C ABI for parallel loops (tvm/runtime/c_backend_api.h): the compiled loop body is a
+// lambda run once per task; each task derives its share of the iterations from num_task.
+struct ParallelGroupEnv {
+  void* sync_handle;
+  int32_t num_task;
+};
+using ParallelLambda = int (*)(int task_id, ParallelGroupEnv* penv, void* cdata);
+
+int parallel_launch(ParallelLambda flambda, void* cdata, int num_task) {
+  g_parallel_launches.fetch_add(1, std::memory_order_relaxed);
+  const int n = num_task > 0 ? num_task : (at::in_parallel_region() ? 1 : at::get_num_threads());
+  ParallelGroupEnv env{nullptr, n};
+  if (n <= 1) return flambda(0, &env, cdata);
+  std::atomic<int> status{0};
+  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      int rc = flambda(static_cast<int>(task), &env, cdata);
+      if (rc != 0) status.store(rc);
+    }
+  });
+  return status.load();
+}
+
+int64_t native_parallel_launch() { return reinterpret_cast<int64_t>(&parallel_launch); }
 
 // The plan a slow call on this thread is expected to hand back.
 thread_local OpState* t_pending_op = nullptr;
@@ -296,7 +327,7 @@ std::vector<int64_t> native_stats() {
     std::shared_lock<std::shared_mutex> l(op->mu);
     plans += static_cast<int64_t>(op->plans.size());
   }
-  return {g_native_calls.load(), g_slow_calls.load(), plans};
+  return {g_native_calls.load(), g_slow_calls.load(), plans, g_parallel_launches.load()};
 }
 
 }  // namespace
@@ -308,4 +339,5 @@ TORCH_LIBRARY_FRAGMENT(opsearch, m) {
   m.def("_native_clear() -> ()", &native_clear);
   m.def("_native_bypass(bool on) -> ()", &native_bypass);
   m.def("_native_stats() -> int[]", &native_stats);
+  m.def("_native_parallel_launch() -> int", &native_parallel_launch);
 }

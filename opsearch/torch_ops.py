@@ -425,6 +425,10 @@ _CPU_KEY = torch._C.DispatchKey.CPU
 _AD_INPLACE_OR_VIEW = torch._C.DispatchKey.ADInplaceOrView
 _grad_enabled = torch.is_grad_enabled
 _NATIVE = torch_native.load()
+if _NATIVE and torch_native.torch_pool_wanted():
+    from . import cache as _cache
+
+    _cache.on_library_load(torch_native.route_parallel_loops)
 _native_set_plan = torch.ops.opsearch._native_set_plan if _NATIVE else None
 
 

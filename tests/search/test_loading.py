@@ -14,7 +14,7 @@ from tests.search.conftest import family_workload
 
 def test_exact_nearest_and_pending(tuned_db, gen):
     db, results = tuned_db
-    wl = family_workload("dilated")  # x=[1,16,30,30] tuned in the fixture
+    wl = family_workload("dilated")  # x=[1,12,30,30] tuned in the fixture
     k = kernel_for(wl, "cpu", db)
     assert k.source.startswith("tuned (db,")
 

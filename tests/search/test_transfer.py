@@ -13,8 +13,8 @@ def test_distance_orders_shapes_and_separates_operators():
     wl = family_workload("dilated")
     op = ops.get(wl.op)
     same = op.workload(**wl.json_args())
-    near = op.workload(**{**wl.json_args(), "x": [1, 16, 31, 31]})
-    far = op.workload(**{**wl.json_args(), "x": [1, 16, 90, 90]})
+    near = op.workload(**{**wl.json_args(), "x": [1, 12, 31, 31]})
+    far = op.workload(**{**wl.json_args(), "x": [1, 12, 90, 90]})
     assert wl.distance(same) == 0
     assert 0 < wl.distance(near) < wl.distance(far)
     assert wl.distance(family_workload("shift-add")) == math.inf

@@ -142,3 +142,30 @@ def test_failed_build_falls_back_with_its_reason(tmp_path):
     p = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "native torch kernels unavailable" in p.stderr and "no-such-compiler" in p.stdout + p.stderr
+
+
+PARALLEL_POOL = """
+import sys, torch
+from opsearch import torch_native, torch_ops
+gen = torch.Generator().manual_seed(int(sys.argv[1]))
+x, w = torch.randn(2, 16, 37, 41, generator=gen), torch.randn(24, 16, 3, 3, generator=gen)
+before = torch_native.stats()["parallel_launches"]
+ys = [torch.ops.opsearch.dilated_conv2d(x, w, None, [1, 1], [2, 2], [2, 2], 1) for _ in range(3)]
+ref = torch.nn.functional.conv2d(x.double(), w.double(), padding=2, dilation=2)
+err = float((ys[0].double() - ref).norm() / ref.norm())
+assert err < 1e-5 and all(torch.equal(ys[0], y) for y in ys), err
+print("launches", torch_native.stats()["parallel_launches"] - before)
+"""
+
+
+@pytest.mark.parametrize("mode", ["torch", "tvm"])
+def test_parallel_loops_run_on_the_chosen_thread_pool(mode):
+    """By default a kernel called from PyTorch runs its parallel loops on PyTorch's pool (every
+    launch counted by the native library); OPSEARCH_PARALLEL=tvm keeps TVM's own pool."""
+    env = dict(os.environ, OPSEARCH_PARALLEL=mode)
+    seed = int.from_bytes(os.urandom(2), "little")
+    p = subprocess.run([sys.executable, "-c", PARALLEL_POOL, str(seed)], env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0, (seed, p.stderr[-3000:])
+    launches = int(p.stdout.split("launches")[1])
+    assert launches >= 3 if mode == "torch" else launches == 0, p.stdout
