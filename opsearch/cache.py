@@ -146,7 +146,10 @@ def _load(lib: Path, meta: Path, digest: str):
         log.warning("opsearch cache: cannot load %s (%s); rebuilding", lib.name, e)
         return None
     for hook in _load_hooks:
-        hook(str(lib))
+        try:
+            hook(str(lib))
+        except Exception as e:  # noqa: BLE001 - a hook must never cost the kernel
+            log.warning("opsearch cache: load hook %s failed for %s: %s", getattr(hook, "__name__", hook), lib.name, e)
     return module
 
 

@@ -64,9 +64,9 @@ class DilatedConv2d(OpSpec):
         """Compute in the channel-blocked layout (NCHW16c, as oneDNN does) when the output width
         is not a multiple of the block: the NCHW form can only vectorise along the width, and a
         width such as 28 leaves every vector partly empty. Measured on inception_d2x1 (28x28,
-        znver4): default schedule 15.1 -> 3.9 ms, best of 96 trials 1.39 -> 1.22 ms. Widths that
-        are multiples of 16 keep the NCHW form, which tuned faster there (context_d4: 1.39 ms
-        vs 1.97 ms at 64 trials)."""
+        znver4): default schedule 15.1 -> 3.9 ms; tuned, the two forms are within the search's
+        run-to-run spread (benchmarks/RESULTS.md). Widths that are multiples of 16 keep the NCHW
+        form, which tuned faster there (context_d4: 1.39 ms vs 1.97 ms at 64 trials)."""
         c, o, wo = a["x"][1], a["weight"][0], self.output_shape(a)[3]
         return a["groups"] == 1 and c % self.BLOCK == 0 and o % self.BLOCK == 0 and wo % self.BLOCK != 0
 
