@@ -13,7 +13,6 @@ run reports it.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import signal
 import tempfile
@@ -191,25 +190,24 @@ class Tuner:
         """Time the default schedule exactly as candidates are timed: handed to the same runner
         (same worker processes, random inputs, measure config), so trial 1 and the search's
         candidates compare like for like."""
-        import tvm
         from tvm.s_tir import meta_schedule as ms
+        from tvm.s_tir.meta_schedule.builder import BuilderInput
         from tvm.s_tir.meta_schedule.runner import RunnerInput
 
         from ..db.records import Record
         from ..db.replay import module_hash, plain_json, trace_json
         from ..kernels import default_schedule, prim_func
+        from .runner import ModuleHandoff
 
         sch = default_schedule(wl, self.target)
         args_info = ms.arg_info.ArgInfo.from_prim_func(prim_func(wl))
-        d = tempfile.mkdtemp(prefix="opsearch-default-")
+        handoff = ModuleHandoff()  # the builder the search uses: the module as JSON for the runner
         try:
-            path = os.path.join(d, "module.json")
-            with open(path, "w") as f:
-                f.write(tvm.ir.save_json(sch.mod))
-            (future,) = self._local_runner().run([RunnerInput(path, "cpu", args_info)])
+            (built,) = handoff.build([BuilderInput(sch.mod, self.target.tvm())])
+            (future,) = self._local_runner().run([RunnerInput(built.artifact_path, "cpu", args_info)])
             res = future.result()
         finally:
-            shutil.rmtree(d, ignore_errors=True)
+            handoff.shutdown()
         if res.error_msg:
             raise RuntimeError(res.error_msg)
         return Record.new(wl, self.target.name, module_hash(sch.mod), run_us=[float(t) * 1e6 for t in res.run_secs],
