@@ -3,9 +3,10 @@
 ``Database.best`` falls through to these when the user's database has no record. A file is
 named after the canonical target with ``:`` replaced by ``-`` (``llvm-znver3.jsonl``); each
 line is a record in export form. Files are read once per process; unreadable lines are skipped
-with a warning. With no file for the exact target, the files of other targets of the same kind
-serve (e.g. a CPU's schedules on another CPU): records are schedule traces, rebuilt for the local
-target, so they are correct anywhere they replay and usually fast on a similar machine.
+with a warning. The target's own file serves first; workloads it lacks (all of them, with no such
+file) are served by the files of other targets of the same kind (e.g. a CPU's schedules on another
+CPU): records are schedule traces, rebuilt for the local target, so they are correct anywhere they
+replay and usually fast on a similar machine.
 """
 
 from __future__ import annotations
@@ -33,24 +34,30 @@ def shipped_file(target_name: str) -> Path | None:
     return None if d is None else d / f"{target_name.replace(':', '-')}.jsonl"
 
 
-def _files(target_name: str) -> tuple[list[Path], bool]:
-    """The shipped files serving a target, and whether they are for exactly that target."""
+def _files(target_name: str) -> tuple[Path | None, list[Path]]:
+    """The shipped file for exactly this target (or None), and the other files of its kind."""
     path = shipped_file(target_name)
     if path is None:
-        return [], True
-    if path.is_file():
-        return [path], True
+        return None, []
     kind = target_name.split(":", 1)[0]
-    return sorted(path.parent.glob(f"{kind}-*.jsonl")), False
+    others = [p for p in sorted(path.parent.glob(f"{kind}-*.jsonl")) if p != path]
+    return (path if path.is_file() else None), others
 
 
 @functools.lru_cache(maxsize=16)
 def _best_by_key(target_name: str) -> dict[str, Record]:
-    best: dict[str, Record] = {}
-    files, exact = _files(target_name)
+    """Per workload, the fastest record of the target's own file; workloads that file lacks
+    (or every workload, with no such file) take the fastest record of the kind's other files."""
+    exact, others = _files(target_name)
     kind = target_name.split(":", 1)[0]
-    for path in files:
-        _read(path, target_name if exact else None, kind, best)
+    best: dict[str, Record] = {}
+    if exact is not None:
+        _read(exact, target_name, kind, best)
+    fallback: dict[str, Record] = {}
+    for path in others:
+        _read(path, None, kind, fallback)
+    for key, rec in fallback.items():
+        best.setdefault(key, rec)
     return best
 
 

@@ -56,19 +56,17 @@ class DilatedConv2d(OpSpec):
         _, cg, kh, kw = a["weight"]
         return 2 * cg * kh * kw * _prod(self.output_shape(a))
 
-    # Channel block of the packed layout: 16 fp32 lanes (one AVX-512 vector, two AVX2 ones).
-    BLOCK = 16
     keep_stages = ("wpack",)
 
     def packed(self, a) -> bool:
         """Compute in the channel-blocked layout (NCHW16c, as oneDNN does) when the output width
-        is not a multiple of the block: the NCHW form can only vectorise along the width, and a
-        width such as 28 leaves every vector partly empty. Measured on inception_d2x1 (28x28,
-        znver4): default schedule 15.1 -> 3.9 ms; tuned, the two forms are within the search's
-        run-to-run spread (benchmarks/RESULTS.md). Widths that are multiples of 16 keep the NCHW
-        form, which tuned faster there (context_d4: 1.39 ms vs 1.97 ms at 64 trials)."""
-        c, o, wo = a["x"][1], a["weight"][0], self.output_shape(a)[3]
-        return a["groups"] == 1 and c % self.BLOCK == 0 and o % self.BLOCK == 0 and wo % self.BLOCK != 0
+        is not a multiple of the block (te_util.blocked_layout_applies). Measured on
+        inception_d2x1 (28x28, znver4): default schedule 15.1 -> 3.9 ms; tuned, the two forms are
+        within the search's run-to-run spread (benchmarks/RESULTS.md). Widths that are multiples of
+        16 keep the NCHW form, which tuned faster there (context_d4: 1.39 ms vs 1.97 ms at 64 trials)."""
+        from .te_util import blocked_layout_applies
+
+        return blocked_layout_applies(a["x"][1], a["weight"][0], a["groups"], self.output_shape(a)[3])
 
     def compute(self, a, ins):
         from tvm import te
@@ -99,20 +97,14 @@ class DilatedConv2d(OpSpec):
     def _compute_packed(self, a, x, w):
         """Pad and pack x to [N, C/16, Hp, Wp, 16] and the weight to [O/16, C/16, KH, KW, 16c, 16o];
         convolve into [N, O/16, Ho, Wo, 16] (vectorisable along the output-channel block); unpack."""
-        from tvm import te, tirx
+        from tvm import te
+
+        from .te_util import BLOCK as v, pack_pad_nchwc, unpack_nchwc
 
         n, o, ho, wo = self.output_shape(a)
         _, c, kh, kw = a["weight"]
-        h, wi = a["x"][2], a["x"][3]
         (sh, sw), (ph, pw), (dh, dw) = a["stride"], a["padding"], a["dilation"]
-        v = self.BLOCK
-        zero = tirx.const(0, x.dtype)
-
-        def packed_input(b, co, i, j, ci):
-            inside = tirx.all(i >= ph, i < h + ph, j >= pw, j < wi + pw)
-            return tirx.if_then_else(inside, x[b, co * v + ci, i - ph, j - pw], zero)
-
-        xp = te.compute((n, c // v, h + 2 * ph, wi + 2 * pw, v), packed_input, name="pack_pad")
+        xp = pack_pad_nchwc(x, ph, pw)
         wp = te.compute((o // v, c // v, kh, kw, v, v),
                         lambda ko, co, i, j, ci, oi: w[ko * v + oi, co * v + ci, i, j], name="wpack")
         rco = te.reduce_axis((0, c // v), "rco")
@@ -127,7 +119,7 @@ class DilatedConv2d(OpSpec):
             ),
             name="conv",
         )
-        return te.compute((n, o, ho, wo), lambda b, k, i, j: y[b, k // v, i, j, k % v], name="unpack")
+        return unpack_nchwc(y)
 
     def reference(self, a, x, weight, bias=None):
         import torch.nn.functional as F

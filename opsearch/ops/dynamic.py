@@ -71,6 +71,8 @@ class CondConv2d(OpSpec):
         n = a["x"][0]
         e, o, cg, kh, kw = a["experts"]
         (sh, sw), (ph, pw), (dh, dw) = a["stride"], a["padding"], a["dilation"]
+        if self.packed(a):
+            return add_bias(self._compute_packed(a, x, ex, rt), ins.get("bias"), axis=1)
         og = o // a["groups"]
         re_ = te.reduce_axis((0, e), "re")
         wn = te.compute(
@@ -89,6 +91,47 @@ class CondConv2d(OpSpec):
             name="conv",
         )
         return add_bias(y, ins.get("bias"), axis=1)
+
+    def packed(self, a) -> bool:
+        """Compute in the channel-blocked layout (NCHW16c, as dilated_conv2d does) under the same
+        rule (te_util.blocked_layout_applies): effnet_3x3_e8's 28-wide rows leave every NCHW
+        width vector partly empty (benchmarks/RESULTS.md)."""
+        from .te_util import blocked_layout_applies
+
+        return blocked_layout_applies(a["x"][1], a["experts"][1], a["groups"], self.output_shape(a)[3])
+
+    def _compute_packed(self, a, x, ex, rt):
+        """Mix each sample's kernel straight into the packed weight layout
+        [N, O/16, C/16, KH, KW, 16c, 16o]; pad and pack x to [N, C/16, Hp, Wp, 16]; convolve into
+        [N, O/16, Ho, Wo, 16], vectorisable along the output-channel block; unpack."""
+        from tvm import te
+
+        from .te_util import BLOCK as v, pack_pad_nchwc, unpack_nchwc
+
+        n, o, ho, wo = self.output_shape(a)
+        e, _, c, kh, kw = a["experts"]
+        (sh, sw), (ph, pw), (dh, dw) = a["stride"], a["padding"], a["dilation"]
+        re_ = te.reduce_axis((0, e), "re")
+        wn = te.compute(
+            (n, o // v, c // v, kh, kw, v, v),
+            lambda b, ko, co, i, j, ci, oi: te.sum(
+                rt[b, re_] * ex[re_, ko * v + oi, co * v + ci, i, j], axis=re_),
+            name="mix",
+        )
+        xp = pack_pad_nchwc(x, ph, pw)
+        rco = te.reduce_axis((0, c // v), "rco")
+        ry = te.reduce_axis((0, kh), "ry")
+        rx = te.reduce_axis((0, kw), "rx")
+        rci = te.reduce_axis((0, v), "rci")
+        y = te.compute(
+            (n, o // v, ho, wo, v),
+            lambda b, ko, i, j, oi: te.sum(
+                xp[b, rco, i * sh + ry * dh, j * sw + rx * dw, rci] * wn[b, ko, rco, ry, rx, rci, oi],
+                axis=[rco, ry, rx, rci],
+            ),
+            name="conv",
+        )
+        return unpack_nchwc(y)
 
     def sample(self, a, param, shape, gen, dtype):
         import torch

@@ -29,3 +29,32 @@ def add_bias(y: te.Tensor, bias: te.Tensor | None, axis: int, name: str = "out")
     if bias is None:
         return y
     return te.compute(y.shape, lambda *i: y[i] + bias[i[axis]], name=name)
+
+
+# Channel block of the blocked layout (NCHW16c): 16 fp32 lanes, one AVX-512 vector or two AVX2 ones.
+BLOCK = 16
+
+
+def blocked_layout_applies(channels: int, out_channels: int, groups: int, out_width: int) -> bool:
+    """Whether a 2-D convolution computes in the channel-blocked layout: dense (groups 1), both
+    channel counts multiples of the block, and an output width that is not (the NCHW form can only
+    vectorise along the width, and a width such as 28 leaves every vector partly empty)."""
+    return groups == 1 and channels % BLOCK == 0 and out_channels % BLOCK == 0 and out_width % BLOCK != 0
+
+
+def pack_pad_nchwc(x: te.Tensor, ph: int, pw: int, name: str = "pack_pad") -> te.Tensor:
+    """Zero-pad ``x`` [N, C, H, W] by (ph, pw) and pack it to [N, C/16, H+2ph, W+2pw, 16] in one stage."""
+    n, c, h, w = (int(d) for d in x.shape)
+    v, zero = BLOCK, tirx.const(0, x.dtype)
+
+    def body(b, co, i, j, ci):
+        inside = tirx.all(i >= ph, i < h + ph, j >= pw, j < w + pw)
+        return tirx.if_then_else(inside, x[b, co * v + ci, i - ph, j - pw], zero)
+
+    return te.compute((n, c // v, h + 2 * ph, w + 2 * pw, v), body, name=name)
+
+
+def unpack_nchwc(y: te.Tensor, name: str = "unpack") -> te.Tensor:
+    """[N, O/16, H, W, 16] back to [N, O, H, W]."""
+    n, ob, h, w, v = (int(d) for d in y.shape)
+    return te.compute((n, ob * v, h, w), lambda b, k, i, j: y[b, k // v, i, j, k % v], name=name)

@@ -42,6 +42,16 @@ def test_another_cpu_falls_back_to_shipped_schedules_of_the_same_kind(db, wl, sh
     assert db.best(wl, "cuda:sm_90") is None  # never across target kinds
 
 
+def test_own_file_first_other_cpus_fill_the_workloads_it_lacks(db, wl, wl2, shipped_dir):
+    other = [Record.new(w, "llvm:znver4", f"z{i}", run_us=[1.0], trace=[[], []]).to_json() for i, w in enumerate([wl, wl2])]
+    (shipped_dir / "llvm-znver4.jsonl").write_text("\n".join(json.dumps(x) for x in other) + "\n")
+    with pytest.warns(UserWarning, match="skipped shipped record"):
+        assert db.best(wl, LLVM).module_hash == "s1"  # znver3's own record, though znver4's is faster
+    assert db.best(wl2, LLVM).module_hash == "z1"  # znver3's file has no wl2: znver4's serves
+    assert db.best(wl2, "llvm:znver4").target == "llvm:znver4"
+    assert db.best(wl, "llvm:znver4").module_hash == "z0"
+
+
 def test_data_directories_are_found():
     root = Path(__file__).resolve().parents[2]
     assert engine.database_dir() == root / "database"

@@ -30,6 +30,9 @@ CASES = [
     ("adder_conv2d", dict(x=[1, 4, 16, 15], weight=[6, 4, 3, 2], stride=[2, 1], padding=[0, 1])),
     ("condconv2d", dict(x=[3, 6, 11, 12], experts=[4, 5, 6, 3, 3], routing=[3, 4], padding=1)),
     ("condconv2d", dict(x=[2, 8, 13, 9], experts=[3, 8, 2, 3, 3], routing=[2, 3], bias=[8], stride=2, padding=2, dilation=2, groups=4)),
+    # channel-blocked form: 16-channel multiples, output widths 7 and 13
+    ("condconv2d", dict(x=[3, 16, 9, 13], experts=[5, 32, 16, 3, 3], routing=[3, 5], bias=[32], padding=1)),
+    ("condconv2d", dict(x=[2, 32, 11, 14], experts=[3, 16, 32, 3, 3], routing=[2, 3], stride=2, padding=[2, 1], dilation=[2, 1])),
     ("lightweight_conv1d", dict(x=[2, 12, 23], weight=[4, 5])),
     ("lightweight_conv1d", dict(x=[1, 9, 31], weight=[3, 6], causal=True)),
     ("lightweight_conv1d", dict(x=[3, 16, 17], weight=[16, 7], causal=False)),
@@ -61,17 +64,22 @@ def test_matches_reference(name, args, gen):
     assert relative_error(y, ref) <= op.tolerance
 
 
-def test_dilated_conv2d_layout_choice():
+@pytest.mark.parametrize("name,packed_example,nchw_example", [
+    ("dilated_conv2d", "inception_d2x1", "context_d4"),
+    ("condconv2d", "effnet_3x3_e8", "mbv2_dw_e8"),
+])
+def test_blocked_layout_choice(name, packed_example, nchw_example):
     """The channel-blocked form is chosen exactly where the NCHW form cannot fill its vectors,
     and the covered cases above exercise both forms."""
     from opsearch import kernels
 
-    op = ops.get("dilated_conv2d")
-    packed = [op.packed(op.workload(**args).args) for name, args in CASES if name == "dilated_conv2d"]
-    assert packed.count(True) == 2 and packed.count(False) >= 4
-    assert op.packed(op.example("inception_d2x1").args) and not op.packed(op.example("context_d4").args)
-    script = kernels.ir_module(op.example("inception_d2x1")).script()
-    assert "pack_pad" in script and "wpack" in script and "unpack" in script
+    op = ops.get(name)
+    packed = [op.packed(op.workload(**args).args) for n, args in CASES if n == name]
+    assert packed.count(True) == 2 and packed.count(False) >= 2
+    assert op.packed(op.example(packed_example).args) and not op.packed(op.example(nchw_example).args)
+    script = kernels.ir_module(op.example(packed_example)).script()
+    assert "pack_pad" in script and "unpack" in script
+    assert "pack_pad" not in kernels.ir_module(op.example(nchw_example)).script()
 
 
 def test_every_operator_is_covered():
