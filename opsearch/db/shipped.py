@@ -5,8 +5,9 @@ named after the canonical target with ``:`` replaced by ``-`` (``llvm-znver3.jso
 line is a record in export form. Files are read once per process; unreadable lines are skipped
 with a warning. The target's own file serves first; workloads it lacks (all of them, with no such
 file) are served by the files of other targets of the same kind (e.g. a CPU's schedules on another
-CPU): records are schedule traces, rebuilt for the local target, so they are correct anywhere they
-replay and usually fast on a similar machine.
+CPU), those of CPUs with the same widest vector extension first: records are schedule traces,
+rebuilt for the local target, so they are correct anywhere they replay and usually fast on a
+similar machine.
 """
 
 from __future__ import annotations
@@ -44,20 +45,54 @@ def _files(target_name: str) -> tuple[Path | None, list[Path]]:
     return (path if path.is_file() else None), others
 
 
+# Vector extensions that set how a CPU schedule is tiled and vectorised, widest first.
+_VECTOR_ISAS = ("avx512f", "avx2", "avx", "sse4.2")
+
+
+@functools.lru_cache(maxsize=32)
+def vector_isa(target_name: str) -> str | None:
+    """The widest vector extension of an ``llvm:<mcpu>`` target per LLVM (imports TVM), or None."""
+    kind, _, mcpu = target_name.partition(":")
+    if kind != "llvm" or not mcpu:
+        return None
+    try:
+        import tvm
+        from tvm.target import codegen
+
+        t = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu})
+        return next((isa for isa in _VECTOR_ISAS if codegen.llvm_cpu_has_features([isa], t)), "scalar")
+    except Exception:  # noqa: BLE001 - an unknown CPU name only loses the preference
+        return None
+
+
+def _by_similarity(target_name: str, files: list[Path]) -> list[list[Path]]:
+    """Other targets' files grouped by preference: those of a CPU with the same widest vector
+    extension first (schedules tiled for 16-lane AVX-512 ran up to 2x slower than the default on
+    an AVX2 CPU, benchmarks/RESULTS.md), then the rest."""
+    if len(files) < 2 or not target_name.startswith("llvm:"):
+        return [files] if files else []
+    mine = vector_isa(target_name)
+    same = [p for p in files if mine is not None and vector_isa(p.stem.replace("-", ":", 1)) == mine]
+    rest = [p for p in files if p not in same]
+    return [g for g in (same, rest) if g]
+
+
 @functools.lru_cache(maxsize=16)
 def _best_by_key(target_name: str) -> dict[str, Record]:
     """Per workload, the fastest record of the target's own file; workloads that file lacks
-    (or every workload, with no such file) take the fastest record of the kind's other files."""
+    (or every workload, with no such file) take the fastest record of the most similar CPUs'
+    files that have one (:func:`_by_similarity`). Latencies are compared only within a group."""
     exact, others = _files(target_name)
     kind = target_name.split(":", 1)[0]
     best: dict[str, Record] = {}
     if exact is not None:
         _read(exact, target_name, kind, best)
-    fallback: dict[str, Record] = {}
-    for path in others:
-        _read(path, None, kind, fallback)
-    for key, rec in fallback.items():
-        best.setdefault(key, rec)
+    for group in _by_similarity(target_name, others):
+        fallback: dict[str, Record] = {}
+        for path in group:
+            _read(path, None, kind, fallback)
+        for key, rec in fallback.items():
+            best.setdefault(key, rec)
     return best
 
 

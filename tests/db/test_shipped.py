@@ -52,6 +52,17 @@ def test_own_file_first_other_cpus_fill_the_workloads_it_lacks(db, wl, wl2, ship
     assert db.best(wl, "llvm:znver4").module_hash == "z0"
 
 
+def test_cpus_with_the_same_vector_width_serve_first(db, wl, wl2, shipped_dir):
+    other = [Record.new(w, "llvm:znver4", f"z{i}", run_us=[1.0], trace=[[], []]).to_json() for i, w in enumerate([wl, wl2])]
+    (shipped_dir / "llvm-znver4.jsonl").write_text("\n".join(json.dumps(x) for x in other) + "\n")
+    assert shipped.vector_isa("llvm:znver1") == shipped.vector_isa("llvm:znver3") == "avx2"
+    assert shipped.vector_isa("llvm:znver4") == "avx512f" and shipped.vector_isa("cuda:sm_90") is None
+    with pytest.warns(UserWarning, match="skipped shipped record"):
+        assert db.best(wl, "llvm:znver1").module_hash == "s1"  # AVX2 znver3's, though AVX-512 znver4's is faster
+    assert db.best(wl2, "llvm:znver1").module_hash == "z1"  # only znver4 has wl2
+    assert db.best(wl, "llvm:skylake-avx512").module_hash == "z0"  # AVX-512 prefers AVX-512
+
+
 def test_data_directories_are_found():
     root = Path(__file__).resolve().parents[2]
     assert engine.database_dir() == root / "database"
