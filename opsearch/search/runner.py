@@ -32,11 +32,14 @@ RUN_PREFIX = "run: "
 @dataclass(frozen=True)
 class MeasureConfig:
     """How each candidate is timed: ``repeat`` samples of ``number`` runs, each sample at least
-    ``min_repeat_ms`` long. Sized so a candidate costs ~0.1-0.3 s on small kernels."""
+    ``min_repeat_ms`` long, after ``warmup`` samples that are timed the same way and dropped (a
+    freshly loaded kernel's first sample ran up to 2.5x slow: the first candidates of a run on
+    znver1, benchmarks/RESULTS.md). Sized so a candidate costs ~0.1-0.3 s on small kernels."""
 
     number: int = 1
     repeat: int = 5
     min_repeat_ms: int = 20
+    warmup: int = 1
     timeout_sec: float = 60.0
 
 
@@ -108,9 +111,9 @@ def time_candidate(module_path: str, target_config: dict, args_info: list, cfg: 
             else:
                 arr = rng.integers(-2, 3, shape).astype(dtype)
             args.append(tvm.runtime.tensor(arr, dev))
-        ev = lib.time_evaluator(lib.entry_name, dev, number=cfg.number, repeat=cfg.repeat,
+        ev = lib.time_evaluator(lib.entry_name, dev, number=cfg.number, repeat=cfg.warmup + cfg.repeat,
                                 min_repeat_ms=cfg.min_repeat_ms)
-        return [float(x) for x in ev(*args).results]
+        return [float(x) for x in ev(*args).results[cfg.warmup:]]
     except Exception as e:  # noqa: BLE001
         raise RuntimeError(RUN_PREFIX + _last_lines(e)) from None
 

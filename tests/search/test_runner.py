@@ -49,3 +49,24 @@ def test_parallel_compile_then_serial_timing(tmp_path, workers):
     assert results[1].error_msg.startswith(BUILD_PREFIX), results[1].error_msg
     for r in (results[0], results[2], results[3]):
         assert len(r.run_secs) == 5 and all(0 < float(s) < 1.0 for s in r.run_secs)
+
+
+def test_warmup_samples_are_timed_then_dropped(tmp_path, monkeypatch):
+    import tvm
+
+    from opsearch.search import runner as runner_mod
+    from opsearch.targets import resolve
+
+    inp = _inputs(tmp_path)[0]
+    seen = []
+    real = tvm.runtime.Module.time_evaluator
+
+    def spy(self, name, dev, number=10, repeat=1, min_repeat_ms=0, **kw):
+        seen.append(repeat)
+        return real(self, name, dev, number=number, repeat=repeat, min_repeat_ms=min_repeat_ms, **kw)
+
+    monkeypatch.setattr(tvm.runtime.Module, "time_evaluator", spy)
+    info = [("TENSOR", str(a.dtype), list(a.shape)) for a in inp.args_info]
+    cfg = runner_mod.MeasureConfig(repeat=3, warmup=2, min_repeat_ms=1)
+    secs = runner_mod.time_candidate(inp.artifact_path, resolve("cpu").config, info, cfg)
+    assert seen == [5] and len(secs) == 3 and all(0 < s < 1.0 for s in secs)
