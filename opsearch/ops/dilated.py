@@ -99,26 +99,14 @@ class DilatedConv2d(OpSpec):
         convolve into [N, O/16, Ho, Wo, 16] (vectorisable along the output-channel block); unpack."""
         from tvm import te
 
-        from .te_util import BLOCK as v, pack_pad_nchwc, unpack_nchwc
+        from .te_util import BLOCK as v, conv2d_nchwc, pack_pad_nchwc, unpack_nchwc
 
-        n, o, ho, wo = self.output_shape(a)
-        _, c, kh, kw = a["weight"]
-        (sh, sw), (ph, pw), (dh, dw) = a["stride"], a["padding"], a["dilation"]
-        xp = pack_pad_nchwc(x, ph, pw)
+        o, c, kh, kw = a["weight"]
+        xp = pack_pad_nchwc(x, *a["padding"])
         wp = te.compute((o // v, c // v, kh, kw, v, v),
                         lambda ko, co, i, j, ci, oi: w[ko * v + oi, co * v + ci, i, j], name="wpack")
-        rco = te.reduce_axis((0, c // v), "rco")
-        ry = te.reduce_axis((0, kh), "ry")
-        rx = te.reduce_axis((0, kw), "rx")
-        rci = te.reduce_axis((0, v), "rci")
-        y = te.compute(
-            (n, o // v, ho, wo, v),
-            lambda b, ko, i, j, oi: te.sum(
-                xp[b, rco, i * sh + ry * dh, j * sw + rx * dw, rci] * wp[ko, rco, ry, rx, rci, oi],
-                axis=[rco, ry, rx, rci],
-            ),
-            name="conv",
-        )
+        y = conv2d_nchwc(xp, lambda b, ko, rco, ry, rx, rci, oi: wp[ko, rco, ry, rx, rci, oi],
+                         self.output_shape(a), (kh, kw), a["stride"], a["dilation"])
         return unpack_nchwc(y)
 
     def reference(self, a, x, weight, bias=None):

@@ -106,11 +106,10 @@ class CondConv2d(OpSpec):
         [N, O/16, Ho, Wo, 16], vectorisable along the output-channel block; unpack."""
         from tvm import te
 
-        from .te_util import BLOCK as v, pack_pad_nchwc, unpack_nchwc
+        from .te_util import BLOCK as v, conv2d_nchwc, pack_pad_nchwc, unpack_nchwc
 
-        n, o, ho, wo = self.output_shape(a)
-        e, _, c, kh, kw = a["experts"]
-        (sh, sw), (ph, pw), (dh, dw) = a["stride"], a["padding"], a["dilation"]
+        n = a["x"][0]
+        e, o, c, kh, kw = a["experts"]
         re_ = te.reduce_axis((0, e), "re")
         wn = te.compute(
             (n, o // v, c // v, kh, kw, v, v),
@@ -118,19 +117,9 @@ class CondConv2d(OpSpec):
                 rt[b, re_] * ex[re_, ko * v + oi, co * v + ci, i, j], axis=re_),
             name="mix",
         )
-        xp = pack_pad_nchwc(x, ph, pw)
-        rco = te.reduce_axis((0, c // v), "rco")
-        ry = te.reduce_axis((0, kh), "ry")
-        rx = te.reduce_axis((0, kw), "rx")
-        rci = te.reduce_axis((0, v), "rci")
-        y = te.compute(
-            (n, o // v, ho, wo, v),
-            lambda b, ko, i, j, oi: te.sum(
-                xp[b, rco, i * sh + ry * dh, j * sw + rx * dw, rci] * wn[b, ko, rco, ry, rx, rci, oi],
-                axis=[rco, ry, rx, rci],
-            ),
-            name="conv",
-        )
+        xp = pack_pad_nchwc(x, *a["padding"])
+        y = conv2d_nchwc(xp, lambda b, ko, rco, ry, rx, rci, oi: wn[b, ko, rco, ry, rx, rci, oi],
+                         self.output_shape(a), (kh, kw), a["stride"], a["dilation"])
         return unpack_nchwc(y)
 
     def sample(self, a, param, shape, gen, dtype):

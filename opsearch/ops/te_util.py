@@ -58,3 +58,23 @@ def unpack_nchwc(y: te.Tensor, name: str = "unpack") -> te.Tensor:
     """[N, O/16, H, W, 16] back to [N, O, H, W]."""
     n, ob, h, w, v = (int(d) for d in y.shape)
     return te.compute((n, ob * v, h, w), lambda b, k, i, j: y[b, k // v, i, j, k % v], name=name)
+
+
+def conv2d_nchwc(xp: te.Tensor, weight_at, out_shape, kernel, stride, dilation, name: str = "conv") -> te.Tensor:
+    """The blocked convolution [N, O/16, Ho, Wo, 16] over a packed input ``xp`` (pack_pad_nchwc):
+    sums over input-channel blocks, kernel taps and the 16 lanes of a block;
+    ``weight_at(b, ko, rco, ry, rx, rci, oi)`` reads the packed weight (per sample or shared)."""
+    n, o, ho, wo = out_shape
+    c, (kh, kw), (sh, sw), (dh, dw) = int(xp.shape[1]) * BLOCK, kernel, stride, dilation
+    rco = te.reduce_axis((0, c // BLOCK), "rco")
+    ry = te.reduce_axis((0, kh), "ry")
+    rx = te.reduce_axis((0, kw), "rx")
+    rci = te.reduce_axis((0, BLOCK), "rci")
+    return te.compute(
+        (n, o // BLOCK, ho, wo, BLOCK),
+        lambda b, ko, i, j, oi: te.sum(
+            xp[b, rco, i * sh + ry * dh, j * sw + rx * dw, rci] * weight_at(b, ko, rco, ry, rx, rci, oi),
+            axis=[rco, ry, rx, rci],
+        ),
+        name=name,
+    )
