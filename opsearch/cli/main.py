@@ -1,7 +1,7 @@
 """The ``opsearch`` command: one click group; each concern's commands live in their own module.
 
-User mistakes (:class:`~opsearch.errors.OpsearchError`) print one line on stderr and exit 2;
-anything else exits 1.
+User mistakes (:class:`~opsearch.errors.OpsearchError` and click's usage errors) print one line
+on stderr and exit 2; anything else exits 1.
 """
 
 from __future__ import annotations
@@ -49,7 +49,21 @@ _register()
 
 
 def main() -> None:
-    cli(prog_name="opsearch")
+    """The console script: like click's standalone mode, except that a usage mistake (unknown
+    option, bad choice, missing argument) is one line on stderr, exit status 2."""
+    try:
+        rv = cli.main(prog_name="opsearch", standalone_mode=False)
+    except click.UsageError as e:
+        hint = f" (see 'opsearch {e.ctx.info_name if e.ctx and e.ctx.parent else ''} --help')".replace("  ", " ")
+        click.echo(f"opsearch: error: {e.format_message()}{hint}", err=True)
+        sys.exit(2)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

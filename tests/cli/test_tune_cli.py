@@ -23,6 +23,11 @@ EXE = os.path.join(os.path.dirname(sys.executable), "opsearch")
         (["tune", "dilated_conv2d", "--example", "context_d4", "--trials", "-5"], "--trials must be positive, got -5"),
         (["tune", "dilated_conv2d"], "give exactly one of --example NAME and --args JSON"),
         (["tune"], "give an operator"),
+        (["tune", "dilated_conv2d", "--example", "context_d4", "--tuner", "stock", "--rpc", "h:1:k"],
+         "--tuner stock runs tune_tir as its users do; it does not take --rpc"),
+        (["tune", "dilated_conv2d", "--example", "context_d4", "--tuner", "stock", "--target", "cuda:sm_90"],
+         "--tuner stock measures on this CPU only; got target cuda:sm_90"),
+        (["tune", "dilated_conv2d", "--example", "context_d4", "--tuner", "nosuch"], "Invalid value for '--tuner'"),
     ],
 )
 def test_bad_tune_input(args, message, tmp_path):
