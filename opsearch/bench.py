@@ -144,6 +144,7 @@ def example_workloads(names: list[str] | None = None) -> list[tuple[str, Workloa
 
 # ----------------------------------------------------------------------------- the bench suite
 SUITE_SIDES = ("pytorch", "tvm-default", "opsearch-tuned")
+STOCK = "stock-metaschedule"  # a fourth side when a database of stock MetaSchedule's records is given
 PEAK_N = 2048  # fp32 GEMM size of the peak measurement
 
 
@@ -209,14 +210,16 @@ def _suite_one(side: str, key: str, opts: dict, cache: dict) -> dict:
         from . import kernels
 
         k = kernels.default_kernel(wl, opts["target"])
-    else:  # opsearch-tuned: the database's best record, rebuilt from its trace
+    else:  # opsearch-tuned or stock-metaschedule: a database's best record, rebuilt from its trace
         from .loading import _from_record
 
-        if "db" not in cache:
+        url_key = "stock_db" if side == STOCK else "db"
+        if url_key not in cache:
             from . import db as dbmod
 
-            cache["db"] = dbmod.connect(opts.get("db"))
-        rec = cache["db"].best(wl, opts["target"])
+            cache[url_key] = dbmod.connect(opts.get(url_key))
+        # stock's column is stock's records alone: never the schedules shipped with opsearch
+        rec = cache[url_key].best(wl, opts["target"], shipped=side != STOCK)
         if rec is None:
             out["untuned"] = True
             return out
@@ -314,6 +317,14 @@ class Suite:
         return (math.exp(sum(map(math.log, xs)) / len(xs)) if xs else None), len(xs)
 
 
+def geomean_ratio(suite: "Suite", slower: str, faster: str) -> tuple[float | None, int]:
+    """Geometric mean of ``slower``'s latency over ``faster``'s, on the workloads both measured
+    (e.g. ``stock-metaschedule`` over ``opsearch-tuned``: above 1 when ours is faster)."""
+    xs = [r.results[slower].us / r.results[faster].us for r in suite.rows
+          if r.results.get(slower, Measurement()).ok and r.results.get(faster, Measurement()).ok]
+    return (math.exp(sum(map(math.log, xs)) / len(xs)) if xs else None), len(xs)
+
+
 def _merge(runs: list[dict], key: str, tolerance: float) -> Measurement:
     rs = [r[key] for r in runs if key in r]
     if not rs:
@@ -332,25 +343,32 @@ def _merge(runs: list[dict], key: str, tolerance: float) -> Measurement:
 
 
 def run_suite(workloads: list[tuple[str, Workload]], target: str, db, *, rounds: int = 1, threads: int = 2,
-              db_url: str | None = None, store: bool = True, progress=None) -> Suite:
+              db_url: str | None = None, store: bool = True, progress=None, stock_db=None,
+              stock_db_url: str | None = None) -> Suite:
     """Time every ``(example, workload)`` as PyTorch, TVM default and opsearch tuned, each side in
     its own process per round (sides alternate), plus the fp32 GEMM peak (in the PyTorch process,
     which never loads TVM); medians over rounds.
 
     ``db`` (a :class:`~opsearch.db.Database`) supplies the tuned records (the workers reopen it
-    from ``db_url``) and ``stock-metaschedule`` baselines, and receives every verified latency as
-    a baseline (``pytorch``, ``tvm-default``, ``opsearch-tuned``; ``sgemm-peak`` is the latency
-    the workload's FLOPs would take at the measured GEMM rate) unless ``store`` is false.
+    from ``db_url``), and receives every verified latency as a baseline (``pytorch``,
+    ``tvm-default``, ``opsearch-tuned``, ``stock-metaschedule``; ``sgemm-peak`` is the latency the
+    workload's FLOPs would take at the measured GEMM rate) unless ``store`` is false.
+    ``stock_db`` (reopened from ``stock_db_url`` by its worker) holds stock MetaSchedule's records
+    (``opsearch tune --tuner stock``): its best record of each workload is a fourth timed side.
+    Without it, the stock column shows a ``stock-metaschedule`` baseline already in ``db``.
     """
     say = progress or (lambda msg: None)
     load_start = os.getloadavg()[0]
     keys = [wl.key() for _, wl in workloads]
     tuned_keys = [wl.key() for _, wl in workloads if db.best(wl, target) is not None]
-    opts = {"target": target, "threads": threads, "db": db_url}
-    runs: dict[str, list[dict]] = {side: [] for side in SUITE_SIDES}
+    stock_keys = [wl.key() for _, wl in workloads
+                  if stock_db is not None and stock_db.best(wl, target, shipped=False) is not None]
+    opts = {"target": target, "threads": threads, "db": db_url, "stock_db": stock_db_url}
+    sides = SUITE_SIDES + ((STOCK,) if stock_db is not None else ())
+    runs: dict[str, list[dict]] = {side: [] for side in sides}
     for r in range(rounds):
         for side in runs:
-            ks = tuned_keys if side == "opsearch-tuned" else keys
+            ks = {"opsearch-tuned": tuned_keys, STOCK: stock_keys}.get(side, keys)
             if not ks:
                 continue
             say(f"round {r + 1}/{rounds}: {side}{' (and the GEMM peak)' if side == 'pytorch' else ''}, "
@@ -365,11 +383,14 @@ def run_suite(workloads: list[tuple[str, Workload]], target: str, db, *, rounds:
         res = {side: _merge(runs[side], key, op.tolerance) for side in SUITE_SIDES}
         if key not in tuned_keys:
             res["opsearch-tuned"] = Measurement(note="untuned")
-        stock = db.baselines(wl, target).get("stock-metaschedule")
-        res["stock-metaschedule"] = Measurement(stock, None, True, "from the database") if stock else Measurement()
+        if stock_db is not None:
+            res[STOCK] = _merge(runs[STOCK], key, op.tolerance) if key in stock_keys else Measurement(note="untuned")
+        else:
+            stock = db.baselines(wl, target).get(STOCK)
+            res[STOCK] = Measurement(stock, None, True, "from the database's baselines") if stock else Measurement()
         rows.append(SuiteRow(name, wl, op.flops(wl), res))
         if store:
-            for side in SUITE_SIDES:
+            for side in sides:
                 if res[side].ok:
                     db.add_baseline(wl, target, side, res[side].us)
             if peak:

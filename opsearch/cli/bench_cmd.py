@@ -46,9 +46,11 @@ def _target(target: str):
 @click.option("--db", "db_url", help="Database URL (default: $OPSEARCH_DB or the user's SQLite file).")
 @click.option("--example", "examples", multiple=True, help="Only this example workload (repeatable).")
 @click.option("--rounds", default=1, show_default=True, type=int, help="Rounds; each side runs once per round in a new process, medians reported.")
+@click.option("--stock-db", "stock_db_url", help="Database of stock MetaSchedule's records ('opsearch tune --tuner "
+              "stock'); its best of each workload is timed as a fourth side.")
 @click.option("--no-store", is_flag=True, help="Do not write the latencies to the database's baselines table.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output only.")
-def bench(names, target, db_url, examples, rounds, no_store, as_json):
+def bench(names, target, db_url, examples, rounds, stock_db_url, no_store, as_json):
     """Benchmark OPs' example workloads (all operators by default): PyTorch vs TVM default vs tuned."""
     from .. import bench as benchmod
     from .. import db as dbmod
@@ -57,6 +59,7 @@ def bench(names, target, db_url, examples, rounds, no_store, as_json):
         raise OpsearchError(f"--rounds must be at least 1, got {rounds}")
     workloads = _select(names, examples)
     db = dbmod.connect(db_url)
+    stock_db = dbmod.connect(stock_db_url) if stock_db_url else None
     spec = _target(target)
     threads = spec.num_cores
 
@@ -66,7 +69,7 @@ def bench(names, target, db_url, examples, rounds, no_store, as_json):
 
     say(f"benchmarking {len(workloads)} workloads on {spec.name} with {threads} threads ({db.url})")
     suite = benchmod.run_suite(workloads, spec.name, db, rounds=rounds, threads=threads, db_url=db_url,
-                               store=not no_store, progress=say)
+                               store=not no_store, progress=say, stock_db=stock_db, stock_db_url=stock_db_url)
     if as_json:
         click.echo(json.dumps(_as_json(suite), indent=2))
     else:
@@ -86,7 +89,7 @@ def _cells(suite, row, impl):
 
 
 def _as_json(suite) -> dict:
-    from ..bench import PEAK_METHOD
+    from ..bench import PEAK_METHOD, geomean_ratio
 
     gm, n = suite.geomean_speedup()
     return {
@@ -101,7 +104,9 @@ def _as_json(suite) -> dict:
         ],
         "summary": {"geomean_speedup_vs_pytorch": gm, "workloads": n,
                     "tuned": sum(r.results["opsearch-tuned"].ok for r in suite.rows),
-                    "geomean_default_vs_pytorch": suite.geomean_speedup("tvm-default")[0]},
+                    "geomean_default_vs_pytorch": suite.geomean_speedup("tvm-default")[0],
+                    "geomean_tuned_vs_stock": geomean_ratio(suite, "stock-metaschedule", "opsearch-tuned")[0],
+                    "workloads_tuned_and_stock": geomean_ratio(suite, "stock-metaschedule", "opsearch-tuned")[1]},
     }
 
 
@@ -138,6 +143,12 @@ def _print(suite) -> None:
     if dg:
         line += f"; default schedules alone: {dg:.2f}x"
     Console(width=150).print(line)
+    from ..bench import geomean_ratio
+
+    vs, m = geomean_ratio(suite, "stock-metaschedule", "opsearch-tuned")
+    if vs:
+        Console(width=150).print(f"opsearch tuned vs stock MetaSchedule (stock latency / ours, geometric mean over {m} "
+                                 f"workloads both tuned): {vs:.2f}x")
     Console(width=150).print(f"1-minute load average: {suite.load[0]:.1f} at the start, {suite.load[1]:.1f} at the end "
                              f"({suite.threads} threads per side; a load above the core count makes every figure noisy)")
     wrong = [f"{r.workload.op} {r.example} {i}" for r in suite.rows for i, m in r.results.items() if m.note.startswith("WRONG")]

@@ -3,8 +3,10 @@ closing table (best vs default schedule vs PyTorch eager) and a tuning-curve PNG
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 
 import click
 
@@ -47,9 +49,11 @@ def _workloads(op_name, example, args, pending, db, target):
 @click.option("--rpc", help="HOST:PORT:KEY of a TVM RPC tracker whose servers measure the candidates.")
 @click.option("--no-measure", is_flag=True, help="Compile and rank candidates without timing them (CUDA without a GPU).")
 @click.option("--out", "out_dir", default="opsearch-runs", show_default=True, help="Where the tuning-curve PNG goes.")
+@click.option("--tuner", type=click.Choice(["opsearch", "stock"]), default="opsearch", show_default=True,
+              help="'stock': stock MetaSchedule tune_tir as a baseline (keep its records in their own --db).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output only.")
 def tune(op_name, example, args, pending, target, trials, trials_per_workload, time_limit, patience, batch, db_url,
-         rpc, no_measure, out_dir, as_json):
+         rpc, no_measure, out_dir, tuner, as_json):
     """Tune OP's workload(s) for a target and store every candidate in the database."""
     from .. import db as dbmod
     from .. import targets
@@ -58,10 +62,20 @@ def tune(op_name, example, args, pending, target, trials, trials_per_workload, t
     if trials <= 0:
         raise OpsearchError(f"--trials must be positive, got {trials}")
     spec = targets.resolve(target)
+    if tuner == "stock":
+        unsupported = [flag for flag, v in (("--rpc", rpc), ("--no-measure", no_measure), ("--patience", patience),
+                                            ("--time-limit", time_limit)) if v]
+        if unsupported:
+            raise OpsearchError(f"--tuner stock runs tune_tir as its users do; it does not take {', '.join(unsupported)}")
+        if spec.kind != "llvm":
+            raise OpsearchError(f"--tuner stock measures on this CPU only; got target {spec.name}")
     db = dbmod.connect(db_url)
     wls = _workloads(op_name, example, args, pending, db, spec.name)
     if not wls:
         click.echo("nothing pending for " + spec.name, err=as_json)
+        return
+    if tuner == "stock":
+        _tune_stock(wls, spec, db, trials_per_workload or max(1, trials // len(wls)), batch, as_json)
         return
     cfg = TuneConfig(trials=trials, trials_per_workload=trials_per_workload, time_limit_s=time_limit,
                      patience=patience, batch=batch, measure=not no_measure, rpc=rpc)
@@ -75,6 +89,52 @@ def tune(op_name, example, args, pending, target, trials, trials_per_workload, t
     _print_table(rows, spec.name, no_measure)
     if plot:
         click.echo(f"tuning curve: {plot}")
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(active: bool):
+    """Point file descriptor 1 at stderr for the duration (so --json's stdout stays JSON only)."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _tune_stock(wls, spec, db, per_workload: int, batch: int, as_json: bool) -> None:
+    """Stock MetaSchedule, one ``tune_tir`` per workload, each to ``per_workload`` records."""
+    from ..search.stock import tune_stock
+
+    rows = []
+    for wl in wls:
+        click.echo(f"stock MetaSchedule: {wl.op} {wl.short()} to {per_workload} trials on {spec.name}", err=True)
+        with _stdout_to_stderr(as_json):  # tune_tir logs its task tables to stdout
+            r = tune_stock(wl, spec, db, per_workload, batch=batch)
+        rows.append({"op": wl.op, "args": wl.json_args(), "target": r.target, "tuner": "stock-metaschedule",
+                     "trials_before": r.trials_before, "trials_run": r.trials_run, "failed": r.failed,
+                     "wall_s": r.wall_s, "trials_per_min": r.trials_run / r.wall_s * 60 if r.wall_s else None,
+                     "best_us": r.best_us})
+    if as_json:
+        click.echo(json.dumps({"target": spec.name, "results": rows}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"stock MetaSchedule on {spec.name}")
+    for col in ("operator", "workload", "trials", "failed", "wall s", "trials/min", "best us"):
+        t.add_column(col, overflow="fold")
+    for r, wl in zip(rows, wls):
+        t.add_row(r["op"], wl.short(), f"{r['trials_before']}+{r['trials_run']}", str(r["failed"]), f"{r['wall_s']:.0f}",
+                  "-" if r["trials_per_min"] is None else f"{r['trials_per_min']:.1f}",
+                  "-" if r["best_us"] is None else f"{r['best_us']:.1f}")
+    Console(width=170).print(t)
 
 
 class _progress:

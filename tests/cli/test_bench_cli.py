@@ -41,9 +41,8 @@ def test_bad_bench_input(args, message, tmp_path):
     assert len(lines) == 1 and message in lines[0], p.stderr
 
 
-def _tuned_db(path):
-    """A database with one hand-made 'tuned' record (a real, replayable schedule) and a stock
-    baseline for the example workload."""
+def _hand_made(path, split: int):
+    """A database with one hand-made record (a real, replayable schedule) of the example workload."""
     import tvm
 
     from opsearch import db as dbmod
@@ -56,16 +55,18 @@ def _tuned_db(path):
     sch = tvm.s_tir.Schedule(ir_module(wl))
     loops = sch.get_loops(sch.get_output_blocks(sch.get_sblock("root"))[0])
     sch.parallel(loops[0])
-    sch.split(loops[-1], [None, 8])
+    sch.split(loops[-1], [None, split])
     db = dbmod.connect(f"sqlite:///{path}")
     db.add_record(wl, target, module_hash=module_hash(sch.mod), run_us=[123.0], trace=trace_json(sch))
-    db.add_baseline(wl, target, "stock-metaschedule", 456.0)
     return db, wl, target
 
 
 def test_bench_one_workload(tmp_path):
-    db, wl, target = _tuned_db(tmp_path / "bench.db")
-    p = _run("bench", OP, "--example", EXAMPLE, "--db", f"sqlite:///{tmp_path / 'bench.db'}", "--json")
+    """All four sides timed: the 'tuned' record from --db, stock MetaSchedule's from --stock-db."""
+    db, wl, target = _hand_made(tmp_path / "bench.db", 8)
+    _hand_made(tmp_path / "stock.db", 4)
+    p = _run("bench", OP, "--example", EXAMPLE, "--db", f"sqlite:///{tmp_path / 'bench.db'}",
+             "--stock-db", f"sqlite:///{tmp_path / 'stock.db'}", "--json")
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)  # --json: nothing but JSON on stdout
     assert out["target"] == target.name and out["threads"] == target.num_cores
@@ -75,7 +76,7 @@ def test_bench_one_workload(tmp_path):
     assert (row["op"], row["example"]) == (OP, EXAMPLE)
     assert row["flops"] == ops.get(OP).flops(wl)
     res = row["results"]
-    for impl in ("pytorch", "tvm-default", "opsearch-tuned"):
+    for impl in ("pytorch", "tvm-default", "opsearch-tuned", "stock-metaschedule"):
         r = res[impl]
         assert r["ok"], (impl, r)
         assert r["median_us"] > 0 and r["rel_error"] <= ops.get(OP).tolerance
@@ -83,16 +84,40 @@ def test_bench_one_workload(tmp_path):
         assert r["pct_peak"] == pytest.approx(100 * r["gflops"] / out["peak_gflops"])
         assert r["speedup_vs_pytorch"] == pytest.approx(res["pytorch"]["median_us"] / r["median_us"])
     assert "cdist" in res["pytorch"]["note"]
-    assert res["stock-metaschedule"]["median_us"] == 456.0
+    assert res["opsearch-tuned"]["note"].startswith("record 1") and res["stock-metaschedule"]["note"].startswith("record 1")
+    assert out["summary"]["geomean_tuned_vs_stock"] == pytest.approx(
+        res["stock-metaschedule"]["median_us"] / res["opsearch-tuned"]["median_us"])
     assert row["headline"] == "opsearch-tuned"
     assert out["summary"]["tuned"] == 1
     assert out["summary"]["geomean_speedup_vs_pytorch"] == pytest.approx(res["opsearch-tuned"]["speedup_vs_pytorch"])
     # Every verified latency is stored for `opsearch report`, plus the peak as a latency.
     stored = db.baselines(wl, target)
-    for impl in ("pytorch", "tvm-default", "opsearch-tuned"):
+    for impl in ("pytorch", "tvm-default", "opsearch-tuned", "stock-metaschedule"):
         assert stored[impl] == pytest.approx(res[impl]["median_us"])
     assert stored["sgemm-peak"] == pytest.approx(row["flops"] / out["peak_gflops"] / 1e3)
-    assert stored["stock-metaschedule"] == 456.0
+
+
+def test_stock_column_never_uses_shipped_schedules(tmp_path):
+    """Without records of its own, stock's column is empty even where opsearch ships schedules,
+    and without --stock-db it shows a stored stock baseline."""
+    from opsearch import bench, targets
+    from opsearch import db as dbmod
+
+    wl = ops.get(OP).example(EXAMPLE)
+    target = targets.resolve("cpu").name
+    db = dbmod.connect(f"sqlite:///{tmp_path / 'main.db'}")
+    stock = dbmod.connect(f"sqlite:///{tmp_path / 'stock.db'}")
+    db.add_baseline(wl, target, "stock-metaschedule", 456.0)
+    no_sides = dict.fromkeys(bench.SUITE_SIDES, [])
+    orig = bench._run_suite_worker
+    bench._run_suite_worker = lambda side, keys, opts: no_sides[side] or {}  # time nothing
+    try:
+        with_stock = bench.run_suite([(EXAMPLE, wl)], target, db, stock_db=stock, store=False)
+        without = bench.run_suite([(EXAMPLE, wl)], target, db, store=False)
+    finally:
+        bench._run_suite_worker = orig
+    assert with_stock.rows[0].results["stock-metaschedule"].note == "untuned"
+    assert without.rows[0].results["stock-metaschedule"].us == 456.0
 
 
 def test_table_output():
@@ -139,5 +164,6 @@ def test_table_output():
     assert "untuned" in text and "4.00x" in text and "[x, x>>k] @ W" in text  # notes are not rich markup and "geometric-mean speedup" in text
     assert "load average: 0.5 at the start, 1.2 at the end" in text
     assert "3.46x over 2 workloads" in text and "default schedules alone: 2.45x" in text
+    assert "vs stock MetaSchedule" not in text  # no workload has both
     doc = bench_cmd._as_json(suite)
     assert doc["summary"]["workloads"] == 2 and doc["workloads"][1]["results"]["opsearch-tuned"] == {"ok": False, "note": "untuned"}
