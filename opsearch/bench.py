@@ -7,7 +7,8 @@ stdin and print one JSON object per workload.
 
 :func:`run_suite` is the ``opsearch bench`` runner: per round, one process each for the best
 pure-PyTorch implementations (``opsearch.baselines``, after the machine's fp32 GEMM peak), TVM's
-default schedules and the database's tuned records; every output is checked against the
+default schedules, the database's tuned records and, given a database of stock MetaSchedule's
+records (``opsearch tune --tuner stock``), stock's best; every output is checked against the
 operator's reference before it is timed.
 """
 
