@@ -337,7 +337,10 @@ def _merge(runs: list[dict], key: str, tolerance: float) -> Measurement:
         return Measurement(note="untuned")
     err = max(r["rel_error"] for r in rs)
     us = statistics.median(r["ms"] for r in rs) * 1e3
-    note = rs[0].get("method") or (f"record {rs[0]['record_id']} ({rs[0]['record_source']})" if "record_id" in rs[0] else "")
+    note = rs[0].get("method") or ""
+    if not note and "record_id" in rs[0]:  # shipped records have no database id
+        rid, src = rs[0]["record_id"], rs[0]["record_source"]
+        note = f"record {rid} ({src})" if rid is not None else f"{src} record ({rs[0]['record_us']:.1f} us when tuned)"
     if not err <= tolerance:  # NaN fails too
         return Measurement(us, err, False, f"WRONG: rel. error {err:.1e} > {tolerance:g}")
     return Measurement(us, err, True, note)
