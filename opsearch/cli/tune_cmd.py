@@ -110,14 +110,14 @@ def _stdout_to_stderr(active: bool):
 
 def _tune_stock(wls, spec, db, per_workload: int, batch: int, as_json: bool) -> None:
     """Stock MetaSchedule, one ``tune_tir`` per workload, each to ``per_workload`` records."""
-    from ..search.stock import tune_stock
+    from ..search.stock import TUNER, tune_stock
 
     rows = []
     for wl in wls:
         click.echo(f"stock MetaSchedule: {wl.op} {wl.short()} to {per_workload} trials on {spec.name}", err=True)
         with _stdout_to_stderr(as_json):  # tune_tir logs its task tables to stdout
             r = tune_stock(wl, spec, db, per_workload, batch=batch)
-        rows.append({"op": wl.op, "args": wl.json_args(), "target": r.target, "tuner": "stock-metaschedule",
+        rows.append({"op": wl.op, "args": wl.json_args(), "target": r.target, "tuner": TUNER,
                      "trials_before": r.trials_before, "trials_run": r.trials_run, "failed": r.failed,
                      "wall_s": r.wall_s, "trials_per_min": r.trials_run / r.wall_s * 60 if r.wall_s else None,
                      "best_us": r.best_us})

@@ -17,7 +17,6 @@ that was stopped continues where it was.
 
 from __future__ import annotations
 
-import logging
 import shutil
 import tempfile
 import time
@@ -26,8 +25,6 @@ from dataclasses import dataclass
 from ..errors import OpsearchError
 from ..ops.spec import Workload
 from ..targets import TargetSpec, resolve
-
-log = logging.getLogger(__name__)
 
 TUNER = "stock-metaschedule"
 
