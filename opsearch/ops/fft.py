@@ -4,7 +4,8 @@ Default (``n1`` = 0): an O(N log N) Stockham FFT, every stage one TE compute. Th
 of length M = 2L (L >= N, 5-smooth; zero-padded) are packed as complex signals of length L
 (z[p] = x[2p] + i x[2p+1]) and transposed so channels are innermost: every stage then
 vectorises over channels and parallelises over the rest. u's rows and the filter k go through
-the forward stages together; one elementwise stage unpacks both real spectra, multiplies them
+the forward stages as two chains (together they would double each stage's working set); one
+elementwise stage unpacks both real spectra, multiplies them
 and packs the product for the inverse (with the 1/M scale); the inverse stages follow, and a
 last stage unpacks and transposes back to [B, H, N] (only t < N is computed). A radix-R stage
 (R = 8, 4, 2, 3, 5) reads R streams x[j + r L/R] and writes its R outputs already multiplied by
@@ -398,7 +399,7 @@ class FFTConv1d(OpSpec):
                 "wm_re": wm.real.astype(f32), "wm_im": wm.imag.astype(f32)}
 
     def _compute_stockham(self, a, ins):
-        """Forward FFT of u's rows and k together (rows C = B + 1), the spectral product, the
+        """Forward FFTs of u's rows and of k (two chains of stages), the spectral product, the
         inverse. Every stage tensor is [rows, A, R, Ns, H] (its output index q = (a R + k) Ns + b
         as three axes, so the radix axis k is a loop of its own); channels are innermost."""
         from tvm import te, tirx
@@ -416,7 +417,7 @@ class FFTConv1d(OpSpec):
             i = (c, p // (rp * nsp), (p // nsp) % rp, p % nsp, hh)
             return x[0][i], x[1][i]
 
-        def stage(src, s, rows, sign, name, ktail=None):
+        def stage(src, s, rows, sign, name, ktail=None, first=None):
             r, ns, na = stages[s]
             lr = length // r
             last = s == len(stages) - 1
@@ -428,15 +429,14 @@ class FFTConv1d(OpSpec):
                         i = (c, ia + rr * na, b // nsp if rp > 1 else 0, b % nsp if nsp > 1 else 0, hh)
                         return src[0][i], src[1][i]
                     return at(src, c, p, hh)
-                # First forward stage: read the packed signals; rows c < B are u, row B is k.
-                # Masks are products, not Selects: TVM evaluates both sides of a Select but
-                # simplifies each side under its condition (dropping the index clamps), which
-                # reads out of bounds.
-                is_u = (c < bsz).astype("float32")
+                # First forward stage: read the packed signal ``first`` (u's [B, N/2, H] or k's
+                # [N/2, H]). The zero tail is a product mask, not a Select: TVM evaluates both
+                # sides of a Select but simplifies each side under its condition (dropping the
+                # index clamp), which reads out of bounds.
                 pc = tirx.min(p, nz - 1) if (rr + 1) * lr > nz else p
                 out = []
-                for pu, pk in zip(packed_u, packed_k):
-                    v = pu[tirx.min(c, bsz - 1), pc, hh] * is_u + pk[pc, hh] * (1.0 - is_u)
+                for part in first:
+                    v = part[c, pc, hh] if len(part.shape) == 3 else part[pc, hh]
                     out.append(v * (p < nz).astype("float32") if (rr + 1) * lr > nz else v)
                 return tuple(out)
 
@@ -462,11 +462,15 @@ class FFTConv1d(OpSpec):
 
             return te.compute((*lead, nz, h), body, name="pack_u" if lead else "pack_k", attrs=keep)
 
+        # u's rows and k go through the forward stages as two chains: one chain over B + 1 rows
+        # doubles each stage's working set, and at hyena_4k (4 MB per stage) the pair of buffers
+        # a stage reads and writes then no longer fits the L3 (benchmarks/RESULTS.md, session 7).
         packed_u, packed_k = pack(u, (bsz,)), pack(kf, ())
-        x = None
+        zu = zk = None
         for s in range(len(stages)):
-            x = stage(x, s, bsz + 1, -1, f"fwd{s}")
-        z = x
+            zu = stage(zu, s, bsz, -1, f"fwd{s}", first=packed_u)
+        for s in range(len(stages)):
+            zk = stage(zk, s, 1, -1, f"kfwd{s}", first=packed_k)
 
         r0 = stages[0][0]
         lr0 = length // r0
@@ -480,7 +484,7 @@ class FFTConv1d(OpSpec):
             def mul(p, q):
                 return p[0] * q[0] - p[1] * q[1], p[0] * q[1] + p[1] * q[0]
 
-            def half_spectrum(c):  # X[f], X[L-f] of the real signal in row c
+            def half_spectrum(z, c):  # X[f], X[L-f] of the real signal in row c of z
                 za, zb = at(z, c, f, hh), at(z, c, g, hh)
                 out = []
                 for p, q, ww in ((za, zb, w), (zb, za, w2)):
@@ -490,7 +494,7 @@ class FFTConv1d(OpSpec):
                     out.append((0.5 * (s_[0] + t[1]), 0.5 * (s_[1] - t[0])))  # (s - i t) / 2
                 return out
 
-            (u1, u2), (k1, k2) = half_spectrum(b), half_spectrum(bsz)
+            (u1, u2), (k1, k2) = half_spectrum(zu, b), half_spectrum(zk, 0)
             p1, p2 = mul(u1, k1), mul(u2, k2)
             scale = 0.5 / length  # the inverse's 1/L and the 1/2 of even/odd separation
             e = ((p1[0] + p2[0]) * scale, (p1[1] - p2[1]) * scale)
@@ -536,7 +540,7 @@ class FFTConv1d(OpSpec):
                 if r * s2 % 1024 == 0:
                     sch.storage_align(blk, 0, 1, 1024, 16)
 
-        for name in [f"fwd{s}" for s in range(len(stages))] + [f"inv{s}" for s in range(len(stages))]:
+        for name in [f"{chain}{s}" for chain in ("fwd", "kfwd", "inv") for s in range(len(stages))]:
             block = sch.get_sblock(f"{name}_v0")
             c, qa, qk, qb, hh = sch.get_loops(block)
             unalign(name, int(sch.get(qk).extent), int(sch.get(qb).extent))
