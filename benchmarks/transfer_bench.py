@@ -6,11 +6,14 @@ Tunes one workload that is not in the database twice, each in its own process:
 - **warm**: a copy of ``--pretrain-db`` holding other shapes' records (the tuner pretrains the cost
   model on every record of the target kind and seeds the search with the nearest tuned shapes'
   best schedules), ``--warm-trials`` trials.
+With ``--ablation`` two more warm sides separate the two kinds of transfer: **seeds only** (the
+search seeded from the nearest shapes, the cost model cold) and **pretrain only** (the cost model
+pretrained on the other shapes' records, no seeds).
 Reported: the trials each side needed to get within 5 % of the cold reference, and both sides'
 bests re-timed side by side in one process. Goal (issue #4): warm needs at most a third of the
 trials cold needs. Run from the repo root:
 
-    .venv/bin/python benchmarks/transfer_bench.py --pretrain-db /tmp/ship.db
+    .venv/bin/python benchmarks/transfer_bench.py --pretrain-db /tmp/ship.db [--ablation]
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ def _workload(spec: str | None):
     return ops.get(op).workload(**args)
 
 
-def _side(db_path: str, trials: int, batch: int, transfer: int, spec: str | None) -> dict:
+def _side(db_path: str, trials: int, batch: int, transfer: int, pretrain: bool, spec: str | None) -> dict:
     from opsearch import db as dbmod
     from opsearch.search import tune
 
@@ -41,7 +44,8 @@ def _side(db_path: str, trials: int, batch: int, transfer: int, spec: str | None
     db = dbmod.connect(f"sqlite:///{db_path}")
     assert db.count(wl, "cpu") == 0, "the new workload must not be in the database"
     t0 = time.time()
-    tune(wl, "cpu", db, trials=trials, batch=batch, transfer=transfer, verify=False)
+    tune(wl, "cpu", db, trials=trials, batch=batch, transfer=transfer, pretrain=pretrain, include_shipped=False,
+         verify=False)
     wall = time.time() - t0
     hist = db.history(wl, "cpu")
     return {"wall_s": wall, "lat": [r.mean_us if r.status == "ok" else None for r in hist],
@@ -86,12 +90,13 @@ def main() -> None:
     ap.add_argument("--warm-trials", type=int, default=171)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--tol", type=float, default=0.05)
+    ap.add_argument("--ablation", action="store_true", help="also run seeds-only and pretrain-only warm sides")
     ap.add_argument("--side", help=argparse.SUPPRESS)
     ap.add_argument("--retime", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.side:
-        db_path, trials, transfer = a.side.split(",")
-        print(json.dumps(_side(db_path, int(trials), a.batch, int(transfer), a.workload)))
+        db_path, trials, transfer, pretrain = a.side.split(",")
+        print(json.dumps(_side(db_path, int(trials), a.batch, int(transfer), pretrain == "1", a.workload)))
         return
     if a.retime:
         print(json.dumps(_retime(json.load(open(a.retime)), a.workload)))
@@ -100,28 +105,41 @@ def main() -> None:
         ap.error("--pretrain-db is required")
     wl_args = ["--workload", a.workload] if a.workload else []
     with tempfile.TemporaryDirectory() as d:
-        shutil.copy(a.pretrain_db, f"{d}/warm.db")
         t = time.strftime("%H:%M", time.gmtime())
-        cold = _sub("--side", f"{d}/cold.db,{a.cold_trials},0", "--batch", str(a.batch), *wl_args)
-        warm = _sub("--side", f"{d}/warm.db,{a.warm_trials},3", "--batch", str(a.batch), *wl_args)
+        # name -> (database copy of the pretraining db or empty, trials, seeds from N shapes, pretrain)
+        plan = {"cold": (False, a.cold_trials, 0, False), "warm": (True, a.warm_trials, 3, True)}
+        if a.ablation:
+            plan["seeds"] = (True, a.warm_trials, 3, False)
+            plan["pretrain"] = (True, a.warm_trials, 0, True)
+        sides = {}
+        for name, (copy, trials, transfer, pretrain) in plan.items():
+            if copy:
+                shutil.copy(a.pretrain_db, f"{d}/{name}.db")
+            sides[name] = _sub("--side", f"{d}/{name}.db,{trials},{transfer},{int(pretrain)}",
+                               "--batch", str(a.batch), *wl_args)
+        cold = sides["cold"]
         t += "-" + time.strftime("%H:%M UTC", time.gmtime())
     valid = [v for v in cold["lat"] if v is not None]
     if not valid:
         sys.exit("the cold run measured no valid candidate")
     ref = min(valid)
-    n_cold = _within(cold["lat"], ref, a.tol)
-    n_warm = _within(warm["lat"], ref, a.tol)
-    traces = {"cold@%d" % a.cold_trials: _best(cold["lat"], cold["traces"], a.cold_trials),
-              "warm@%d" % (n_warm or a.warm_trials): _best(warm["lat"], warm["traces"], n_warm or a.warm_trials)}
+    needed = {name: _within(side["lat"], ref, a.tol) for name, side in sides.items()}
+    n_cold, n_warm = needed["cold"], needed["warm"]
+    traces = {"cold@%d" % a.cold_trials: _best(cold["lat"], cold["traces"], a.cold_trials)}
+    for name, side in sides.items():
+        if name != "cold":
+            n = needed[name] or len(side["lat"])
+            traces[f"{name}@{n}"] = _best(side["lat"], side["traces"], n)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(traces, f)
     retimed = _sub("--retime", f.name, *wl_args)
     print(f"new workload: {a.workload or json.dumps(NEW)}; {t}; pretrain db {a.pretrain_db}")
     print(f"cold reference (best of {len(cold['lat'])} trials, own measurement): {ref:.1f} us")
-    print(f"{'side':6s} {'trials run':>10s} {'wall s':>8s} {'trials to within %d%%' % round(a.tol * 100):>22s} {'best (own) us':>14s}")
-    for name, side, n in (("cold", cold, n_cold), ("warm", warm, n_warm)):
+    print(f"{'side':8s} {'trials run':>10s} {'wall s':>8s} {'trials to within %d%%' % round(a.tol * 100):>22s} {'best (own) us':>14s}")
+    for name, side in sides.items():
+        n = needed[name]
         own = min((v for v in side["lat"] if v is not None), default=float("nan"))
-        print(f"{name:6s} {len(side['lat']):10d} {side['wall_s']:8.1f} {str(n) if n else 'never':>22s} {own:14.1f}")
+        print(f"{name:8s} {len(side['lat']):10d} {side['wall_s']:8.1f} {str(n) if n else 'never':>22s} {own:14.1f}")
     print("re-timed side by side: " + ", ".join(f"{k} {v:.1f} us" for k, v in retimed.items()))
     if n_cold and n_warm:
         print(f"warm needs {n_warm / n_cold:.2f} of the cold trials (goal <= 0.33): "

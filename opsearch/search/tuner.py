@@ -39,10 +39,16 @@ class TuneConfig:
     trials without a better candidate. ``measure=False`` (CUDA without a GPU) compiles candidates
     and stores them as unmeasured. ``rpc`` is ``HOST:PORT:KEY`` of a TVM RPC tracker.
     ``transfer`` seeds the search of a workload with the best schedules of that many nearest tuned
-    workloads of the same operator (0: off); the cost model is pretrained on every record anyway.
+    workloads of the same operator (0: off). ``pretrain`` trains the cost model on every measured
+    record of the target kind before the search starts (False: it starts cold and learns only
+    from this run's measurements); the two are separate so their effects can be measured apart.
     ``include_default`` measures the operator's default schedule as a workload's first trial
     (CPU, local runner), so the best record is never slower than the untuned kernel and the
-    search is seeded with it.
+    search is seeded with it. ``include_shipped`` then measures the workload's shipped record
+    (``schedules/``, the one this target would be served: its own file first, then CPUs with the
+    same vector width) as its next trial: on a machine with no records of its own the search
+    starts from a tuned schedule instead of random ones, and the run's best is never slower than
+    what the user was already served. Both only when the workload has no record yet.
     """
 
     trials: int = 64
@@ -56,7 +62,9 @@ class TuneConfig:
     verify: bool = True
     seed: int = 0
     transfer: int = 3
+    pretrain: bool = True
     include_default: bool = True
+    include_shipped: bool = True
     measure_config: MeasureConfig = field(default_factory=MeasureConfig)
 
     def check(self) -> None:
@@ -129,6 +137,28 @@ def check_tracker(host: str, port: int, key: str, timeout: float = 10.0) -> None
         raise OpsearchError(f"RPC tracker {host}:{port} has no server with key '{key}' (keys: {', '.join(sorted(keys)) or 'none'})")
 
 
+def check_remote_device(host: str, port: int, key: str, kind: str, timeout: float = 30.0) -> None:
+    """Fail early, in one line, when the servers under ``key`` have no device of ``kind`` (a CPU
+    server asked to time CUDA kernels): otherwise every candidate would fail at run time and the
+    whole budget would be spent recording the same error."""
+    from tvm import rpc
+
+    try:
+        session = rpc.connect_tracker(host, port).request(key, priority=1, session_timeout=int(timeout))
+    except Exception as e:  # noqa: BLE001
+        raise OpsearchError(f"RPC tracker {host}:{port} gave no session for key '{key}': {str(e).strip().splitlines()[-1]}") from None
+    try:
+        present = bool(session.device("cpu" if kind == "llvm" else kind, 0).exist)
+    except Exception as e:  # noqa: BLE001 - a runtime built without this device kind raises
+        present, why = False, str(e).strip().splitlines()[-1]
+    else:
+        why = "device 0 does not exist"
+    del session  # frees the server now: a traceback would otherwise hold the session open
+    if not present:
+        raise OpsearchError(f"RPC server with key '{key}' at {host}:{port} has no {kind} device ({why}): "
+                            f"it cannot measure {kind} kernels")
+
+
 class Tuner:
     """One tuning run. ``Tuner(workloads, target, db, config).run()`` -> list of TuneResult."""
 
@@ -167,28 +197,51 @@ class Tuner:
         self.global_left = global_left
         return plan
 
-    def _add_defaults(self) -> dict[Workload, str]:
-        """Measure the default schedule of every workload that has no record yet, within the
-        budget, and store it as an ordinary record (trial 1 of the workload). It is not offered
-        to the evolutionary search as a seed (its trace has no decisions to mutate, and MetaSchedule
-        would propose it again). Returns {workload: module hash}."""
-        left = self.config.trials - sum(self.db.count(wl, self.target) for wl in self.workloads)
-        added = {}
-        for wl in self.workloads:
-            if left <= 0 or self.db.count(wl, self.target) > 0:
-                continue
-            try:
-                rec = self._measure_default(wl)
-                self.db.add_records([rec])
-                added[wl] = rec.module_hash
-                left -= 1
-            except Exception as e:  # noqa: BLE001 - the search still runs without it
-                log.warning("default schedule of %s not measured: %s", wl.op, str(e).splitlines()[-1:])
-        return added
+    def _add_first_trials(self) -> tuple[dict[Workload, list[str]], set[str]]:
+        """Before the search, for every workload that has no record yet and within the budget:
+        measure its default schedule (``include_default``) and its shipped record
+        (``include_shipped``) and store them as ordinary records (trials 1 and 2 of the workload).
+        The default is not offered to the evolutionary search as a seed (its trace has no
+        decisions to mutate, and MetaSchedule would propose it again); the shipped record is (it is
+        a trace of the search space). Returns ({workload: module hashes added}, default hashes)."""
+        from ..db.replay import module_hash, replay
+        from ..db.shipped import shipped_best
+        from ..kernels import default_schedule
 
-    def _measure_default(self, wl: Workload):
-        """Time the default schedule exactly as candidates are timed: handed to the same runner
-        (same worker processes, random inputs, measure config), so trial 1 and the search's
+        cfg = self.config
+        left = cfg.trials - sum(self.db.count(wl, self.target) for wl in self.workloads)
+        per_cap = cfg.trials_per_workload or cfg.trials
+        added: dict[Workload, list[str]] = {}
+        defaults: set[str] = set()
+        for wl in self.workloads:
+            if self.db.count(wl, self.target) > 0:
+                continue
+            firsts = []
+            if cfg.include_default:
+                firsts.append(("default schedule", lambda wl=wl: default_schedule(wl, self.target)))
+            shipped = shipped_best(wl, self.target.name) if cfg.include_shipped else None
+            if shipped is not None and shipped.trace is not None:
+                firsts.append((f"shipped record of {shipped.target}", lambda rec=shipped, wl=wl: replay(rec.trace, wl)))
+            for what, make in firsts:
+                if left <= 0 or len(added.get(wl, ())) >= per_cap:
+                    break
+                try:
+                    sch = make()
+                    if module_hash(sch.mod) in added.get(wl, ()):  # a shipped record of the default schedule
+                        continue
+                    rec = self._measure_schedule(wl, sch)
+                    self.db.add_records([rec])
+                    added.setdefault(wl, []).append(rec.module_hash)
+                    if what == "default schedule":
+                        defaults.add(rec.module_hash)
+                    left -= 1
+                except Exception as e:  # noqa: BLE001 - the search still runs without it
+                    log.warning("%s of %s not measured: %s", what, wl.op, str(e).splitlines()[-1:])
+        return added, defaults
+
+    def _measure_schedule(self, wl: Workload, sch):
+        """Time a schedule exactly as candidates are timed: handed to the same runner (same
+        worker processes, random inputs, measure config), so the first trials and the search's
         candidates compare like for like."""
         from tvm.s_tir import meta_schedule as ms
         from tvm.s_tir.meta_schedule.builder import BuilderInput
@@ -196,10 +249,9 @@ class Tuner:
 
         from ..db.records import Record
         from ..db.replay import module_hash, plain_json, trace_json
-        from ..kernels import default_schedule, prim_func
+        from ..kernels import prim_func
         from .runner import ModuleHandoff
 
-        sch = default_schedule(wl, self.target)
         args_info = ms.arg_info.ArgInfo.from_prim_func(prim_func(wl))
         handoff = ModuleHandoff()  # the builder the search uses: the module as JSON for the runner
         try:
@@ -246,6 +298,7 @@ class Tuner:
 
             host, port, key = self.rpc
             check_tracker(host, port, key)
+            check_remote_device(host, port, key, self.target.kind)
             mc = cfg.measure_config
             runner = ms.runner.RPCRunner(
                 rpc_config=ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=key,
@@ -261,6 +314,8 @@ class Tuner:
         from ..costmodel.dataset import pretrain
 
         model = XGBCostModel(workload_of=workload_of, seed=self.config.seed)
+        if not self.config.pretrain:
+            return model
         try:
             n = pretrain(model, self.db, self.target.kind)
             log.info("cost model pretrained on %d records of %s targets", n, self.target.kind)
@@ -276,14 +331,14 @@ class Tuner:
         cfg = self.config
         try:
             added = {}
-            if cfg.include_default and cfg.measure and self.target.kind == "llvm" and not cfg.rpc:
-                added = self._add_defaults()
-            self.default_hashes = set(added.values())
+            if (cfg.include_default or cfg.include_shipped) and cfg.measure and self.target.kind == "llvm" and not cfg.rpc:
+                added, self.default_hashes = self._add_first_trials()
             plan = self._plan()
-            for wl in added:  # the default schedule is this run's first trial of the workload
-                p = plan[wl]
-                p.spent_before, p.measured, p.budget = p.spent_before - 1, 1, p.budget + 1
-                p.best_us = self.db.history(wl, self.target)[0].mean_us
+            for wl, hashes in added.items():  # the first trials of this run for the workload
+                p, n = plan[wl], len(hashes)
+                p.spent_before, p.measured, p.budget = p.spent_before - n, n, p.budget + n
+                p.best_us = min(r.mean_us for r in self.db.history(wl, self.target) if r.status == "ok")
+                p.done = p.measured >= p.budget
             active = [wl for wl in self.workloads if not plan[wl].done]
             stopped = {wl: "already tuned" for wl in self.workloads if plan[wl].done}
             if active:

@@ -152,3 +152,18 @@ def test_params_override_reaches_xgboost():
     assert json.loads(m.booster.save_config())["learner"]["generic_param"]["nthread"] == "1"
     trees = json.loads(m.booster.save_raw("json"))["learner"]["gradient_booster"]["model"]["trees"]
     assert len(trees) == m.rounds and max(len(t["left_children"]) for t in trees) <= 7  # depth <= 2
+
+
+@pytest.mark.parametrize("pretrain", [True, False])
+def test_tuner_pretrains_the_model_only_when_asked(tuned_db, pretrain):
+    """``TuneConfig.pretrain`` alone decides whether the search starts from the database's records
+    (seeding is the separate ``transfer``), so the two can be measured apart."""
+    from opsearch.search.tuner import TuneConfig, Tuner
+
+    db, results = tuned_db
+    wl = next(iter(results))
+    model = Tuner([wl], "cpu", db, TuneConfig(pretrain=pretrain))._cost_model(lambda key: wl)
+    if pretrain:
+        assert model.n_pretrained >= 48 and model.booster is not None
+    else:
+        assert model.n_pretrained == 0 and model.size == 0 and model.booster is None

@@ -1,5 +1,6 @@
 """The RPC path end to end: a real TVM RPC tracker and CPU server on 127.0.0.1 measure the
-candidates; an unreachable tracker or a missing key gives a one-line error."""
+candidates; an unreachable tracker, a missing key or a server without the target's device
+gives a one-line error."""
 
 from __future__ import annotations
 
@@ -56,6 +57,22 @@ def test_tracker_without_the_key(rpc_tracker, tmp_path):
     wl = ops.get("dilated_conv1d").workload(x=[1, 8, 64], weight=[8, 8, 3])
     with pytest.raises(OpsearchError, match=r"has no server with key 'gpu-a100'"):
         tune(wl, "cpu", f"sqlite:///{tmp_path / 'x.db'}", trials=4, rpc=f"127.0.0.1:{rpc_tracker.port}:gpu-a100")
+
+
+def test_cuda_through_a_cpu_server_is_one_line(rpc_tracker, tmp_path):
+    """CUDA measured over RPC needs a server with a GPU: a CPU server under the key is found
+    before any candidate is built, and nothing is recorded."""
+    from opsearch import db as dbmod
+
+    db = dbmod.connect(f"sqlite:///{tmp_path / 'cuda.db'}")
+    wl = ops.get("dilated_conv1d").workload(x=[1, 8, 64], weight=[8, 8, 3])
+    with pytest.raises(OpsearchError, match=rf"RPC server with key '{KEY}' at 127.0.0.1:\d+ has no cuda device") as info:
+        tune(wl, "cuda:sm_90", db, trials=4, batch=4, rpc=f"127.0.0.1:{rpc_tracker.port}:{KEY}")
+    assert "\n" not in str(info.value)
+    assert db.history(wl, "cuda:sm_90") == []
+    # the server is free again afterwards: a CPU tune through it still works
+    (r,) = tune(wl, "cpu", db, trials=2, batch=2, rpc=f"127.0.0.1:{rpc_tracker.port}:{KEY}")
+    assert r.trials_run == 2 and r.best is not None
 
 
 @pytest.mark.parametrize("bad", ["localhost", "host:port:key", ":9190:key", "h:1:"])

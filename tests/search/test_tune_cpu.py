@@ -47,3 +47,52 @@ def test_bad_budget_is_rejected():
 
     with pytest.raises(OpsearchError, match="trials must be positive, got -1"):
         tune(family_workload("fft"), "cpu", "sqlite://", trials=-1)
+
+
+def test_a_fresh_workload_starts_from_its_shipped_record(tuned_db, tmp_path, monkeypatch):
+    """With no record of its own, a workload's trial 1 is the default schedule and trial 2 the
+    shipped record this target would be served (re-timed here, then offered to the search as a
+    seed); a budget of one trial measures only the default, and ``include_shipped=False`` never
+    looks for it."""
+    import json
+
+    from opsearch import db as dbmod
+    from opsearch.db import shipped
+    from opsearch.search import tune
+    from opsearch.targets import resolve
+
+    src, _ = tuned_db
+    wl = family_workload("dilated")
+    history = src.history(wl, "cpu")
+    rec = min((r for r in history[1:] if r.status == "ok"), key=lambda r: r.mean_us)  # a search candidate
+    d = tmp_path / "schedules"
+    d.mkdir()
+    target = resolve("cpu").name
+    (d / f"{target.replace(':', '-')}.jsonl").write_text(json.dumps(rec.to_json()) + "\n")
+    monkeypatch.setattr(shipped, "schedules_dir", lambda: d)
+    shipped._best_by_key.cache_clear()
+    try:
+        db = dbmod.connect(f"sqlite:///{tmp_path / 'fresh.db'}")
+        (r,) = tune(wl, "cpu", db, trials=3, batch=1, verify=False)
+        got = db.history(wl, "cpu")
+        # the search may propose the seed once more: answered from the database, not re-measured
+        assert r.trials_run == 3 and len(got) == 3 - r.cached
+        assert got[0].module_hash == module_hash(kernels.default_schedule(wl, "cpu").mod)
+        assert got[1].module_hash == rec.module_hash and got[1].status == "ok" and got[1].source != "shipped"
+        assert r.best.mean_us <= got[1].mean_us
+
+        one = dbmod.connect(f"sqlite:///{tmp_path / 'one.db'}")
+        tune(wl, "cpu", one, trials=1, verify=False)
+        assert [x.module_hash for x in one.history(wl, "cpu")] == [got[0].module_hash]
+
+        first = dbmod.connect(f"sqlite:///{tmp_path / 'first.db'}")
+        tune(wl, "cpu", first, trials=1, include_default=False, verify=False)
+        assert [x.module_hash for x in first.history(wl, "cpu")] == [rec.module_hash]
+
+        asked = []
+        monkeypatch.setattr(shipped, "shipped_best", lambda *a: asked.append(a))
+        off = dbmod.connect(f"sqlite:///{tmp_path / 'off.db'}")
+        tune(wl, "cpu", off, trials=1, include_shipped=False, verify=False)
+        assert asked == [] and off.count(wl, "cpu") == 1
+    finally:
+        shipped._best_by_key.cache_clear()
