@@ -340,7 +340,8 @@ class Tuner:
                 p.best_us = min(r.mean_us for r in self.db.history(wl, self.target) if r.status == "ok")
                 p.done = p.measured >= p.budget
             active = [wl for wl in self.workloads if not plan[wl].done]
-            stopped = {wl: "already tuned" for wl in self.workloads if plan[wl].done}
+            # done before the search: its first trials used this run's budget, or earlier runs did
+            stopped = {wl: "budget" if wl in added else "already tuned" for wl in self.workloads if plan[wl].done}
             if active:
                 self._tune(active, plan, stopped)
         finally:

@@ -82,8 +82,9 @@ def test_a_fresh_workload_starts_from_its_shipped_record(tuned_db, tmp_path, mon
         assert r.best.mean_us <= got[1].mean_us
 
         one = dbmod.connect(f"sqlite:///{tmp_path / 'one.db'}")
-        tune(wl, "cpu", one, trials=1, verify=False)
+        (r1,) = tune(wl, "cpu", one, trials=1, verify=False)
         assert [x.module_hash for x in one.history(wl, "cpu")] == [got[0].module_hash]
+        assert r1.trials_run == 1 and r1.stopped == "budget"
 
         first = dbmod.connect(f"sqlite:///{tmp_path / 'first.db'}")
         tune(wl, "cpu", first, trials=1, include_default=False, verify=False)
