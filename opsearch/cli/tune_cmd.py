@@ -48,15 +48,19 @@ def _workloads(op_name, example, args, pending, db, target):
 @click.option("--db", "db_url", help="Database URL (default: $OPSEARCH_DB or the user's SQLite file).")
 @click.option("--rpc", help="HOST:PORT:KEY of a TVM RPC tracker whose servers measure the candidates.")
 @click.option("--no-measure", is_flag=True, help="Compile and rank candidates without timing them (CUDA without a GPU).")
+@click.option("--full-timing", is_flag=True,
+              help="Time every candidate fully (default: a short screening sample first, full timing only "
+                   "for candidates within 1.5x of the best).")
 @click.option("--out", "out_dir", default="opsearch-runs", show_default=True, help="Where the tuning-curve PNG goes.")
 @click.option("--tuner", type=click.Choice(["opsearch", "stock"]), default="opsearch", show_default=True,
               help="'stock': stock MetaSchedule tune_tir as a baseline (keep its records in their own --db).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output only.")
 def tune(op_name, example, args, pending, target, trials, trials_per_workload, time_limit, patience, batch, db_url,
-         rpc, no_measure, out_dir, tuner, as_json):
+         rpc, no_measure, full_timing, out_dir, tuner, as_json):
     """Tune OP's workload(s) for a target and store every candidate in the database."""
     from .. import db as dbmod
     from .. import targets
+    from ..search.runner import MeasureConfig
     from ..search.tuner import TuneConfig, Tuner
 
     if trials <= 0:
@@ -64,7 +68,7 @@ def tune(op_name, example, args, pending, target, trials, trials_per_workload, t
     spec = targets.resolve(target)
     if tuner == "stock":
         unsupported = [flag for flag, v in (("--rpc", rpc), ("--no-measure", no_measure), ("--patience", patience),
-                                            ("--time-limit", time_limit)) if v]
+                                            ("--time-limit", time_limit), ("--full-timing", full_timing)) if v]
         if unsupported:
             raise OpsearchError(f"--tuner stock runs tune_tir as its users do; it does not take {', '.join(unsupported)}")
         if spec.kind != "llvm":
@@ -78,7 +82,8 @@ def tune(op_name, example, args, pending, target, trials, trials_per_workload, t
         _tune_stock(wls, spec, db, trials_per_workload or max(1, trials // len(wls)), batch, as_json)
         return
     cfg = TuneConfig(trials=trials, trials_per_workload=trials_per_workload, time_limit_s=time_limit,
-                     patience=patience, batch=batch, measure=not no_measure, rpc=rpc)
+                     patience=patience, batch=batch, measure=not no_measure, rpc=rpc,
+                     measure_config=MeasureConfig(screen_ratio=None) if full_timing else MeasureConfig())
     with _progress(as_json) as progress:
         results = Tuner(wls, spec, db, cfg, progress).run()
     rows = _summarise(results, db, spec, measure=not no_measure)

@@ -6,7 +6,14 @@ costs seconds. Here the builder only hands the scheduled module over (as TVM JSO
 no pickles), and long-lived workers (one per core, at most ``build_workers``) each compile their
 share of the batch in memory, in parallel; then every candidate is timed with TVM's time
 evaluator by the worker that holds it, one after another, while the other workers wait, so
-compilation never runs beside a timing. Failures come back with their message, prefixed
+compilation never runs beside a timing.
+
+Timing is two-stage (``MeasureConfig.screen_ratio``): every candidate first gets one short
+screening sample; only those within ``screen_ratio`` of the fastest screened or fully timed so far
+(for arguments of the same shapes) get the full timing (warm-up plus ``repeat`` samples), the rest
+are recorded with their screening sample alone. Most candidates of a search are several times
+slower than its best and need no precise time to be ranked, and the full timing is what cost most
+of a trial (benchmarks/RESULTS.md, session 8). Failures come back with their message, prefixed
 ``build:`` or ``run:`` so the recorder can tell them apart; a worker that crashes or hangs is
 replaced (the candidates it held are compiled again when their turn to be timed comes) and the
 candidate recorded as failed.
@@ -14,6 +21,7 @@ candidate recorded as failed.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -24,6 +32,8 @@ from tvm.s_tir.meta_schedule.builder import BuilderInput, BuilderResult, PyBuild
 from tvm.s_tir.meta_schedule.runner import PyRunner, RunnerInput
 from tvm.s_tir.meta_schedule.runner.local_runner import LocalRunnerFuture
 from tvm.support.popen_pool import PopenPoolExecutor
+
+log = logging.getLogger(__name__)
 
 BUILD_PREFIX = "build: "
 RUN_PREFIX = "run: "
@@ -41,6 +51,19 @@ class MeasureConfig:
     min_repeat_ms: int = 20
     warmup: int = 1
     timeout_sec: float = 60.0
+    # Screening (see the module docstring): one sample of at least ``screen_ms`` after one
+    # untimed run; full timing only within ``screen_ratio`` of the best. None: time all fully.
+    screen_ratio: float | None = 1.5
+    screen_ms: int = 5
+    screen_keep: int = 2  # the fastest this many of every batch are always timed fully
+
+    def check(self) -> None:
+        from ..errors import OpsearchError
+
+        if self.repeat <= 0 or self.number <= 0 or self.warmup < 0 or self.min_repeat_ms < 0:
+            raise OpsearchError(f"bad measure config: {self}")
+        if self.screen_ratio is not None and self.screen_ratio < 1.0:
+            raise OpsearchError(f"screen ratio must be at least 1.0 (or None to time every candidate fully), got {self.screen_ratio}")
 
 
 @derived_object
@@ -74,6 +97,7 @@ def _worker_init() -> None:
 
 
 _COMPILED: dict = {}  # worker side: module path -> compiled library, until it is timed
+_INPUTS: dict = {}  # worker side: module path -> its random input tensors, while it is timed
 
 
 def compile_candidate(module_path: str, target_config: dict) -> bool:
@@ -91,31 +115,95 @@ def compile_candidate(module_path: str, target_config: dict) -> bool:
     return True
 
 
-def time_candidate(module_path: str, target_config: dict, args_info: list, cfg: MeasureConfig) -> list[float]:
-    """Worker side: run the compiled module (compiling it first if this worker does not hold it)
-    on random inputs; return seconds."""
+def _prepared(module_path: str, target_config: dict, args_info: list):
+    """Worker side: the compiled module (compiling it now if this worker does not hold it) and
+    random inputs for it, both kept until the candidate's timing is done."""
     import numpy as np
     import tvm
 
     if module_path not in _COMPILED:
         compile_candidate(module_path, target_config)
-    lib = _COMPILED.pop(module_path)
+    if module_path not in _INPUTS:
+        try:
+            rng = np.random.default_rng(0)
+            args = []
+            for kind, dtype, shape in args_info:
+                assert kind == "TENSOR"
+                if dtype.startswith("float"):
+                    arr = rng.uniform(-1, 1, shape).astype(dtype)
+                else:
+                    arr = rng.integers(-2, 3, shape).astype(dtype)
+                args.append(tvm.runtime.tensor(arr, tvm.cpu()))
+        except Exception as e:  # noqa: BLE001
+            release_candidates([module_path])
+            raise RuntimeError(RUN_PREFIX + _last_lines(e)) from None
+        _INPUTS[module_path] = args
+    return _COMPILED[module_path], _INPUTS[module_path]
+
+
+def screen_candidate(module_path: str, target_config: dict, args_info: list, cfg: MeasureConfig) -> float:
+    """Worker side: one short sample (after one untimed run), in seconds per run; the candidate
+    stays prepared for :func:`time_candidate` or :func:`release_candidates`."""
+    import tvm
+
+    lib, args = _prepared(module_path, target_config, args_info)
     try:
-        dev = tvm.cpu()
-        rng = np.random.default_rng(0)
-        args = []
-        for kind, dtype, shape in args_info:
-            assert kind == "TENSOR"
-            if dtype.startswith("float"):
-                arr = rng.uniform(-1, 1, shape).astype(dtype)
-            else:
-                arr = rng.integers(-2, 3, shape).astype(dtype)
-            args.append(tvm.runtime.tensor(arr, dev))
-        ev = lib.time_evaluator(lib.entry_name, dev, number=cfg.number, repeat=cfg.warmup + cfg.repeat,
-                                min_repeat_ms=cfg.min_repeat_ms)
+        ev = lib.time_evaluator(lib.entry_name, tvm.cpu(), number=1, repeat=2, min_repeat_ms=cfg.screen_ms)
+        return float(ev(*args).results[-1])
+    except Exception as e:  # noqa: BLE001
+        release_candidates([module_path])
+        raise RuntimeError(RUN_PREFIX + _last_lines(e)) from None
+
+
+def time_candidate(module_path: str, target_config: dict, args_info: list, cfg: MeasureConfig,
+                   per_run_s: float | None = None) -> list[float]:
+    """Worker side: run the compiled module (compiling it first if this worker does not hold it)
+    on random inputs; return seconds. Given ``per_run_s`` (its screening sample), each sample runs
+    a fixed number of times sized to ``min_repeat_ms`` instead of TVM's ramp-up to it."""
+    import math
+
+    import tvm
+
+    lib, args = _prepared(module_path, target_config, args_info)
+    release_candidates([module_path])  # the references above keep them for this call
+    try:
+        number, min_ms = cfg.number, cfg.min_repeat_ms
+        if per_run_s and per_run_s > 0:
+            number, min_ms = max(cfg.number, math.ceil(cfg.min_repeat_ms / (per_run_s * 1e3))), 0
+        ev = lib.time_evaluator(lib.entry_name, tvm.cpu(), number=number, repeat=cfg.warmup + cfg.repeat,
+                                min_repeat_ms=min_ms)
         return [float(x) for x in ev(*args).results[cfg.warmup:]]
     except Exception as e:  # noqa: BLE001
         raise RuntimeError(RUN_PREFIX + _last_lines(e)) from None
+
+
+def release_candidates(module_paths: list[str]) -> None:
+    """Worker side: drop candidates that will not be timed further."""
+    for path in module_paths:
+        _COMPILED.pop(path, None)
+        _INPUTS.pop(path, None)
+
+
+def to_time_fully(infos: list, screens: list[float | None], best: dict, cfg: MeasureConfig) -> list[int]:
+    """Indices of the screened candidates (``screens[i]`` not None) to time fully: those within
+    ``cfg.screen_ratio`` of the fastest screened in this batch or timed so far (``best``) for the
+    same argument shapes, plus the ``cfg.screen_keep`` fastest of the batch. (Workloads whose
+    arguments have the same shapes share one best: a stricter bar only for the slower of them,
+    which still gets its batch's fastest timed fully.)"""
+    ok = sorted((s, i) for i, s in enumerate(screens) if s is not None)
+    full = {i for _, i in ok[:cfg.screen_keep]}
+    batch_best: dict[tuple, float] = {}
+    for s, i in ok:
+        batch_best.setdefault(_shape_key(infos[i]), s)
+    for s, i in ok:
+        key = _shape_key(infos[i])
+        if s <= cfg.screen_ratio * min(best.get(key, float("inf")), batch_best[key]):
+            full.add(i)
+    return sorted(full)
+
+
+def _shape_key(args_info: list) -> tuple:
+    return tuple((dtype, tuple(shape)) for _, dtype, shape in args_info)
 
 
 def _last_lines(e: BaseException, n: int = 3) -> str:
@@ -143,34 +231,56 @@ class LocalBuildRunner(PyRunner):
         super().__init__()
         self.target_config = target_config
         self.config = config or MeasureConfig()
+        self.config.check()
+        self._best: dict[tuple, float] = {}  # argument shapes -> fastest full timing (seconds)
+        self.screened_out = 0  # candidates recorded with their screening sample alone
+        self.timed_fully = 0
         n = max(1, build_workers if build_workers is not None else host_cores())
         self.pools = [PopenPoolExecutor(max_workers=1, timeout=self.config.timeout_sec, initializer=_worker_init)
                       for _ in range(n)]
 
     def run(self, runner_inputs: list[RunnerInput]) -> list[LocalRunnerFuture]:
+        cfg = self.config
         paths = [str(r.artifact_path) for r in runner_inputs]
         owner = [i % len(self.pools) for i in range(len(paths))]
         errors: list[str | None] = [None] * len(paths)
-        if len(self.pools) > 1:  # with one worker, time_candidate compiles just before timing
+        infos = [[tuple(a.as_json()) for a in r.args_info] for r in runner_inputs]
+        if len(self.pools) > 1:  # with one worker, candidates are compiled just before timing
             compiles = [self.pools[w].submit(compile_candidate, p, self.target_config) for p, w in zip(paths, owner)]
             for i, fut in enumerate(compiles):
-                try:
-                    fut.result()
-                except Exception as e:  # noqa: BLE001 - recorded as the candidate's failure
-                    errors[i] = _error_text(e, self.config.timeout_sec, "build")
-        futures = []
-        for i, r in enumerate(runner_inputs):
-            if errors[i] is not None:
-                futures.append(LocalRunnerFuture(res=None, error_message=errors[i]))
-                continue
-            args_info = [tuple(a.as_json()) for a in r.args_info]
-            fut = self.pools[owner[i]].submit(time_candidate, paths[i], self.target_config, args_info, self.config)
-            try:
-                res, err = fut.result(), None
-            except Exception as e:  # noqa: BLE001
-                res, err = None, _error_text(e, self.config.timeout_sec, "run")
-            futures.append(LocalRunnerFuture(res=res, error_message=err))
-        return futures
+                errors[i] = self._wait(fut, "build")[1]
+        screens: list[float | None] = [None] * len(paths)
+        full = [i for i in range(len(paths)) if errors[i] is None]
+        if cfg.screen_ratio is not None:
+            for i in full:
+                screens[i], errors[i] = self._wait(
+                    self.pools[owner[i]].submit(screen_candidate, paths[i], self.target_config, infos[i], cfg), "run")
+            full = to_time_fully(infos, screens, self._best, cfg)
+        results: list[list[float] | None] = [[s] if s is not None else None for s in screens]
+        for i in full:
+            results[i], errors[i] = self._wait(self.pools[owner[i]].submit(
+                time_candidate, paths[i], self.target_config, infos[i], cfg, screens[i]), "run")
+            if results[i]:
+                if screens[i] is not None:
+                    log.debug("screened %.1f us, timed %.1f us", screens[i] * 1e6, 1e6 * sum(results[i]) / len(results[i]))
+                key = _shape_key(infos[i])
+                self._best[key] = min(self._best.get(key, float("inf")), sum(results[i]) / len(results[i]))
+        dropped = [i for i in range(len(paths)) if screens[i] is not None and i not in full]
+        self.screened_out += len(dropped)
+        self.timed_fully += sum(1 for i in full if results[i])
+        for w, pool in enumerate(self.pools):
+            mine = [paths[i] for i in dropped if owner[i] == w]
+            if mine:
+                self._wait(pool.submit(release_candidates, mine), "run")
+        return [LocalRunnerFuture(res=None, error_message=errors[i]) if errors[i] is not None
+                else LocalRunnerFuture(res=results[i], error_message=None) for i in range(len(paths))]
+
+    def _wait(self, fut, what: str):
+        """(result, None) or (None, the error text recorded for the candidate)."""
+        try:
+            return fut.result(), None
+        except Exception as e:  # noqa: BLE001 - recorded as the candidate's failure
+            return None, _error_text(e, self.config.timeout_sec, what)
 
     def shutdown(self) -> None:
         for pool in self.pools:

@@ -49,6 +49,9 @@ class TuneConfig:
     same vector width) as its next trial: on a machine with no records of its own the search
     starts from a tuned schedule instead of random ones, and the run's best is never slower than
     what the user was already served. Both only when the workload has no record yet.
+    ``measure_config`` sets how the local runner times candidates, including its screening
+    (``MeasureConfig.screen_ratio``: full timing only for candidates near the best; None times
+    every candidate fully).
     """
 
     trials: int = 64
@@ -78,6 +81,7 @@ class TuneConfig:
             raise OpsearchError(f"batch must be positive, got {self.batch}")
         if self.transfer < 0:
             raise OpsearchError(f"transfer must be zero or positive, got {self.transfer}")
+        self.measure_config.check()
 
 
 @dataclass
@@ -346,6 +350,8 @@ class Tuner:
                 self._tune(active, plan, stopped)
         finally:
             if self._runner is not None:
+                log.info("%d candidates timed fully, %d by their screening sample alone",
+                         self._runner.timed_fully, self._runner.screened_out)
                 self._runner.shutdown()
                 self._runner = None
         # A task that ends under its budget without another reason ran out of new candidates.

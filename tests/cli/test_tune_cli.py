@@ -25,6 +25,8 @@ EXE = os.path.join(os.path.dirname(sys.executable), "opsearch")
         (["tune"], "give an operator"),
         (["tune", "dilated_conv2d", "--example", "context_d4", "--tuner", "stock", "--rpc", "h:1:k"],
          "--tuner stock runs tune_tir as its users do; it does not take --rpc"),
+        (["tune", "dilated_conv2d", "--example", "context_d4", "--tuner", "stock", "--full-timing"],
+         "--tuner stock runs tune_tir as its users do; it does not take --full-timing"),
         (["tune", "dilated_conv2d", "--example", "context_d4", "--tuner", "stock", "--target", "cuda:sm_90"],
          "--tuner stock measures on this CPU only; got target cuda:sm_90"),
         (["tune", "dilated_conv2d", "--example", "context_d4", "--tuner", "nosuch"], "Invalid value for '--tuner'"),

@@ -1,6 +1,7 @@
 """The local build-and-time runner: a batch compiled in parallel workers and timed one at a time
 gives the same outcome per candidate as one worker (times for good schedules, ``build:`` errors
-for bad modules), in the candidates' order."""
+for bad modules), in the candidates' order; screening times fully only the candidates near the
+best and records the others by their screening sample."""
 
 from __future__ import annotations
 
@@ -34,12 +35,12 @@ def _inputs(tmp_path):
     return [ms.runner.RunnerInput(p, "cpu", args_info) for p in paths]
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_parallel_compile_then_serial_timing(tmp_path, workers):
-    from opsearch.search.runner import BUILD_PREFIX, LocalBuildRunner
+@pytest.mark.parametrize("workers,screen", [(1, None), (2, None), (2, 1.5)])
+def test_parallel_compile_then_serial_timing(tmp_path, workers, screen):
+    from opsearch.search.runner import BUILD_PREFIX, LocalBuildRunner, MeasureConfig
     from opsearch.targets import resolve
 
-    runner = LocalBuildRunner(resolve("cpu").config, build_workers=workers)
+    runner = LocalBuildRunner(resolve("cpu").config, MeasureConfig(screen_ratio=screen), build_workers=workers)
     try:
         results = [f.result() for f in runner.run(_inputs(tmp_path))]
     finally:
@@ -47,8 +48,77 @@ def test_parallel_compile_then_serial_timing(tmp_path, workers):
     assert len(runner.pools) == workers
     assert [r.error_msg is None for r in results] == [True, False, True, True]
     assert results[1].error_msg.startswith(BUILD_PREFIX), results[1].error_msg
-    for r in (results[0], results[2], results[3]):
-        assert len(r.run_secs) == 5 and all(0 < float(s) < 1.0 for s in r.run_secs)
+    good = (results[0], results[2], results[3])
+    for r in good:
+        assert all(0 < float(s) < 1.0 for s in r.run_secs)
+    if screen is None:
+        assert [len(r.run_secs) for r in good] == [5, 5, 5]
+    else:  # the two fastest of a batch are always timed fully; the third by its screen if far off
+        assert sorted(len(r.run_secs) for r in good) in ([5, 5, 5], [1, 5, 5])
+        assert runner.timed_fully + runner.screened_out == 3
+
+
+def _fast_and_slow(tmp_path):
+    """Two candidates with the same arguments: a matmul, and the same product summed 16 times
+    over (16x the work, the same result shape)."""
+    import tvm
+    from tvm import te
+    from tvm.s_tir import meta_schedule as ms
+
+    inputs = []
+    for name, reps in (("fast", 1), ("slow", 16)):
+        x, w = te.placeholder((64, 96), name="x"), te.placeholder((96, 80), name="w")
+        k, r = te.reduce_axis((0, 96), name="k"), te.reduce_axis((0, reps), name="r")
+        y = te.compute((64, 80), lambda i, j: te.sum(x[i, k] * w[k, j], axis=[r, k]), name="y")
+        func = te.create_prim_func([x, w, y])
+        p = tmp_path / f"{name}.json"
+        p.write_text(tvm.ir.save_json(tvm.IRModule({"main": func})))
+        inputs.append(ms.runner.RunnerInput(str(p), "cpu", ms.arg_info.ArgInfo.from_prim_func(func)))
+    return inputs
+
+
+def test_screening_times_only_candidates_near_the_best(tmp_path):
+    from opsearch.search.runner import LocalBuildRunner, MeasureConfig
+    from opsearch.targets import resolve
+
+    cfg = MeasureConfig(screen_ratio=1.5, screen_keep=1)
+    runner = LocalBuildRunner(resolve("cpu").config, cfg, build_workers=2)
+    try:
+        fast, slow = [f.result() for f in runner.run(_fast_and_slow(tmp_path))]
+        # a later batch: the slow one alone is its batch's fastest, so it is timed fully
+        (again,) = [f.result() for f in runner.run(_fast_and_slow(tmp_path)[1:])]
+    finally:
+        runner.shutdown()
+    assert fast.error_msg is None and slow.error_msg is None
+    assert len(fast.run_secs) == cfg.repeat and len(slow.run_secs) == 1
+    fast_us = 1e6 * sum(map(float, fast.run_secs)) / cfg.repeat
+    assert float(slow.run_secs[0]) * 1e6 > cfg.screen_ratio * fast_us, (slow.run_secs, fast_us)
+    assert len(again.run_secs) == cfg.repeat
+    assert (runner.timed_fully, runner.screened_out) == (2, 1)
+
+
+def test_which_screened_candidates_are_timed_fully():
+    from opsearch.search.runner import MeasureConfig, to_time_fully
+
+    a = [("TENSOR", "float32", [1, 8, 9])]
+    b = [("TENSOR", "float32", [1, 8, 10])]
+    cfg = MeasureConfig(screen_ratio=1.5, screen_keep=1)
+    # within 1.5x of the batch's fastest; failures (None) are never timed
+    assert to_time_fully([a] * 5, [1.0, 1.4, 1.6, None, 3.0], {}, cfg) == [0, 1]
+    # an earlier full timing of the same shapes raises the bar; other shapes keep their own
+    best = {(("float32", (1, 8, 9)),): 0.5}
+    assert to_time_fully([a, a, b, b], [1.0, 0.7, 2.0, 2.9], best, cfg) == [1, 2, 3]
+    # the fastest `screen_keep` are timed even when all are far off the best so far
+    assert to_time_fully([a, a], [2.0, 2.1], best, cfg) == [0]
+    assert to_time_fully([a] * 3, [3.0, 1.0, 2.0], {}, MeasureConfig(screen_ratio=1.0, screen_keep=2)) == [1, 2]
+
+
+def test_a_screen_ratio_below_one_is_refused():
+    from opsearch.errors import OpsearchError
+    from opsearch.search.runner import MeasureConfig
+
+    with pytest.raises(OpsearchError, match="screen ratio must be at least 1.0"):
+        MeasureConfig(screen_ratio=0.5).check()
 
 
 def test_warmup_samples_are_timed_then_dropped(tmp_path, monkeypatch):
