@@ -1,7 +1,8 @@
 """Tuning speed and quality: opsearch's tuner vs stock ``tune_tir`` on the same workload.
 
 Each side runs in its own process, alternating (A B A B) for ``--rounds`` rounds, with the same
-trial budget. Reported: wall time, trials per minute, and the best latency after each checkpoint
+trial budget. The sides (``--sides``): ``opsearch`` (what ``tune`` does), ``opsearch-full`` (the
+same with every candidate timed fully, ``--full-timing``: no screening) and ``stock``. Reported: wall time, trials per minute, and the best latency after each checkpoint
 (``--checkpoints``, trial counts): each side's own measurement of its best candidate within the
 first N trials, and the same candidates re-timed side by side in one process for fairness.
 
@@ -24,6 +25,7 @@ import tempfile
 import time
 
 WORKLOAD = ("dilated_conv2d", "context_d4")  # (operator, example), overridable with --example OP:NAME
+SIDES = ("opsearch", "opsearch-full", "stock")
 
 
 def _workload():
@@ -32,22 +34,26 @@ def _workload():
     return ops.get(WORKLOAD[0]).example(WORKLOAD[1])
 
 
-def _ours(trials: int, batch: int, checkpoints: list[int], build_timeout: float, population: int = 0) -> dict:
+def _ours(trials: int, batch: int, checkpoints: list[int], build_timeout: float, population: int = 0,
+          full_timing: bool = False) -> dict:
     from opsearch import db as dbmod
     from opsearch.search import tune
+    from opsearch.search.runner import MeasureConfig
 
     wl = _workload()
     with tempfile.TemporaryDirectory() as d:
         db = dbmod.connect(f"sqlite:///{d}/bench.db")
         t0 = time.time()
         extra = {"population": population} if population else {}
+        if full_timing:
+            extra["measure_config"] = MeasureConfig(screen_ratio=None)
         # cold like stock: no shipped record as a first trial (it would start from a tuned schedule)
         (r,) = tune(wl, "cpu", db, trials=trials, batch=batch, verify=False, include_shipped=False, **extra)
         wall = time.time() - t0
         hist = db.history(wl, "cpu")
         lat = [rec.mean_us if rec.status == "ok" else None for rec in hist]
         traces = {n: _best_within(lat, [rec.trace for rec in hist], n) for n in checkpoints}
-    return {"side": "opsearch", "wall_s": wall, "trials": r.trials_run, "curve": _curve(lat), "traces": traces}
+    return {"side": "opsearch-full" if full_timing else "opsearch", "wall_s": wall, "trials": r.trials_run, "curve": _curve(lat), "traces": traces}
 
 
 def _stock(trials: int, batch: int, checkpoints: list[int], build_timeout: float, population: int = 0) -> dict:
@@ -105,25 +111,34 @@ def main() -> None:
     ap.add_argument("--store-at", type=int, help="checkpoint whose stock best is stored (default: last)")
     ap.add_argument("--population", type=int, default=0,
                     help="opsearch's evolutionary population (default: TuneConfig's; stock keeps its 512)")
-    ap.add_argument("--side", choices=["opsearch", "stock"])
+    ap.add_argument("--sides", default="opsearch,stock", help="comma-separated, in run order (default %(default)s)")
+    ap.add_argument("--stock-batch", type=int, help="stock's candidates per iteration (default: --batch)")
+    ap.add_argument("--side", choices=list(SIDES))
     ap.add_argument("--retime")
     a = ap.parse_args()
     WORKLOAD = tuple(a.example.split(":", 1))
     cps = sorted({int(c) for c in a.checkpoints.split(",") if c} | {a.trials})
     if a.side:
-        fn = _ours if a.side == "opsearch" else _stock
-        print(json.dumps(fn(a.trials, a.batch, cps, a.stock_build_timeout, a.population)))
+        if a.side == "stock":
+            out = _stock(a.trials, a.stock_batch or a.batch, cps, a.stock_build_timeout)
+        else:
+            out = _ours(a.trials, a.batch, cps, a.stock_build_timeout, a.population, a.side == "opsearch-full")
+        print(json.dumps(out))
         return
     if a.retime:
         print(json.dumps(_retime(json.loads(open(a.retime).read()))))
         return
-    runs = {"opsearch": [], "stock": []}
+    sides = [x for x in a.sides.split(",") if x]
+    if not sides or any(x not in SIDES for x in sides):
+        sys.exit(f"--sides: choose from {', '.join(SIDES)}")
+    runs = {side: [] for side in sides}
     for _ in range(a.rounds):
         for side in runs:
             t0 = time.strftime("%H:%M:%S", time.gmtime())
             p = subprocess.run([sys.executable, __file__, "--side", side, "--example", a.example, "--trials", str(a.trials),
                                 "--checkpoints", ",".join(map(str, cps)), "--batch", str(a.batch),
                                 "--stock-build-timeout", str(a.stock_build_timeout),
+                                "--stock-batch", str(a.stock_batch or a.batch),
                                 "--population", str(a.population)], capture_output=True, text=True)
             if p.returncode:
                 sys.exit(f"{side} failed: {p.stderr[-2000:]}")
@@ -136,7 +151,7 @@ def main() -> None:
     retimed = json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else {}
     if p.returncode:
         print(f"re-timing failed: {p.stderr[-1000:]}")
-    print(f"workload: {a.example}; trials {a.trials}, batch {a.batch}, rounds {a.rounds}, "
+    print(f"workload: {a.example}; trials {a.trials}, batch {a.batch} (stock {a.stock_batch or a.batch}), rounds {a.rounds}, "
           f"stock LocalBuilder timeout {a.stock_build_timeout:.0f} s, opsearch population {a.population or 'default'}")
     print(f"{'side':10s} {'wall s':>8s} {'trials/min':>11s} {'valid':>6s}"
           + "".join(f" {'best@' + str(n) + ' own us':>16s} {'retimed us':>11s}" for n in cps))
@@ -152,12 +167,15 @@ def main() -> None:
             cells += f" {statistics.median(own):16.1f}" if own else f" {'none valid':>16s}"
             cells += f" {retimed.get(f'{side}@{n}', float('nan')):11.1f}"
         print(f"{side:10s} {wall:8.1f} {tpm[side]:11.1f} {valid:6.0f}{cells}")
-    print(f"trials/min ratio opsearch/stock: {tpm['opsearch'] / tpm['stock']:.2f}x")
-    for n in cps:
-        o, st = retimed.get(f"opsearch@{n}"), retimed.get(f"stock@{n}")
-        if o and st:
-            print(f"best after {n} trials (re-timed): opsearch/stock latency ratio {o / st:.3f} "
-                  f"({'ours <= stock' if o <= st else 'stock faster'})")
+    for ours in (x for x in sides if x != "stock"):
+        if "stock" not in tpm:
+            break
+        print(f"trials/min ratio {ours}/stock: {tpm[ours] / tpm['stock']:.2f}x")
+        for n in cps:
+            o, st = retimed.get(f"{ours}@{n}"), retimed.get(f"stock@{n}")
+            if o and st:
+                print(f"best after {n} trials (re-timed): {ours}/stock latency ratio {o / st:.3f} "
+                      f"({'ours <= stock' if o <= st else 'stock faster'})")
     if a.store_db:
         n = a.store_at or cps[-1]
         st = retimed.get(f"stock@{n}")

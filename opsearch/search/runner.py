@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 
 from tvm.ir.utils import derived_object
@@ -51,11 +52,13 @@ class MeasureConfig:
     min_repeat_ms: int = 20
     warmup: int = 1
     timeout_sec: float = 60.0
-    # Screening (see the module docstring): one sample of at least ``screen_ms`` after one
-    # untimed run; full timing only within ``screen_ratio`` of the best. None: time all fully.
+    # Screening (see the module docstring and screen_candidate): one sample of at least
+    # ``screen_ms`` after one untimed run; full timing only within ``screen_ratio`` of the best.
+    # None: time every candidate fully.
     screen_ratio: float | None = 1.5
     screen_ms: int = 5
     screen_keep: int = 2  # the fastest this many of every batch are always timed fully
+    screen_cutoff: float | None = 10.0  # a first run this many times the best so far is the screen
 
     def check(self) -> None:
         from ..errors import OpsearchError
@@ -64,6 +67,8 @@ class MeasureConfig:
             raise OpsearchError(f"bad measure config: {self}")
         if self.screen_ratio is not None and self.screen_ratio < 1.0:
             raise OpsearchError(f"screen ratio must be at least 1.0 (or None to time every candidate fully), got {self.screen_ratio}")
+        if self.screen_cutoff is not None and self.screen_ratio is not None and self.screen_cutoff < self.screen_ratio:
+            raise OpsearchError(f"screen cutoff ({self.screen_cutoff}) must not be below the screen ratio ({self.screen_ratio})")
 
 
 @derived_object
@@ -100,8 +105,11 @@ _COMPILED: dict = {}  # worker side: module path -> compiled library, until it i
 _INPUTS: dict = {}  # worker side: module path -> its random input tensors, while it is timed
 
 
-def compile_candidate(module_path: str, target_config: dict) -> bool:
-    """Worker side: compile the module in memory and keep it for :func:`time_candidate`."""
+def compile_candidate(module_path: str, target_config: dict, args_info: list | None = None) -> bool:
+    """Worker side: compile the module in memory, down to machine code, and keep it (with random
+    inputs, given ``args_info``) for :func:`screen_candidate` and :func:`time_candidate`. LLVM
+    modules are JIT-compiled on the first lookup of a function (30-40 ms for a conv2d here):
+    done now, in the parallel phase, not at the candidate's first timed call."""
     import tvm
     from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
 
@@ -109,9 +117,13 @@ def compile_candidate(module_path: str, target_config: dict) -> bool:
         with open(module_path) as f:
             mod = tvm.ir.load_json(f.read())
         mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
-        _COMPILED[module_path] = tvm.driver.build(mod, target=tvm.target.Target(target_config))
+        lib = tvm.driver.build(mod, target=tvm.target.Target(target_config))
+        lib[lib.entry_name]  # noqa: B018 - the lookup triggers the JIT
     except Exception as e:  # noqa: BLE001 - every build failure is a result
         raise RuntimeError(BUILD_PREFIX + _last_lines(e)) from None
+    _COMPILED[module_path] = lib
+    if args_info is not None:
+        _prepared(module_path, target_config, args_info)
     return True
 
 
@@ -141,14 +153,34 @@ def _prepared(module_path: str, target_config: dict, args_info: list):
     return _COMPILED[module_path], _INPUTS[module_path]
 
 
-def screen_candidate(module_path: str, target_config: dict, args_info: list, cfg: MeasureConfig) -> float:
-    """Worker side: one short sample (after one untimed run), in seconds per run; the candidate
-    stays prepared for :func:`time_candidate` or :func:`release_candidates`."""
+def screen_candidate(module_path: str, target_config: dict, args_info: list, cfg: MeasureConfig,
+                     cutoff_s: float | None = None) -> float:
+    """Worker side: seconds per run from one short sample, after one untimed run; the candidate
+    stays prepared for :func:`time_candidate` or :func:`release_candidates`. Slow kernels are
+    timed by the clock around single calls (TVM's evaluator adds an untimed run of its own): a
+    first run longer than ``cutoff_s`` (many times the best so far) is taken as the screen, so a
+    hopeless candidate costs one run; a first run of at least ``screen_ms`` is followed by one
+    timed run; faster kernels get an evaluator sample of at least ``screen_ms``."""
+    import time as _time
+
     import tvm
 
     lib, args = _prepared(module_path, target_config, args_info)
     try:
-        ev = lib.time_evaluator(lib.entry_name, tvm.cpu(), number=1, repeat=2, min_repeat_ms=cfg.screen_ms)
+        dev, func = tvm.cpu(), lib[lib.entry_name]
+
+        def once() -> float:
+            t0 = _time.perf_counter()
+            func(*args)
+            dev.sync()
+            return _time.perf_counter() - t0
+
+        first = once()
+        if cutoff_s is not None and first > cutoff_s:
+            return first
+        if first * 1e3 >= cfg.screen_ms:
+            return once()
+        ev = lib.time_evaluator(lib.entry_name, dev, number=1, repeat=1, min_repeat_ms=cfg.screen_ms)
         return float(ev(*args).results[-1])
     except Exception as e:  # noqa: BLE001
         release_candidates([module_path])
@@ -235,6 +267,7 @@ class LocalBuildRunner(PyRunner):
         self._best: dict[tuple, float] = {}  # argument shapes -> fastest full timing (seconds)
         self.screened_out = 0  # candidates recorded with their screening sample alone
         self.timed_fully = 0
+        self.phase_s: dict[str, float] = {}  # wall seconds per phase, over the runner's life
         n = max(1, build_workers if build_workers is not None else host_cores())
         self.pools = [PopenPoolExecutor(max_workers=1, timeout=self.config.timeout_sec, initializer=_worker_init)
                       for _ in range(n)]
@@ -245,17 +278,25 @@ class LocalBuildRunner(PyRunner):
         owner = [i % len(self.pools) for i in range(len(paths))]
         errors: list[str | None] = [None] * len(paths)
         infos = [[tuple(a.as_json()) for a in r.args_info] for r in runner_inputs]
+        t0 = time.monotonic()
         if len(self.pools) > 1:  # with one worker, candidates are compiled just before timing
-            compiles = [self.pools[w].submit(compile_candidate, p, self.target_config) for p, w in zip(paths, owner)]
+            compiles = [self.pools[w].submit(compile_candidate, p, self.target_config, info)
+                        for p, w, info in zip(paths, owner, infos)]
             for i, fut in enumerate(compiles):
                 errors[i] = self._wait(fut, "build")[1]
+        t1 = time.monotonic()
         screens: list[float | None] = [None] * len(paths)
         full = [i for i in range(len(paths)) if errors[i] is None]
         if cfg.screen_ratio is not None:
             for i in full:
-                screens[i], errors[i] = self._wait(
-                    self.pools[owner[i]].submit(screen_candidate, paths[i], self.target_config, infos[i], cfg), "run")
+                key = _shape_key(infos[i])
+                seen = [self._best.get(key, float("inf"))] + [screens[j] for j in full[:full.index(i)]
+                                                              if screens[j] is not None and _shape_key(infos[j]) == key]
+                cutoff = cfg.screen_cutoff * min(seen) if cfg.screen_cutoff and min(seen) < float("inf") else None
+                screens[i], errors[i] = self._wait(self.pools[owner[i]].submit(
+                    screen_candidate, paths[i], self.target_config, infos[i], cfg, cutoff), "run")
             full = to_time_fully(infos, screens, self._best, cfg)
+        t2 = time.monotonic()
         results: list[list[float] | None] = [[s] if s is not None else None for s in screens]
         for i in full:
             results[i], errors[i] = self._wait(self.pools[owner[i]].submit(
@@ -265,6 +306,9 @@ class LocalBuildRunner(PyRunner):
                     log.debug("screened %.1f us, timed %.1f us", screens[i] * 1e6, 1e6 * sum(results[i]) / len(results[i]))
                 key = _shape_key(infos[i])
                 self._best[key] = min(self._best.get(key, float("inf")), sum(results[i]) / len(results[i]))
+        t3 = time.monotonic()
+        for phase, secs in (("compile", t1 - t0), ("screen", t2 - t1), ("full timing", t3 - t2)):
+            self.phase_s[phase] = self.phase_s.get(phase, 0.0) + secs
         dropped = [i for i in range(len(paths)) if screens[i] is not None and i not in full]
         self.screened_out += len(dropped)
         self.timed_fully += sum(1 for i in full if results[i])

@@ -350,8 +350,9 @@ class Tuner:
                 self._tune(active, plan, stopped)
         finally:
             if self._runner is not None:
-                log.info("%d candidates timed fully, %d by their screening sample alone",
-                         self._runner.timed_fully, self._runner.screened_out)
+                r = self._runner
+                log.info("%d candidates timed fully, %d by their screening sample alone; runner seconds: %s",
+                         r.timed_fully, r.screened_out, ", ".join(f"{k} {v:.1f}" for k, v in r.phase_s.items()))
                 self._runner.shutdown()
                 self._runner = None
         # A task that ends under its budget without another reason ran out of new candidates.
