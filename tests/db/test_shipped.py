@@ -69,3 +69,25 @@ def test_data_directories_are_found():
     assert len(list((engine.database_dir() / "versions").glob(f"{engine.HEAD_REVISION}_*.py"))) == 1
     assert shipped.schedules_dir() == root / "schedules"
     assert shipped.shipped_file("cuda:sm_90").name == "cuda-sm_90.jsonl"
+
+
+def test_every_shipped_file_holds_good_records_of_its_own_target():
+    """The repo's schedule files: every line a current-schema record of the file's target, with
+    a trace to rebuild it from, a measured latency, and at most 4 records per workload."""
+    from collections import Counter
+
+    from opsearch import ops
+
+    files = sorted(shipped.schedules_dir().glob("*.jsonl"))
+    assert files, "no shipped schedules"
+    for path in files:
+        target = path.stem.replace("-", ":", 1)
+        per_workload = Counter()
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            rec = Record.from_json(json.loads(line), source="shipped")
+            where = f"{path.name}:{n}"
+            assert rec.target == target and rec.status == "ok" and rec.trace, where
+            assert rec.mean_us > 0 and all(t > 0 for t in rec.run_us), where
+            assert rec.workload.op in ops.names(), where
+            per_workload[rec.workload.key()] += 1
+        assert max(per_workload.values()) <= 4, path.name
