@@ -97,3 +97,51 @@ def test_a_fresh_workload_starts_from_its_shipped_record(tuned_db, tmp_path, mon
         assert asked == [] and off.count(wl, "cpu") == 1
     finally:
         shipped._best_by_key.cache_clear()
+
+
+def test_a_time_limit_stops_every_workload_after_the_batches_in_flight(tmp_path):
+    """With several workloads MetaSchedule's gradient scheduler first sends every task one batch;
+    a time limit that has passed by then stops them all after those batches."""
+    from opsearch import db as dbmod
+    from opsearch.search import tune
+
+    from .conftest import family_workload
+
+    db = dbmod.connect(f"sqlite:///{tmp_path / 'limit.db'}")
+    wls = [family_workload("dilated"), family_workload("shift-add")]
+    results = tune(wls, "cpu", db, trials=16, batch=4, time_limit_s=0.001, verify=False,
+                   include_default=False, include_shipped=False)
+    assert [r.stopped for r in results] == ["time limit", "time limit"]
+    assert [r.trials_run for r in results] == [4, 4]
+    assert [db.count(wl, "cpu") for wl in wls] == [4, 4]
+
+
+def test_a_stopped_task_picked_by_metaschedule_ends_the_run_cleanly(tmp_path, monkeypatch):
+    """If MetaSchedule's scheduler picks a task our callback has just stopped, its check fails
+    inside tune_tasks; after a stop was asked for, that ends the run with what was measured."""
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    from opsearch import db as dbmod
+    from opsearch.search import tune
+
+    from .conftest import family_workload
+
+    real = ms.tune_tasks
+
+    def tune_then_fail(**kw):
+        real(**kw)  # measures, and the time limit stops every task
+        raise tvm.error.InternalError("Check failed: (!task->is_terminated) is false: ")
+
+    monkeypatch.setattr(ms, "tune_tasks", tune_then_fail)
+    db = dbmod.connect(f"sqlite:///{tmp_path / 'picked.db'}")
+    wls = [family_workload("dilated"), family_workload("shift-add")]
+    results = tune(wls, "cpu", db, trials=16, batch=4, time_limit_s=0.001, verify=False,
+                   include_default=False, include_shipped=False)
+    assert [r.stopped for r in results] == ["time limit", "time limit"]
+    assert [db.count(wl, "cpu") for wl in wls] == [4, 4]
+    # without a stop asked for, the same error is a failure
+    monkeypatch.setattr(ms, "tune_tasks", lambda **kw: (_ for _ in ()).throw(tvm.error.InternalError("x is_terminated")))
+    with pytest.raises(tvm.error.InternalError):
+        tune(wls, "cpu", dbmod.connect(f"sqlite:///{tmp_path / 'other.db'}"), trials=8, batch=4, verify=False,
+             include_default=False, include_shipped=False)
