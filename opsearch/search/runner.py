@@ -288,13 +288,15 @@ class LocalBuildRunner(PyRunner):
         screens: list[float | None] = [None] * len(paths)
         full = [i for i in range(len(paths)) if errors[i] is None]
         if cfg.screen_ratio is not None:
+            batch_best: dict[tuple, float] = {}  # argument shapes -> fastest screen so far in this batch
             for i in full:
                 key = _shape_key(infos[i])
-                seen = [self._best.get(key, float("inf"))] + [screens[j] for j in full[:full.index(i)]
-                                                              if screens[j] is not None and _shape_key(infos[j]) == key]
-                cutoff = cfg.screen_cutoff * min(seen) if cfg.screen_cutoff and min(seen) < float("inf") else None
+                best = min(self._best.get(key, float("inf")), batch_best.get(key, float("inf")))
+                cutoff = cfg.screen_cutoff * best if cfg.screen_cutoff and best < float("inf") else None
                 screens[i], errors[i] = self._wait(self.pools[owner[i]].submit(
                     screen_candidate, paths[i], self.target_config, infos[i], cfg, cutoff), "run")
+                if screens[i] is not None:
+                    batch_best[key] = min(batch_best.get(key, float("inf")), screens[i])
             full = to_time_fully(infos, screens, self._best, cfg)
         t2 = time.monotonic()
         results: list[list[float] | None] = [[s] if s is not None else None for s in screens]
@@ -309,7 +311,8 @@ class LocalBuildRunner(PyRunner):
         t3 = time.monotonic()
         for phase, secs in (("compile", t1 - t0), ("screen", t2 - t1), ("full timing", t3 - t2)):
             self.phase_s[phase] = self.phase_s.get(phase, 0.0) + secs
-        dropped = [i for i in range(len(paths)) if screens[i] is not None and i not in full]
+        timed = set(full)
+        dropped = [i for i in range(len(paths)) if screens[i] is not None and i not in timed]
         self.screened_out += len(dropped)
         self.timed_fully += sum(1 for i in full if results[i])
         for w, pool in enumerate(self.pools):
