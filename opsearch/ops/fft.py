@@ -3,8 +3,9 @@
 Default (``n1`` = 0): an O(N log N) Stockham FFT, every stage one TE compute. The real signals
 of length M = 2L (L >= N, 5-smooth; zero-padded) are packed as complex signals of length L
 (z[p] = x[2p] + i x[2p+1]) and transposed so channels are innermost: every stage then
-vectorises over channels and parallelises over the rest. u's rows and the filter k go through
-the forward stages as two chains (together they would double each stage's working set); one
+vectorises over channels. The default schedule runs all stages of one chunk of channels (one
+vector wide) before the next chunk, in one parallel loop, so a chunk's data stays in the core's
+L2. u's rows and the filter k go through the forward stages as two chains; one
 elementwise stage unpacks both real spectra, multiplies them
 and packs the product for the inverse (with the 1/M scale); the inverse stages follow, and a
 last stage unpacks and transposes back to [B, H, N] (only t < N is computed). A radix-R stage
@@ -516,85 +517,89 @@ class FFTConv1d(OpSpec):
         return te.compute((bsz, h, n), unpack, name="unpack")
 
     def _schedule_cpu_stockham(self, sch, target, a):
-        """Every stage: loops (rows, a, k, b, h) -> parallel over (rows, a, b), the radix loop k
-        unrolled (its Select on k folds to one butterfly output), vectors over channels h.
-        Power-of-two strides between the R streams a stage reads or writes would put them all
-        in one cache set: strides that are multiples of 4 KiB get one cache line of padding."""
+        """Channel chunks: the channels are split into chunks of ``lanes`` (one vector), and one
+        parallel loop over (rows, chunks) runs every stage of u's chain for its chunk, from the
+        pack to the unpack: a chunk's stage buffers (lanes x L complex) stay in the core's L2
+        between stages, where stage-by-stage passes over all channels streamed them through L3
+        (1.8x faster at hyena_4k, benchmarks/RESULTS.md, session 9). The filter's chain runs in
+        the same loop when there is one row (B = 1), otherwise in a loop of its own before it.
+        Inside a stage the loops are (a, b, k, lanes): the radix loop k unrolled (its Select on
+        k folds to one butterfly output), the lanes vectorised. Power-of-two strides between
+        the R streams a stage reads or writes would put them all in one cache set: strides
+        that are multiples of 4 KiB get one cache line of padding."""
+        from tvm import target as tvm_target
+
         bsz, h, n = a["u"]
         length, stages = self._stockham_dims(a)
         cores = int(target.attrs.get("num-cores", 1))
-        lanes = 8 if h % 8 == 0 else (4 if h % 4 == 0 else 0)
+        # One vector of channels per chunk (16 floats with AVX-512, else 8), narrower when it
+        # does not divide H or leaves a core without a chunk.
+        wide = 16 if tvm_target.codegen.target_has_features("avx512f", target) else 8
+        lanes = next(w for w in (16, 8, 4, 2, 1) if w <= wide and h % w == 0)
+        while lanes > 1 and bsz * h // lanes < cores and h % (lanes // 2) == 0:
+            lanes //= 2
 
-        def channels(loop):
-            if not lanes:
-                return [loop], None
-            ho, hi = sch.split(loop, [None, lanes])
-            return [ho], hi
-
-        def unalign(name, r, ns):  # buffer [rows, A, r, ns, h]: strides of axes 2 and 1
+        def unalign(name, r, ns):  # buffer [rows, A, r, ns, lanes]: strides of axes 2 and 1
             for part in ("_v0", "_v1"):
-                blk, s2 = sch.get_sblock(name + part), ns * h
+                blk, s2 = sch.get_sblock(name + part), ns * lanes
                 if s2 % 1024 == 0:
                     sch.storage_align(blk, 0, 2, 1024, 16)
                     s2 += 16
                 if r * s2 % 1024 == 0:
                     sch.storage_align(blk, 0, 1, 1024, 16)
 
-        for name in [f"{chain}{s}" for chain in ("fwd", "kfwd", "inv") for s in range(len(stages))]:
+        def vectorize(loop):
+            if lanes > 1:
+                sch.vectorize(loop)
+
+        def stage(name):
+            """(rows, A, R, Ns, H) -> (rows * chunks | A, Ns, R unrolled, lanes); the outer loop."""
             block = sch.get_sblock(f"{name}_v0")
             c, qa, qk, qb, hh = sch.get_loops(block)
-            unalign(name, int(sch.get(qk).extent), int(sch.get(qb).extent))
-            ho, hi = channels(hh)
-            sch.reorder(c, qa, qb, *ho, qk)
-            if hi is not None:
-                sch.reorder(qk, hi)
-            outer = sch.fuse(c, qa, qb)
-            if cores > 1:
-                sch.parallel(outer)
-            sch.unroll(qk)
-            if hi is not None:
-                sch.vectorize(hi)
-        unalign("spectral", 1, length // stages[0][0])
-        # The two transposes (pack: [.., H, N] -> [.., N/2, H]; unpack: back) gather; tiles
-        # keep the gathered cache lines in L1 (3x faster than untiled at hyena_4k).
-        for name in ("pack_u", "pack_k"):
-            block = sch.get_sblock(name + "_v0")
-            *lead, p, hh = sch.get_loops(block)
-            ho, hi = channels(hh)
-            nz = int(sch.get(p).extent)
-            if nz % 8 == 0:
-                po, pi = sch.split(p, [None, 8])
-                sch.reorder(po, *ho, pi)
-                lead.append(po)
-            else:
-                lead.append(p)
-            fused = sch.fuse(*lead) if len(lead) > 1 else lead[0]
-            if cores > 1:
-                sch.parallel(fused)
-            if hi is not None:
-                sch.vectorize(hi)
-        block = sch.get_sblock("spectral_v0")
-        b, rr, one, f, hh = sch.get_loops(block)
-        ho, hi = channels(hh)
-        outer = sch.fuse(b, rr, one, f)
-        if cores > 1:
-            sch.parallel(outer)
-        if hi is not None:
-            sch.vectorize(hi)
-        from .schedules import parallel_vectorize
+            if name != "spectral":
+                unalign(name, int(sch.get(qk).extent), int(sch.get(qb).extent))
+            ho, hi = sch.split(hh, [None, lanes])
+            sch.reorder(c, ho, qa, qb, qk, hi)
+            if name != "spectral":
+                sch.unroll(qk)
+            vectorize(hi)
+            return sch.fuse(c, ho)
 
+        def pack(name):
+            """The transpose [.., H, N/2] -> [.., N/2, H], in 8 x lanes tiles."""
+            block = sch.get_sblock(f"{name}_v0")
+            *lead, p, hh = sch.get_loops(block)
+            ho, hi = sch.split(hh, [None, lanes])
+            inner = [p]
+            if int(sch.get(p).extent) % 8 == 0:
+                inner = list(sch.split(p, [None, 8]))
+            sch.reorder(*lead, ho, *inner, hi)
+            vectorize(hi)
+            return sch.fuse(*lead, ho) if lead else ho
+
+        # u's chain, from pack to unpack, and the filter's (one row)
+        chain = [pack("pack_u")] + [stage(f"fwd{s}") for s in range(len(stages))]
+        kchain = [pack("pack_k")] + [stage(f"kfwd{s}") for s in range(len(stages))]
+        chain += [stage("spectral")] + [stage(f"inv{s}") for s in range(len(stages))]
+        unalign("spectral", 1, length // stages[0][0])
+        # unpack: [B, H, N] written along t (8-wide vectors), gathering from the last stage
         block = sch.get_sblock("unpack")
-        tile = 16 if n % 16 == 0 else (8 if n % 8 == 0 else 0)
-        if not tile:
-            parallel_vectorize(sch, block, cores)
-            return
         b, hh, t = sch.get_loops(block)
-        to, tv, ti = sch.split(t, [None, tile // 8, 8])
-        sch.reorder(b, to, hh, tv, ti)
-        fused = sch.fuse(b, to)
-        if cores > 1:
-            sch.parallel(fused)
-        sch.vectorize(ti)
+        ho, hi = sch.split(hh, [None, lanes])
+        if n % 8 == 0:
+            to, ti = sch.split(t, [None, 8])
+            sch.reorder(b, ho, to, hi, ti)
+            sch.vectorize(ti)
+        else:
+            sch.reorder(b, ho, hi, t)
+        chain.append(sch.fuse(b, ho))
+        if bsz == 1:  # same extent: one loop for both chains (the filter's first)
+            loops = [sch.merge(*chain[: 1 + len(stages)], *kchain, *chain[1 + len(stages):])]
+        else:
+            loops = [sch.merge(*kchain) if len(kchain) > 1 else kchain[0], sch.merge(*chain)]
+        for loop in loops:
+            if cores > 1 and int(sch.get(loop).extent) > 1:
+                sch.parallel(loop)
 
     def baseline(self, a, u, k):
         """torch.fft: real FFTs of length 2N, product, inverse (the filter spectrum included)."""

@@ -42,9 +42,10 @@ def test_explicit_factor(gen):
         assert relative_error(F.fft_conv1d(u, k, n1=n1), ref) <= 1e-4
 
 
-# Channel counts that are multiples of 8 take the vectorised schedule (and, at these lengths,
-# the padded strides); 4 takes 4-wide vectors; odd counts stay scalar.
-@pytest.mark.parametrize("b,h,n", [(2, 8, 1000), (1, 16, 4096), (3, 4, 777), (1, 1, 1), (2, 5, 2)])
+# The schedule runs chunks of channels one vector wide: channel counts that are multiples of 8
+# or 16 take full vectors (and, at these lengths, the padded strides), 4 and 2 narrower ones,
+# odd counts stay scalar; one row (B = 1) puts the filter's chain in the same loop.
+@pytest.mark.parametrize("b,h,n", [(2, 8, 1000), (1, 16, 4096), (1, 32, 2048), (3, 4, 777), (2, 6, 50), (1, 1, 1), (2, 5, 2)])
 def test_stockham_shapes(b, h, n, gen):
     u = torch.randn(b, h, n, generator=gen, dtype=torch.float64)
     k = torch.randn(h, n, generator=gen, dtype=torch.float64) / n**0.5
