@@ -518,15 +518,15 @@ class FFTConv1d(OpSpec):
 
     def _schedule_cpu_stockham(self, sch, target, a):
         """Channel chunks: the channels are split into chunks of ``lanes`` (one vector), and one
-        parallel loop over (rows, chunks) runs every stage of u's chain for its chunk, from the
-        pack to the unpack: a chunk's stage buffers (lanes x L complex) stay in the core's L2
-        between stages, where stage-by-stage passes over all channels streamed them through L3
-        (1.8x faster at hyena_4k, benchmarks/RESULTS.md, session 9). The filter's chain runs in
-        the same loop when there is one row (B = 1), otherwise in a loop of its own before it.
-        Inside a stage the loops are (a, b, k, lanes): the radix loop k unrolled (its Select on
-        k folds to one butterfly output), the lanes vectorised. Power-of-two strides between
-        the R streams a stage reads or writes would put them all in one cache set: strides
-        that are multiples of 4 KiB get one cache line of padding."""
+        parallel loop over the chunks runs every stage of both chains for its chunk, from the
+        packs to the unpack, for all B rows: a chunk's stage buffers (B x lanes x L complex) stay
+        in the core's L2 between stages, where stage-by-stage passes over all channels streamed
+        them through L3 (1.8x faster at hyena_4k, benchmarks/RESULTS.md, session 9). When B rows
+        would not fit, the loop is over (rows, chunks) and the filter's chain gets a chunk loop
+        of its own before it. Inside a stage the loops are (a, b, k, lanes): the radix loop k
+        unrolled (its Select on k folds to one butterfly output), the lanes vectorised.
+        Power-of-two strides between the R streams a stage reads or writes would put them all
+        in one cache set: strides that are multiples of 4 KiB get one cache line of padding."""
         from tvm import target as tvm_target
 
         bsz, h, n = a["u"]
@@ -536,7 +536,10 @@ class FFTConv1d(OpSpec):
         # does not divide H or leaves a core without a chunk.
         wide = 16 if tvm_target.codegen.target_has_features("avx512f", target) else 8
         lanes = next(w for w in (16, 8, 4, 2, 1) if w <= wide and h % w == 0)
-        while lanes > 1 and bsz * h // lanes < cores and h % (lanes // 2) == 0:
+        # All rows of a chunk in one iteration (the filter's chain once per chunk, in the same
+        # loop) while their stage buffers fit in L2 (1 MiB each); otherwise one row per iteration.
+        rows_inside = bsz == 1 or bsz * wide * length * 8 <= 1 << 20
+        while lanes > 1 and (1 if rows_inside else bsz) * h // lanes < cores and h % (lanes // 2) == 0:
             lanes //= 2
 
         def unalign(name, r, ns):  # buffer [rows, A, r, ns, lanes]: strides of axes 2 and 1
@@ -548,22 +551,28 @@ class FFTConv1d(OpSpec):
                 if r * s2 % 1024 == 0:
                     sch.storage_align(blk, 0, 1, 1024, 16)
 
+        def chunk_first(rows, ho):  # the loop order: (chunk, rows) or (rows, chunk)
+            return [ho, *rows] if rows_inside else [*rows, ho]
+
+        def chunk_loop(rows, ho):  # the loop the chain's nests are merged at
+            return ho if rows_inside or not rows else sch.fuse(*rows, ho)
+
         def vectorize(loop):
             if lanes > 1:
                 sch.vectorize(loop)
 
         def stage(name):
-            """(rows, A, R, Ns, H) -> (rows * chunks | A, Ns, R unrolled, lanes); the outer loop."""
+            """(rows, A, R, Ns, H) -> (chunks, rows | A, Ns, R unrolled, lanes); the chunk loop."""
             block = sch.get_sblock(f"{name}_v0")
             c, qa, qk, qb, hh = sch.get_loops(block)
             if name != "spectral":
                 unalign(name, int(sch.get(qk).extent), int(sch.get(qb).extent))
             ho, hi = sch.split(hh, [None, lanes])
-            sch.reorder(c, ho, qa, qb, qk, hi)
+            sch.reorder(*chunk_first([c], ho), qa, qb, qk, hi)
             if name != "spectral":
                 sch.unroll(qk)
             vectorize(hi)
-            return sch.fuse(c, ho)
+            return chunk_loop([c], ho)
 
         def pack(name):
             """The transpose [.., H, N/2] -> [.., N/2, H], in 8 x lanes tiles."""
@@ -573,9 +582,9 @@ class FFTConv1d(OpSpec):
             inner = [p]
             if int(sch.get(p).extent) % 8 == 0:
                 inner = list(sch.split(p, [None, 8]))
-            sch.reorder(*lead, ho, *inner, hi)
+            sch.reorder(*chunk_first(lead, ho), *inner, hi)
             vectorize(hi)
-            return sch.fuse(*lead, ho) if lead else ho
+            return chunk_loop(lead, ho)
 
         # u's chain, from pack to unpack, and the filter's (one row)
         chain = [pack("pack_u")] + [stage(f"fwd{s}") for s in range(len(stages))]
@@ -588,12 +597,12 @@ class FFTConv1d(OpSpec):
         ho, hi = sch.split(hh, [None, lanes])
         if n % 8 == 0:
             to, ti = sch.split(t, [None, 8])
-            sch.reorder(b, ho, to, hi, ti)
+            sch.reorder(*chunk_first([b], ho), to, hi, ti)
             sch.vectorize(ti)
         else:
-            sch.reorder(b, ho, hi, t)
-        chain.append(sch.fuse(b, ho))
-        if bsz == 1:  # same extent: one loop for both chains (the filter's first)
+            sch.reorder(*chunk_first([b], ho), hi, t)
+        chain.append(chunk_loop([b], ho))
+        if rows_inside:  # same extent: one loop for both chains (the filter's first)
             loops = [sch.merge(*chain[: 1 + len(stages)], *kchain, *chain[1 + len(stages):])]
         else:
             loops = [sch.merge(*kchain) if len(kchain) > 1 else kchain[0], sch.merge(*chain)]

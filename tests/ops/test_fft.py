@@ -44,8 +44,8 @@ def test_explicit_factor(gen):
 
 # The schedule runs chunks of channels one vector wide: channel counts that are multiples of 8
 # or 16 take full vectors (and, at these lengths, the padded strides), 4 and 2 narrower ones,
-# odd counts stay scalar; one row (B = 1) puts the filter's chain in the same loop.
-@pytest.mark.parametrize("b,h,n", [(2, 8, 1000), (1, 16, 4096), (1, 32, 2048), (3, 4, 777), (2, 6, 50), (1, 1, 1), (2, 5, 2)])
+# odd counts stay scalar; (3, 8, 8192) is too large for all rows of a chunk in one iteration.
+@pytest.mark.parametrize("b,h,n", [(2, 8, 1000), (1, 16, 4096), (1, 32, 2048), (3, 8, 8192), (3, 4, 777), (2, 6, 50), (1, 1, 1), (2, 5, 2)])
 def test_stockham_shapes(b, h, n, gen):
     u = torch.randn(b, h, n, generator=gen, dtype=torch.float64)
     k = torch.randn(h, n, generator=gen, dtype=torch.float64) / n**0.5
