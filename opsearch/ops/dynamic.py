@@ -320,6 +320,48 @@ class Involution2d(OpSpec):
             name="involution",
         )
 
+    def schedule_cpu(self, sch, target, a):
+        """Register tiles of (4 channels of a group, up to 4 output rows, one vector along the
+        output width), accumulated in a local tile over the 7 x 7 window: the kernel vector
+        ker[g, r, i, j] is loaded once for the channels of the tile, and with the window's
+        rows unrolled the loads of x that two tile rows share are loaded once. A strided
+        window reads the padded input split into its stride's phases (w % s, w // s), so the
+        vector loads along the width stay contiguous (rednet_c64 309 -> 117 us, rednet_c256_s2
+        210 -> 100 us against the tuned generic space; benchmarks/RESULTS.md, session 9)."""
+        from .schedules import parallel_vectorize
+
+        cores = int(target.attrs.get("num-cores", 1))
+        cpg = a["x"][1] // a["kernel"][1]
+        ho, wo = self._out_hw(a)
+        sw = a["stride"][1]
+        names = {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
+        if "pad" in names:
+            pad = sch.get_sblock("pad")
+            if sw > 1 and (a["x"][3] + 2 * a["padding"][1]) % sw == 0:
+                sch.transform_layout(pad, ("write", 0), lambda b, c, h, w: (b, c, h, w % sw, w // sw))
+            parallel_vectorize(sch, pad, cores)
+        block = sch.get_sblock("involution")
+        b, ch, i, j, ru, rv = sch.get_loops(block)
+        ci_n = next(t for t in (4, 2, 1) if cpg % t == 0)
+        it_n = next(t for t in (4, 2, 1) if ho % t == 0)
+        lanes = next((t for t in (8, 16) if wo % t == 0), None) or max(t for t in range(1, 17) if wo % t == 0)
+        cg, ci = sch.split(ch, [None, ci_n])
+        io, it = sch.split(i, [None, it_n])
+        jo, ji = sch.split(j, [None, lanes])
+        sch.reorder(b, cg, io, jo, rv, ru, it, ci, ji)
+        tile = sch.cache_write(block, 0, "global")
+        sch.reverse_compute_at(tile, jo)
+        outer = sch.fuse(b, cg, io)
+        if cores > 1:
+            sch.parallel(outer)
+        for loop in (ru, it, ci):
+            sch.unroll(loop)
+        if lanes > 1:
+            sch.vectorize(ji)
+        sch.decompose_reduction(block, rv)
+        if lanes > 1:
+            sch.vectorize(sch.get_loops(tile)[-1])
+
     def reference(self, a, x, kernel):
         import torch.nn.functional as F
 

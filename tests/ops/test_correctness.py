@@ -40,6 +40,12 @@ CASES = [
     ("dynamic_conv1d", dict(x=[3, 6, 19], weight=[3, 2, 4, 19], causal=True)),
     ("involution2d", dict(x=[1, 8, 13, 11], kernel=[1, 2, 9, 13, 11], kernel_size=3, padding=1)),
     ("involution2d", dict(x=[2, 6, 15, 14], kernel=[2, 3, 25, 7, 5], kernel_size=5, stride=2, padding=[1, 2], dilation=[1, 2])),
+    # register tiles of 4 channels x 4 rows x 8 lanes; 3 channels per group and a prime width
+    # (17) leave 1-wide tiles; stride 3 reads the padded input split into 3 phases, no padding none
+    ("involution2d", dict(x=[1, 16, 12, 16], kernel=[1, 1, 9, 12, 16], kernel_size=3, padding=1)),
+    ("involution2d", dict(x=[1, 6, 19, 17], kernel=[1, 2, 9, 19, 17], kernel_size=3, padding=1)),
+    ("involution2d", dict(x=[1, 4, 20, 20], kernel=[1, 1, 9, 8, 8], kernel_size=3, stride=3, padding=2)),
+    ("involution2d", dict(x=[2, 8, 11, 12], kernel=[2, 2, 9, 5, 5], kernel_size=3, stride=2)),
     ("fft_conv1d", dict(u=[2, 3, 64], k=[3, 64])),
     ("fft_conv1d", dict(u=[1, 2, 97], k=[2, 97])),
 ]
