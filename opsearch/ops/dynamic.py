@@ -302,7 +302,7 @@ class Involution2d(OpSpec):
         return 2 * a["kernel_size"] ** 2 * prod(self.output_shape(a))
 
     def compute(self, a, ins):
-        from tvm import te
+        from tvm import te, tirx
 
         from .te_util import pad
 
@@ -310,36 +310,57 @@ class Involution2d(OpSpec):
         c, g, k = a["x"][1], a["kernel"][1], a["kernel_size"]
         cpg = c // g
         (sh, sw), (ph, pw), (dh, dw) = a["stride"], a["padding"], a["dilation"]
-        xp = pad(x, [(0, 0), (0, 0), (ph, ph), (pw, pw)], "pad")
         ru, rv = te.reduce_axis((0, k), "ru"), te.reduce_axis((0, k), "rv")
+        if self.phased(a):
+            # x[.., w] -> xs[.., w % s, w // s] (padded): window column j*s + v*d is then
+            # xs[.., (v*d) % s, j + (v*d) // s], contiguous along j
+            n, _, h, w = a["x"]
+            wp = w + 2 * pw
+            xs = te.compute(
+                (n, c, h + 2 * ph, sw, wp // sw),
+                lambda b, ch, hh, f, q: tirx.if_then_else(
+                    tirx.all(hh >= ph, hh < ph + h, q * sw + f >= pw, q * sw + f < pw + w),
+                    x[b, ch, hh - ph, q * sw + f - pw], tirx.const(0, x.dtype)),
+                name="phase_pad",
+            )
+
+            def window(b, ch, i, j):
+                return xs[b, ch, i * sh + ru * dh, (rv * dw) % sw, j + (rv * dw) // sw]
+        else:
+            xp = pad(x, [(0, 0), (0, 0), (ph, ph), (pw, pw)], "pad")
+
+            def window(b, ch, i, j):
+                return xp[b, ch, i * sh + ru * dh, j * sw + rv * dw]
         return te.compute(
             self.output_shape(a),
-            lambda b, ch, i, j: te.sum(
-                ker[b, ch // cpg, ru * k + rv, i, j] * xp[b, ch, i * sh + ru * dh, j * sw + rv * dw], axis=[ru, rv]
-            ),
+            lambda b, ch, i, j: te.sum(ker[b, ch // cpg, ru * k + rv, i, j] * window(b, ch, i, j), axis=[ru, rv]),
             name="involution",
         )
+
+    def phased(self, a) -> bool:
+        """Whether the padded input is stored split into the stride's phases along the width
+        (x[.., w] at [.., w % s, w // s]): strided windows, padded width a multiple of the
+        stride. A window's vector loads along the output width are then contiguous instead of
+        strided (rednet_c256_s2: 2.1x, benchmarks/RESULTS.md, session 9)."""
+        sw = a["stride"][1]
+        return sw > 1 and (a["x"][3] + 2 * a["padding"][1]) % sw == 0
 
     def schedule_cpu(self, sch, target, a):
         """Register tiles of (4 channels of a group, up to 4 output rows, one vector along the
         output width), accumulated in a local tile over the 7 x 7 window: the kernel vector
         ker[g, r, i, j] is loaded once for the channels of the tile, and with the window's
-        rows unrolled the loads of x that two tile rows share are loaded once. A strided
-        window reads the padded input split into its stride's phases (w % s, w // s), so the
-        vector loads along the width stay contiguous (rednet_c64 309 -> 117 us, rednet_c256_s2
-        210 -> 100 us against the tuned generic space; benchmarks/RESULTS.md, session 9)."""
+        rows unrolled the loads of x that two tile rows share are loaded once; with a stride
+        the input comes split into phases (:meth:`phased`). rednet_c64 309 -> 117 us,
+        rednet_c256_s2 210 -> 100 us against the tuned generic space (benchmarks/RESULTS.md,
+        session 9)."""
         from .schedules import parallel_vectorize
 
         cores = int(target.attrs.get("num-cores", 1))
         cpg = a["x"][1] // a["kernel"][1]
         ho, wo = self._out_hw(a)
-        sw = a["stride"][1]
         names = {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
-        if "pad" in names:
-            pad = sch.get_sblock("pad")
-            if sw > 1 and (a["x"][3] + 2 * a["padding"][1]) % sw == 0:
-                sch.transform_layout(pad, ("write", 0), lambda b, c, h, w: (b, c, h, w % sw, w // sw))
-            parallel_vectorize(sch, pad, cores)
+        for name in {"pad", "phase_pad"} & names:
+            parallel_vectorize(sch, sch.get_sblock(name), cores)
         block = sch.get_sblock("involution")
         b, ch, i, j, ru, rv = sch.get_loops(block)
         ci_n = next(t for t in (4, 2, 1) if cpg % t == 0)
