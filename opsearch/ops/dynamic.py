@@ -92,6 +92,47 @@ class CondConv2d(OpSpec):
         )
         return add_bias(y, ins.get("bias"), axis=1)
 
+    def schedule_cpu(self, sch, target, a):
+        """The channel-blocked form takes the generic default. The grouped / depthwise form
+        (mbv2_dw_e8) gets register tiles of up to 4 output rows x one vector along the output
+        width (the whole row when it is at most 32 wide), the window's rows and columns
+        unrolled, and the padding computed per tile inside the parallel loop instead of as a
+        pass over the whole input (mbv2_dw_e8 224 -> 109 us; benchmarks/RESULTS.md, session 9)."""
+        if self.packed(a):
+            return super().schedule_cpu(sch, target, a)
+        from .schedules import parallel_vectorize
+
+        cores = int(target.attrs.get("num-cores", 1))
+        _, _, ho, wo = self.output_shape(a)
+        names = {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
+        parallel_vectorize(sch, sch.get_sblock("mix"), cores)
+        if "out" in names:  # bias
+            parallel_vectorize(sch, sch.get_sblock("out"), cores)
+        block = sch.get_sblock("conv")
+        b, k, i, j, rc, ry, rx = sch.get_loops(block)
+        it_n = next(t for t in (4, 2, 1) if ho % t == 0)
+        if wo <= 32:
+            lanes = wo
+        else:
+            lanes = next((t for t in (16, 8) if wo % t == 0), None) or max(t for t in range(1, 17) if wo % t == 0)
+        io, it = sch.split(i, [None, it_n])
+        jo, ji = sch.split(j, [None, lanes])
+        sch.reorder(b, k, io, jo, rc, ry, rx, it, ji)
+        tile = sch.cache_write(block, 0, "global")
+        sch.reverse_compute_at(tile, jo)
+        outer = sch.fuse(b, k, io)
+        if cores > 1:
+            sch.parallel(outer)
+        if "pad" in names:
+            sch.compute_at(sch.get_sblock("pad"), outer)
+        for loop in (ry, rx, it):
+            sch.unroll(loop)
+        if lanes > 1:
+            sch.vectorize(ji)
+        sch.decompose_reduction(block, rc)
+        if lanes > 1:
+            sch.vectorize(sch.get_loops(tile)[-1])
+
     def packed(self, a) -> bool:
         """Compute in the channel-blocked layout (NCHW16c, as dilated_conv2d does) under the same
         rule (te_util.blocked_layout_applies): effnet_3x3_e8's 28-wide rows leave every NCHW

@@ -33,6 +33,10 @@ CASES = [
     # channel-blocked form: 16-channel multiples, output widths 7 and 13
     ("condconv2d", dict(x=[3, 16, 9, 13], experts=[5, 32, 16, 3, 3], routing=[3, 5], bias=[32], padding=1)),
     ("condconv2d", dict(x=[2, 32, 11, 14], experts=[3, 16, 32, 3, 3], routing=[2, 3], stride=2, padding=[2, 1], dilation=[2, 1])),
+    # grouped / depthwise form in register tiles: rows of 4 and 1, a 40-wide row in 8-lane
+    # vectors, a 37-wide (prime) one in 1-wide tiles, no padding
+    ("condconv2d", dict(x=[2, 12, 8, 40], experts=[3, 12, 1, 3, 3], routing=[2, 3], bias=[12], padding=1, groups=12)),
+    ("condconv2d", dict(x=[1, 6, 9, 39], experts=[2, 6, 3, 3, 3], routing=[1, 2], groups=2)),
     ("lightweight_conv1d", dict(x=[2, 12, 23], weight=[4, 5])),
     ("lightweight_conv1d", dict(x=[1, 9, 31], weight=[3, 6], causal=True)),
     ("lightweight_conv1d", dict(x=[3, 16, 17], weight=[16, 7], causal=False)),
