@@ -68,6 +68,21 @@ class DilatedConv2d(OpSpec):
 
         return blocked_layout_applies(a["x"][1], a["weight"][0], a["groups"], self.output_shape(a)[3])
 
+    def schedule_cpu(self, sch, target, a):
+        """The blocked form: the weight packed in its source's order and the convolution in
+        register tiles (schedules.conv2d_nchwc_tiles); the NCHW form: the generic default."""
+        if not self.packed(a):
+            return super().schedule_cpu(sch, target, a)
+        from .schedules import conv2d_nchwc_tiles, parallel_vectorize, weight_pack
+
+        cores = int(target.attrs.get("num-cores", 1))
+        weight_pack(sch, sch.get_sblock("wpack"), cores)
+        names = {sch.get(blk).name_hint for blk in sch.get_child_blocks(sch.get_sblock("root"))}
+        for name in ("pack_pad", "unpack", "out"):
+            if name in names:
+                parallel_vectorize(sch, sch.get_sblock(name), cores)
+        conv2d_nchwc_tiles(sch, sch.get_sblock("conv"), cores)
+
     def compute(self, a, ins):
         from tvm import te
 

@@ -81,6 +81,42 @@ def parallel_vectorize(sch, block, cores: int, vector_bytes: int = 32, loops=Non
         sch.decompose_reduction(block, reduce[0])
 
 
+def weight_pack(sch, block, cores: int) -> None:
+    """A weight packing stage [.., O/16, C/16, KH, KW, 16c, 16o] <- w[.., O, C, KH, KW]: loops in
+    the source's order (o, c, kh, kw innermost), so reads are contiguous and writes land in one
+    16 x 16 x KH x KW block; parallel over the blocks."""
+    *lead, i, j, ci, oi = sch.get_loops(block)
+    sch.reorder(*lead, oi, ci, i, j)
+    fused = sch.fuse(*lead) if len(lead) > 1 else lead[0]
+    if cores > 1:
+        sch.parallel(fused)
+
+
+def conv2d_nchwc_tiles(sch, block, cores: int) -> None:
+    """The blocked convolution (te_util.conv2d_nchwc) in register tiles: up to 8 output columns
+    x 2 output-channel blocks x 16 lanes of accumulators, held in a local tile over the whole
+    reduction (input-channel blocks, taps, 16 lanes unrolled by 4): each input value is
+    broadcast once for the tile's channel blocks, each weight vector loaded once for its
+    columns. Parallel over (sample, channel-block pair, output row)."""
+    b, ko, i, j, oi, rco, ry, rx, rci = sch.get_loops(block)
+    wo, kb = _extent(sch, j), _extent(sch, ko)
+    cols = max(t for t in range(1, 9) if wo % t == 0)
+    koo, koi = sch.split(ko, [None, 2 if kb % 2 == 0 else 1])
+    jo, ji = sch.split(j, [None, cols])
+    rcio, rcii = sch.split(rci, [None, 4])
+    sch.reorder(b, koo, i, jo, rco, ry, rx, rcio, rcii, koi, ji, oi)
+    tile = sch.cache_write(block, 0, "global")
+    sch.reverse_compute_at(tile, jo)
+    outer = sch.fuse(b, koo, i)
+    if cores > 1:
+        sch.parallel(outer)
+    for loop in (rcii, koi, ji):
+        sch.unroll(loop)
+    sch.vectorize(oi)
+    sch.decompose_reduction(block, rco)
+    sch.vectorize(sch.get_loops(tile)[-1])
+
+
 def default_cuda(sch, target, keep=(), threads: int = 128) -> None:
     for block in _inline_producers(sch, keep):
         spatial, _ = _split_iters(sch, block)
