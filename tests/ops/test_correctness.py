@@ -24,6 +24,9 @@ CASES = [
     ("dilated_conv1d", dict(x=[3, 8, 64], weight=[8, 8, 2], bias=[8], dilation=16)),
     ("shift_conv2d", dict(x=[1, 10, 13, 17], shifts=[10, 2], weight=[6, 10])),
     ("shift_conv2d", dict(x=[2, 5, 9, 7], shifts=[5, 2], weight=[11, 5], bias=[11])),
+    # register tiles: 4 output channels x 4 vectors (with the bias in the write-back), 2 x 1
+    ("shift_conv2d", dict(x=[2, 8, 6, 64], shifts=[8, 2], weight=[12, 8], bias=[12])),
+    ("shift_conv2d", dict(x=[1, 6, 5, 48], shifts=[6, 2], weight=[6, 6])),
     ("shift_linear", dict(x=[7, 33], sign=[13, 33], shift=[13, 33])),
     ("shift_linear", dict(x=[2, 5, 19], sign=[9, 19], shift=[9, 19], bias=[9])),
     ("adder_conv2d", dict(x=[2, 3, 11, 13], weight=[5, 3, 3, 3], padding=1)),
