@@ -45,6 +45,9 @@ CASES = [
     ("lightweight_conv1d", dict(x=[3, 16, 17], weight=[16, 7], causal=False)),
     ("dynamic_conv1d", dict(x=[2, 12, 23], weight=[2, 4, 5, 23])),
     ("dynamic_conv1d", dict(x=[3, 6, 19], weight=[3, 2, 4, 19], causal=True)),
+    # register tiles with vectors along time: 16 lanes x 1 and x 2, 4 and 2 channels per tile
+    ("lightweight_conv1d", dict(x=[2, 8, 48], weight=[2, 5])),
+    ("dynamic_conv1d", dict(x=[1, 8, 64], weight=[1, 4, 3, 64], causal=True)),
     ("involution2d", dict(x=[1, 8, 13, 11], kernel=[1, 2, 9, 13, 11], kernel_size=3, padding=1)),
     ("involution2d", dict(x=[2, 6, 15, 14], kernel=[2, 3, 25, 7, 5], kernel_size=5, stride=2, padding=[1, 2], dilation=[1, 2])),
     # register tiles of 4 channels x 4 rows x 8 lanes; 3 channels per group and a prime width
