@@ -94,10 +94,11 @@ class CondConv2d(OpSpec):
 
     def schedule_cpu(self, sch, target, a):
         """The channel-blocked form takes the generic default. The grouped / depthwise form
-        (mbv2_dw_e8) gets register tiles of up to 4 output rows x one vector along the output
-        width (the whole row when it is at most 32 wide), the window's rows and columns
-        unrolled, and the padding computed per tile inside the parallel loop instead of as a
-        pass over the whole input (mbv2_dw_e8 224 -> 109 us; benchmarks/RESULTS.md, session 9)."""
+        (mbv2_dw_e8) gets register tiles of as many output rows as 16 vector registers hold x
+        one vector along the output width (the whole row when it is at most 32 wide), the
+        window's rows and columns unrolled, and the padding computed per tile inside the
+        parallel loop (when the window's halo is at most the tile again) instead of as a pass
+        over the whole input (mbv2_dw_e8 224 -> ~105 us; benchmarks/RESULTS.md, session 9)."""
         from .schedules import conv2d_nchwc_tiles, parallel_vectorize, weight_pack
 
         cores = int(target.attrs.get("num-cores", 1))
@@ -124,11 +125,14 @@ class CondConv2d(OpSpec):
             parallel_vectorize(sch, sch.get_sblock("out"), cores)
         block = sch.get_sblock("conv")
         b, k, i, j, rc, ry, rx = sch.get_loops(block)
-        it_n = next(t for t in (4, 2, 1) if ho % t == 0)
         if wo <= 32:
             lanes = wo
         else:
             lanes = next((t for t in (16, 8) if wo % t == 0), None) or max(t for t in range(1, 17) if wo % t == 0)
+        # as many rows as 16 vector registers of accumulators hold (a 5x5 window on 14 x 14
+        # maps: 4 rows 1078 us, 14 rows 100 us)
+        regs = -(-lanes // 16)
+        it_n = max(t for t in range(1, ho + 1) if ho % t == 0 and t * regs <= 16)
         io, it = sch.split(i, [None, it_n])
         jo, ji = sch.split(j, [None, lanes])
         sch.reorder(b, k, io, jo, rc, ry, rx, it, ji)
@@ -137,8 +141,11 @@ class CondConv2d(OpSpec):
         outer = sch.fuse(b, k, io)
         if cores > 1:
             sch.parallel(outer)
-        if "pad" in names:
+        kh, dh = a["experts"][3], a["dilation"][0]
+        if "pad" in names and it_n + (kh - 1) * dh <= 2 * it_n:  # a halo of at most the tile again
             sch.compute_at(sch.get_sblock("pad"), outer)
+        elif "pad" in names:
+            parallel_vectorize(sch, sch.get_sblock("pad"), cores)
         for loop in (ry, rx, it):
             sch.unroll(loop)
         if lanes > 1:
@@ -251,7 +258,8 @@ class _HeadConv1d(OpSpec):
         _, c, t = a["x"]
         cph = c // self._hk(a)[0]
         wide = 16 if tvm_target.codegen.target_has_features("avx512f", target) else 8
-        lanes = wide if t % wide == 0 else max(v for v in range(1, wide + 1) if t % v == 0)
+        # power-of-two vectors where they divide T (10-wide ones at T = 200: 2x slower)
+        lanes = next((v for v in (wide, 8, 4) if t % v == 0), None) or max(v for v in range(1, wide + 1) if t % v == 0)
         strip = 2 if t % (2 * lanes) == 0 else 1
         ct_n = next(v for v in (4, 2, 1) if cph % v == 0)
         conv = sch.get_sblock("conv")
