@@ -98,7 +98,7 @@ class CondConv2d(OpSpec):
         one vector along the output width (the whole row when it is at most 32 wide), the
         window's rows and columns unrolled, and the padding computed per tile inside the
         parallel loop (when the window's halo is at most the tile again) instead of as a pass
-        over the whole input (mbv2_dw_e8 224 -> ~105 us; benchmarks/RESULTS.md, session 9)."""
+        over the whole input (mbv2_dw_e8 208 -> 102 us; benchmarks/RESULTS.md, session 9)."""
         from .schedules import conv2d_nchwc_tiles, parallel_vectorize, weight_pack
 
         cores = int(target.attrs.get("num-cores", 1))
@@ -174,7 +174,7 @@ class CondConv2d(OpSpec):
         e, o, c, kh, kw = a["experts"]
         # the experts packed first (a transpose), so the mix reads them contiguously: mixing
         # straight from [E, O, C, KH, KW] into the packed layout reads 16-lane vectors with a
-        # stride of C*KH*KW (485 us of effnet_3x3_e8's 2.2 ms; packed first: ~60 us)
+        # stride of C*KH*KW (485 us of effnet_3x3_e8's 2.2 ms, timed alone)
         ep = te.compute((e, o // v, c // v, kh, kw, v, v),
                         lambda r, ko, co, i, j, ci, oi: ex[r, ko * v + oi, co * v + ci, i, j], name="experts_pack")
         re_ = te.reduce_axis((0, e), "re")
@@ -251,7 +251,7 @@ class _HeadConv1d(OpSpec):
         (unrolled) taps in a local tile: a head's weight (scalar, or a vector along time for
         dynamic conv) is loaded once for the tile's channels. The padding is computed per
         channel tile inside the parallel loop instead of as a pass over the whole input
-        (dynamic wmt_k31 734 -> 378 us, lightweight wmt_k31 387 -> 328 us; session 9)."""
+        (dynamic wmt_k31 743 -> 377 us, lightweight wmt_k31 410 -> 333 us; session 9)."""
         from tvm import target as tvm_target
 
         cores = int(target.attrs.get("num-cores", 1))
@@ -443,7 +443,7 @@ class Involution2d(OpSpec):
         """Whether the padded input is stored split into the stride's phases along the width
         (x[.., w] at [.., w % s, w // s]): strided windows, padded width a multiple of the
         stride. A window's vector loads along the output width are then contiguous instead of
-        strided (rednet_c256_s2: 2.1x, benchmarks/RESULTS.md, session 9)."""
+        strided (rednet_c256_s2: 100 -> 68 us, benchmarks/RESULTS.md, session 9)."""
         sw = a["stride"][1]
         return sw > 1 and (a["x"][3] + 2 * a["padding"][1]) % sw == 0
 
@@ -452,8 +452,8 @@ class Involution2d(OpSpec):
         output width), accumulated in a local tile over the 7 x 7 window: the kernel vector
         ker[g, r, i, j] is loaded once for the channels of the tile, and with the window's
         rows unrolled the loads of x that two tile rows share are loaded once; with a stride
-        the input comes split into phases (:meth:`phased`). rednet_c64 309 -> 117 us,
-        rednet_c256_s2 210 -> 100 us against the tuned generic space (benchmarks/RESULTS.md,
+        the input comes split into phases (:meth:`phased`). rednet_c64 287 -> 119 us,
+        rednet_c256_s2 200 -> 68 us against the tuned generic space (benchmarks/RESULTS.md,
         session 9)."""
         from .schedules import parallel_vectorize
 

@@ -66,15 +66,15 @@ class ShiftConv2d(OpSpec):
         4 vectors of pixels along a row, accumulated over the input channels in a local tile.
         The shift is computed per (row, pixel strip) inside the parallel loop, for all input
         channels (a strip of up to 64 pixels x C fits L1), instead of as a pass through memory,
-        and the bias is added as the tile is written (scnet_64 1004 -> 462 us, scnet_b4
-        693 -> 344 us; benchmarks/RESULTS.md, session 9)."""
+        and the bias is added as the tile is written (scnet_64 1015 -> 453 us, scnet_b4
+        695 -> 343 us; benchmarks/RESULTS.md, session 9)."""
         from tvm import target as tvm_target
 
         cores = int(target.attrs.get("num-cores", 1))
         o, w = a["weight"][0], a["x"][3]
         wide = 16 if tvm_target.codegen.target_has_features("avx512f", target) else 8
         # power-of-two vectors where they divide the width, else its largest divisor up to a
-        # vector if that is at least 8 wide (w = 30: 15-wide, 19x the generic default); narrower
+        # vector if that is at least 4 wide (w = 30: 15-wide, 19x the generic default); narrower
         # ones (w = 57: 3-wide) ran slower than the generic default, which then schedules it
         lanes = next((t for t in (wide, 8, 4) if w % t == 0), None) or max(t for t in range(1, wide + 1) if w % t == 0)
         if lanes < 4:
