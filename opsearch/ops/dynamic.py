@@ -99,7 +99,7 @@ class CondConv2d(OpSpec):
         window's rows and columns unrolled, and the padding computed per tile inside the
         parallel loop (when the window's halo is at most the tile again) instead of as a pass
         over the whole input (mbv2_dw_e8 208 -> 102 us; benchmarks/RESULTS.md, session 9)."""
-        from .schedules import conv2d_nchwc_tiles, parallel_vectorize, weight_pack
+        from .schedules import accumulate_in_tiles, conv2d_nchwc_tiles, parallel_vectorize, weight_pack
 
         cores = int(target.attrs.get("num-cores", 1))
         if self.packed(a):
@@ -135,24 +135,13 @@ class CondConv2d(OpSpec):
         it_n = max(t for t in range(1, ho + 1) if ho % t == 0 and t * regs <= 16)
         io, it = sch.split(i, [None, it_n])
         jo, ji = sch.split(j, [None, lanes])
-        sch.reorder(b, k, io, jo, rc, ry, rx, it, ji)
-        tile = sch.cache_write(block, 0, "global")
-        sch.reverse_compute_at(tile, jo)
-        outer = sch.fuse(b, k, io)
-        if cores > 1:
-            sch.parallel(outer)
+        outer = accumulate_in_tiles(sch, block, (b, k, io, jo, rc, ry, rx, it, ji), at=jo, init=rc, outer=(b, k, io),
+                                    unroll=(ry, rx, it), vector=ji if lanes > 1 else None, cores=cores)
         kh, dh = a["experts"][3], a["dilation"][0]
         if "pad" in names and it_n + (kh - 1) * dh <= 2 * it_n:  # a halo of at most the tile again
             sch.compute_at(sch.get_sblock("pad"), outer)
         elif "pad" in names:
             parallel_vectorize(sch, sch.get_sblock("pad"), cores)
-        for loop in (ry, rx, it):
-            sch.unroll(loop)
-        if lanes > 1:
-            sch.vectorize(ji)
-        sch.decompose_reduction(block, rc)
-        if lanes > 1:
-            sch.vectorize(sch.get_loops(tile)[-1])
 
     def packed(self, a) -> bool:
         """Compute in the channel-blocked layout (NCHW16c, as dilated_conv2d does) under the same
@@ -254,6 +243,8 @@ class _HeadConv1d(OpSpec):
         (dynamic wmt_k31 743 -> 377 us, lightweight wmt_k31 410 -> 333 us; session 9)."""
         from tvm import target as tvm_target
 
+        from .schedules import accumulate_in_tiles
+
         cores = int(target.attrs.get("num-cores", 1))
         _, c, t = a["x"]
         cph = c // self._hk(a)[0]
@@ -266,19 +257,8 @@ class _HeadConv1d(OpSpec):
         b, ch, i, rk = sch.get_loops(conv)
         cho, cht = sch.split(ch, [None, ct_n])
         io, it, iv = sch.split(i, [None, strip, lanes])
-        sch.reorder(b, cho, io, rk, cht, it, iv)
-        tile = sch.cache_write(conv, 0, "global")
-        sch.reverse_compute_at(tile, io)
-        outer = sch.fuse(b, cho)
-        if cores > 1:
-            sch.parallel(outer)
-        for loop in (cht, it, rk):
-            sch.unroll(loop)
-        if lanes > 1:
-            sch.vectorize(iv)
-        sch.decompose_reduction(conv, rk)
-        if lanes > 1:
-            sch.vectorize(sch.get_loops(tile)[-1])
+        outer = accumulate_in_tiles(sch, conv, (b, cho, io, rk, cht, it, iv), at=io, init=rk, outer=(b, cho),
+                                    unroll=(cht, it, rk), vector=iv if lanes > 1 else None, cores=cores)
         if "pad" in {sch.get(blk).name_hint for blk in sch.get_child_blocks(sch.get_sblock("root"))}:
             sch.compute_at(sch.get_sblock("pad"), outer)
 
@@ -455,7 +435,7 @@ class Involution2d(OpSpec):
         the input comes split into phases (:meth:`phased`). rednet_c64 287 -> 119 us,
         rednet_c256_s2 200 -> 68 us against the tuned generic space (benchmarks/RESULTS.md,
         session 9)."""
-        from .schedules import parallel_vectorize
+        from .schedules import accumulate_in_tiles, parallel_vectorize
 
         cores = int(target.attrs.get("num-cores", 1))
         cpg = a["x"][1] // a["kernel"][1]
@@ -471,19 +451,8 @@ class Involution2d(OpSpec):
         cg, ci = sch.split(ch, [None, ci_n])
         io, it = sch.split(i, [None, it_n])
         jo, ji = sch.split(j, [None, lanes])
-        sch.reorder(b, cg, io, jo, rv, ru, it, ci, ji)
-        tile = sch.cache_write(block, 0, "global")
-        sch.reverse_compute_at(tile, jo)
-        outer = sch.fuse(b, cg, io)
-        if cores > 1:
-            sch.parallel(outer)
-        for loop in (ru, it, ci):
-            sch.unroll(loop)
-        if lanes > 1:
-            sch.vectorize(ji)
-        sch.decompose_reduction(block, rv)
-        if lanes > 1:
-            sch.vectorize(sch.get_loops(tile)[-1])
+        accumulate_in_tiles(sch, block, (b, cg, io, jo, rv, ru, it, ci, ji), at=jo, init=rv, outer=(b, cg, io),
+                            unroll=(ru, it, ci), vector=ji if lanes > 1 else None, cores=cores)
 
     def reference(self, a, x, kernel):
         import torch.nn.functional as F

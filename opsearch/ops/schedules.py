@@ -92,6 +92,28 @@ def weight_pack(sch, block, cores: int) -> None:
         sch.parallel(fused)
 
 
+def accumulate_in_tiles(sch, block, order, at, init, outer, unroll, vector, cores: int):
+    """The register-tile pattern of the hand-written CPU defaults: the loops of the reduction
+    ``block`` in ``order``; its output accumulated in a local tile, initialised at reduction
+    loop ``init`` and written back under loop ``at``; the ``outer`` loops fused and run in
+    parallel; the ``unroll`` loops unrolled; ``vector`` (None: none) vectorised, in the tile and
+    in its write-back. Returns the fused outer loop."""
+    sch.reorder(*order)
+    tile = sch.cache_write(block, 0, "global")
+    sch.reverse_compute_at(tile, at)
+    fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
+    if cores > 1:
+        sch.parallel(fused)
+    for loop in unroll:
+        sch.unroll(loop)
+    if vector is not None:
+        sch.vectorize(vector)
+    sch.decompose_reduction(block, init)
+    if vector is not None:
+        sch.vectorize(sch.get_loops(tile)[-1])
+    return fused
+
+
 def conv2d_nchwc_tiles(sch, block, cores: int) -> None:
     """The blocked convolution (te_util.conv2d_nchwc) in register tiles: up to 8 output columns
     x 2 output-channel blocks x 16 lanes of accumulators, held in a local tile over the whole
@@ -104,17 +126,8 @@ def conv2d_nchwc_tiles(sch, block, cores: int) -> None:
     koo, koi = sch.split(ko, [None, 2 if kb % 2 == 0 else 1])
     jo, ji = sch.split(j, [None, cols])
     rcio, rcii = sch.split(rci, [None, 4])
-    sch.reorder(b, koo, i, jo, rco, ry, rx, rcio, rcii, koi, ji, oi)
-    tile = sch.cache_write(block, 0, "global")
-    sch.reverse_compute_at(tile, jo)
-    outer = sch.fuse(b, koo, i)
-    if cores > 1:
-        sch.parallel(outer)
-    for loop in (rcii, koi, ji):
-        sch.unroll(loop)
-    sch.vectorize(oi)
-    sch.decompose_reduction(block, rco)
-    sch.vectorize(sch.get_loops(tile)[-1])
+    accumulate_in_tiles(sch, block, (b, koo, i, jo, rco, ry, rx, rcio, rcii, koi, ji, oi), at=jo, init=rco,
+                        outer=(b, koo, i), unroll=(rcii, koi, ji), vector=oi, cores=cores)
 
 
 def default_cuda(sch, target, keep=(), threads: int = 128) -> None:

@@ -70,6 +70,8 @@ class ShiftConv2d(OpSpec):
         695 -> 343 us; benchmarks/RESULTS.md, session 9)."""
         from tvm import target as tvm_target
 
+        from .schedules import accumulate_in_tiles
+
         cores = int(target.attrs.get("num-cores", 1))
         o, w = a["weight"][0], a["x"][3]
         wide = 16 if tvm_target.codegen.target_has_features("avx512f", target) else 8
@@ -85,21 +87,12 @@ class ShiftConv2d(OpSpec):
         b, oc, i, j, rc = sch.get_loops(conv)
         jo, jt, jv = sch.split(j, [None, strip, lanes])
         oo, ot = sch.split(oc, [None, ot_n])
-        sch.reorder(b, i, jo, oo, rc, ot, jt, jv)
-        tile = sch.cache_write(conv, 0, "global")
-        sch.reverse_compute_at(tile, oo)
-        if a["bias"] is not None:
+        outer = accumulate_in_tiles(sch, conv, (b, i, jo, oo, rc, ot, jt, jv), at=oo, init=rc, outer=(b, i, jo),
+                                    unroll=(ot, jt), vector=jv, cores=cores)
+        if a["bias"] is not None:  # added in the tile's write-back
             sch.reverse_compute_inline(sch.get_sblock("out"))
-        outer = sch.fuse(b, i, jo)
-        if cores > 1:
-            sch.parallel(outer)
-        sch.unroll(ot)
-        sch.unroll(jt)
-        sch.vectorize(jv)
-        sch.decompose_reduction(conv, rc)
         shift = sch.get_sblock("shift")
         sch.compute_at(shift, outer)
-        sch.vectorize(sch.get_loops(tile)[-1])
         sch.vectorize(sch.get_loops(shift)[-1])
 
     def sample(self, a, param, shape, gen, dtype):
