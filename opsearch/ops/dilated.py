@@ -70,18 +70,14 @@ class DilatedConv2d(OpSpec):
 
     def schedule_cpu(self, sch, target, a):
         """The blocked form: the weight packed in its source's order and the convolution in
-        register tiles (schedules.conv2d_nchwc_tiles); the NCHW form: the generic default."""
+        register tiles (schedules.blocked_conv_cpu); the NCHW form: the generic default."""
         if not self.packed(a):
             return super().schedule_cpu(sch, target, a)
-        from .schedules import conv2d_nchwc_tiles, parallel_vectorize, weight_pack
+        from .schedules import blocked_conv_cpu, weight_pack
 
         cores = int(target.attrs.get("num-cores", 1))
         weight_pack(sch, sch.get_sblock("wpack"), cores)
-        names = {sch.get(blk).name_hint for blk in sch.get_child_blocks(sch.get_sblock("root"))}
-        for name in ("pack_pad", "unpack", "out"):
-            if name in names:
-                parallel_vectorize(sch, sch.get_sblock(name), cores)
-        conv2d_nchwc_tiles(sch, sch.get_sblock("conv"), cores)
+        blocked_conv_cpu(sch, cores)
 
     def compute(self, a, ins):
         from tvm import te

@@ -93,13 +93,15 @@ class CondConv2d(OpSpec):
         return add_bias(y, ins.get("bias"), axis=1)
 
     def schedule_cpu(self, sch, target, a):
-        """The channel-blocked form takes the generic default. The grouped / depthwise form
+        """The channel-blocked form: the experts packed in their source's order, mixed per
+        sample with the experts' vectors held across samples, and the convolution in register
+        tiles (schedules.blocked_conv_cpu). The grouped / depthwise form
         (mbv2_dw_e8) gets register tiles of as many output rows as 16 vector registers hold x
         one vector along the output width (the whole row when it is at most 32 wide), the
         window's rows and columns unrolled, and the padding computed per tile inside the
         parallel loop (when the window's halo is at most the tile again) instead of as a pass
         over the whole input (mbv2_dw_e8 208 -> 102 us; benchmarks/RESULTS.md, session 9)."""
-        from .schedules import accumulate_in_tiles, conv2d_nchwc_tiles, parallel_vectorize, weight_pack
+        from .schedules import accumulate_in_tiles, block_names, blocked_conv_cpu, parallel_vectorize, weight_pack
 
         cores = int(target.attrs.get("num-cores", 1))
         if self.packed(a):
@@ -113,13 +115,10 @@ class CondConv2d(OpSpec):
                 sch.parallel(fused)
             sch.vectorize(oi)
             sch.decompose_reduction(mix, r)
-            for name in ("pack_pad", "unpack", "out"):
-                if name in {sch.get(blk).name_hint for blk in sch.get_child_blocks(sch.get_sblock("root"))}:
-                    parallel_vectorize(sch, sch.get_sblock(name), cores)
-            conv2d_nchwc_tiles(sch, sch.get_sblock("conv"), cores)
+            blocked_conv_cpu(sch, cores)
             return
         _, _, ho, wo = self.output_shape(a)
-        names = {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
+        names = block_names(sch)
         parallel_vectorize(sch, sch.get_sblock("mix"), cores)
         if "out" in names:  # bias
             parallel_vectorize(sch, sch.get_sblock("out"), cores)
@@ -241,14 +240,12 @@ class _HeadConv1d(OpSpec):
         dynamic conv) is loaded once for the tile's channels. The padding is computed per
         channel tile inside the parallel loop instead of as a pass over the whole input
         (dynamic wmt_k31 743 -> 377 us, lightweight wmt_k31 410 -> 333 us; session 9)."""
-        from tvm import target as tvm_target
-
-        from .schedules import accumulate_in_tiles
+        from .schedules import accumulate_in_tiles, block_names, float_lanes
 
         cores = int(target.attrs.get("num-cores", 1))
         _, c, t = a["x"]
         cph = c // self._hk(a)[0]
-        wide = 16 if tvm_target.codegen.target_has_features("avx512f", target) else 8
+        wide = float_lanes(target)
         # power-of-two vectors where they divide T (10-wide ones at T = 200: 2x slower)
         lanes = next((v for v in (wide, 8, 4) if t % v == 0), None) or max(v for v in range(1, wide + 1) if t % v == 0)
         strip = 2 if t % (2 * lanes) == 0 else 1
@@ -259,7 +256,7 @@ class _HeadConv1d(OpSpec):
         io, it, iv = sch.split(i, [None, strip, lanes])
         outer = accumulate_in_tiles(sch, conv, (b, cho, io, rk, cht, it, iv), at=io, init=rk, outer=(b, cho),
                                     unroll=(cht, it, rk), vector=iv if lanes > 1 else None, cores=cores)
-        if "pad" in {sch.get(blk).name_hint for blk in sch.get_child_blocks(sch.get_sblock("root"))}:
+        if "pad" in block_names(sch):
             sch.compute_at(sch.get_sblock("pad"), outer)
 
     def _windows(self, a, x):
@@ -435,13 +432,12 @@ class Involution2d(OpSpec):
         the input comes split into phases (:meth:`phased`). rednet_c64 287 -> 119 us,
         rednet_c256_s2 200 -> 68 us against the tuned generic space (benchmarks/RESULTS.md,
         session 9)."""
-        from .schedules import accumulate_in_tiles, parallel_vectorize
+        from .schedules import accumulate_in_tiles, block_names, parallel_vectorize
 
         cores = int(target.attrs.get("num-cores", 1))
         cpg = a["x"][1] // a["kernel"][1]
         ho, wo = self._out_hw(a)
-        names = {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
-        for name in {"pad", "phase_pad"} & names:
+        for name in {"pad", "phase_pad"} & block_names(sch):
             parallel_vectorize(sch, sch.get_sblock(name), cores)
         block = sch.get_sblock("involution")
         b, ch, i, j, ru, rv = sch.get_loops(block)

@@ -527,14 +527,14 @@ class FFTConv1d(OpSpec):
         unrolled (its Select on k folds to one butterfly output), the lanes vectorised.
         Power-of-two strides between the R streams a stage reads or writes would put them all
         in one cache set: strides that are multiples of 4 KiB get one cache line of padding."""
-        from tvm import target as tvm_target
+        from .schedules import float_lanes
 
         bsz, h, n = a["u"]
         length, stages = self._stockham_dims(a)
         cores = int(target.attrs.get("num-cores", 1))
         # One vector of channels per chunk (16 floats with AVX-512, else 8), narrower when it
         # does not divide H or leaves a core without a chunk.
-        wide = 16 if tvm_target.codegen.target_has_features("avx512f", target) else 8
+        wide = float_lanes(target)
         lanes = next(w for w in (16, 8, 4, 2, 1) if w <= wide and h % w == 0)
         # All rows of a chunk in one iteration (the filter's chain once per chunk, in the same
         # loop) while their stage buffers fit in L2 (1 MiB each); otherwise one row per iteration.

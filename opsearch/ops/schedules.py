@@ -81,6 +81,18 @@ def parallel_vectorize(sch, block, cores: int, vector_bytes: int = 32, loops=Non
         sch.decompose_reduction(block, reduce[0])
 
 
+def block_names(sch) -> set[str]:
+    """Names of the blocks directly under the root (optional stages: padding, bias)."""
+    return {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
+
+
+def float_lanes(target) -> int:
+    """float32 lanes of the target's widest vector: 16 with AVX-512, else 8."""
+    from tvm.target import codegen
+
+    return 16 if codegen.target_has_features("avx512f", target) else 8
+
+
 def weight_pack(sch, block, cores: int) -> None:
     """A weight packing stage [.., O/16, C/16, KH, KW, 16c, 16o] <- w[.., O, C, KH, KW]: loops in
     the source's order (o, c, kh, kw innermost), so reads are contiguous and writes land in one
@@ -112,6 +124,16 @@ def accumulate_in_tiles(sch, block, order, at, init, outer, unroll, vector, core
     if vector is not None:
         sch.vectorize(sch.get_loops(tile)[-1])
     return fused
+
+
+def blocked_conv_cpu(sch, cores: int) -> None:
+    """The stages around a blocked convolution (pack_pad, unpack, an optional bias) in the
+    generic way, the convolution itself in register tiles (:func:`conv2d_nchwc_tiles`)."""
+    names = block_names(sch)
+    for name in ("pack_pad", "unpack", "out"):
+        if name in names:
+            parallel_vectorize(sch, sch.get_sblock(name), cores)
+    conv2d_nchwc_tiles(sch, sch.get_sblock("conv"), cores)
 
 
 def conv2d_nchwc_tiles(sch, block, cores: int) -> None:

@@ -68,13 +68,11 @@ class ShiftConv2d(OpSpec):
         channels (a strip of up to 64 pixels x C fits L1), instead of as a pass through memory,
         and the bias is added as the tile is written (scnet_64 1015 -> 453 us, scnet_b4
         695 -> 343 us; benchmarks/RESULTS.md, session 9)."""
-        from tvm import target as tvm_target
-
-        from .schedules import accumulate_in_tiles
+        from .schedules import accumulate_in_tiles, float_lanes
 
         cores = int(target.attrs.get("num-cores", 1))
         o, w = a["weight"][0], a["x"][3]
-        wide = 16 if tvm_target.codegen.target_has_features("avx512f", target) else 8
+        wide = float_lanes(target)
         # power-of-two vectors where they divide the width, else its largest divisor up to a
         # vector if that is at least 4 wide (w = 30: 15-wide, 19x the generic default); narrower
         # ones (w = 57: 3-wide) ran slower than the generic default, which then schedules it
