@@ -3,8 +3,9 @@ persistent worker processes.
 
 Exporting a shared library costs a linker run per candidate, and a new process pool per batch
 costs seconds. Here the builder only hands the scheduled module over (as TVM JSON in a temp file,
-no pickles), and long-lived workers (one per core, at most ``build_workers``) each compile their
-share of the batch in memory, in parallel; then every candidate is timed with TVM's time
+no pickles), and long-lived workers (one per core, at most ``build_workers``, started with the
+runner) compile the batch in memory, in parallel, each taking the next candidate when it is free;
+then every candidate is timed with TVM's time
 evaluator by the worker that holds it, one after another, while the other workers wait, so
 compilation never runs beside a timing.
 
@@ -26,6 +27,7 @@ import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass
 
 from tvm.ir.utils import derived_object
@@ -271,19 +273,20 @@ class LocalBuildRunner(PyRunner):
         n = max(1, build_workers if build_workers is not None else host_cores())
         self.pools = [PopenPoolExecutor(max_workers=1, timeout=self.config.timeout_sec, initializer=_worker_init)
                       for _ in range(n)]
+        # Start the workers now (each imports TVM and its intrinsics, ~2 s) instead of at their
+        # first candidate, so their start overlaps the tuner's own set-up.
+        for pool in self.pools:
+            pool.submit(os.getpid)
 
     def run(self, runner_inputs: list[RunnerInput]) -> list[LocalRunnerFuture]:
         cfg = self.config
         paths = [str(r.artifact_path) for r in runner_inputs]
-        owner = [i % len(self.pools) for i in range(len(paths))]
+        owner = [0] * len(paths)
         errors: list[str | None] = [None] * len(paths)
         infos = [[tuple(a.as_json()) for a in r.args_info] for r in runner_inputs]
         t0 = time.monotonic()
         if len(self.pools) > 1:  # with one worker, candidates are compiled just before timing
-            compiles = [self.pools[w].submit(compile_candidate, p, self.target_config, info)
-                        for p, w, info in zip(paths, owner, infos)]
-            for i, fut in enumerate(compiles):
-                errors[i] = self._wait(fut, "build")[1]
+            owner = self._compile(paths, infos, errors)
         t1 = time.monotonic()
         screens: list[float | None] = [None] * len(paths)
         full = [i for i in range(len(paths)) if errors[i] is None]
@@ -321,6 +324,26 @@ class LocalBuildRunner(PyRunner):
                 self._wait(pool.submit(release_candidates, mine), "run")
         return [LocalRunnerFuture(res=None, error_message=errors[i]) if errors[i] is not None
                 else LocalRunnerFuture(res=results[i], error_message=None) for i in range(len(paths))]
+
+    def _compile(self, paths: list[str], infos: list, errors: list) -> list[int]:
+        """Compile the batch on the workers, each candidate going to the next worker that is free
+        (one candidate's compile time can be 20x another's, so a fixed share leaves a worker
+        idle); failures go to ``errors``. Returns the worker that holds each candidate."""
+        owner = [0] * len(paths)
+        pending: dict = {}  # future -> (candidate, worker)
+        free, nxt = list(range(len(self.pools))), 0
+        while nxt < len(paths) or pending:
+            while free and nxt < len(paths):
+                w = free.pop(0)
+                fut = self.pools[w].submit(compile_candidate, paths[nxt], self.target_config, infos[nxt])
+                pending[fut], owner[nxt] = (nxt, w), w
+                nxt += 1
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for fut in done:
+                i, w = pending.pop(fut)
+                errors[i] = self._wait(fut, "build")[1]
+                free.append(w)
+        return owner
 
     def _wait(self, fut, what: str):
         """(result, None) or (None, the error text recorded for the candidate)."""

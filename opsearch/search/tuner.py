@@ -331,9 +331,11 @@ class Tuner:
     def run(self) -> list[TuneResult]:
         from . import intrin
 
-        intrin.prepare(self.target.kind)
         cfg = self.config
         try:
+            if cfg.measure and self.target.kind == "llvm" and not cfg.rpc:
+                self._local_runner()  # its workers start now, beside the set-up below
+            intrin.prepare(self.target.kind)
             added = {}
             if (cfg.include_default or cfg.include_shipped) and cfg.measure and self.target.kind == "llvm" and not cfg.rpc:
                 added, self.default_hashes = self._add_first_trials()
