@@ -275,8 +275,7 @@ class LocalBuildRunner(PyRunner):
                       for _ in range(n)]
         # Start the workers now (each imports TVM and its intrinsics, ~2 s) instead of at their
         # first candidate, so their start overlaps the tuner's own set-up.
-        for pool in self.pools:
-            pool.submit(os.getpid)
+        self._starting = [pool.submit(os.getpid) for pool in self.pools]
 
     def run(self, runner_inputs: list[RunnerInput]) -> list[LocalRunnerFuture]:
         cfg = self.config
@@ -287,6 +286,10 @@ class LocalBuildRunner(PyRunner):
         t0 = time.monotonic()
         if len(self.pools) > 1:  # with one worker, candidates are compiled just before timing
             owner = self._compile(paths, infos, errors)
+        # No timing while a worker is still starting: its import would share the cores.
+        for fut in self._starting:
+            self._wait(fut, "run")
+        self._starting = []
         t1 = time.monotonic()
         screens: list[float | None] = [None] * len(paths)
         full = [i for i in range(len(paths)) if errors[i] is None]
