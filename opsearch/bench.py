@@ -226,6 +226,17 @@ def _suite_one(side: str, key: str, opts: dict, cache: dict) -> dict:
             return out
         out.update(record_id=rec.id, record_source=rec.source, record_us=rec.mean_us)
         k = _from_record(rec, wl, opts["target"])
+        if side != STOCK:  # what a user is served: another CPU's record only if faster than the default here
+            from .loading import _against_default
+            from .targets import resolve
+
+            spec = resolve(opts["target"])
+            if rec.target != spec.name:
+                checked, lost = _against_default(k, rec.trace, wl, spec, f"{rec.target}'s record")
+                if checked is None:
+                    from . import kernels
+
+                    k, out["default_kept"] = kernels.default_kernel(wl, spec.name), lost
     out["rel_error"] = _check(op, wl, t, k(*t.values()))
     out["ms"] = statistics.median(k.time_ms(*t.values(), number=1, repeat=max(3, opts.get("repeat", 5) + 2),
                                             min_repeat_ms=50))
@@ -341,6 +352,8 @@ def _merge(runs: list[dict], key: str, tolerance: float) -> Measurement:
     if not note and "record_id" in rs[0]:  # shipped records have no database id
         rid, src = rs[0]["record_id"], rs[0]["record_source"]
         note = f"record {rid} ({src})" if rid is not None else f"{src} record ({rs[0]['record_us']:.1f} us when tuned)"
+        if rs[0].get("default_kept"):
+            note = f"default schedule, {rs[0]['default_kept']} ({note})"
     if not err <= tolerance:  # NaN fails too
         return Measurement(us, err, False, f"WRONG: rel. error {err:.1e} > {tolerance:g}")
     return Measurement(us, err, True, note)

@@ -21,6 +21,10 @@ content hash, and a later process loads the library without building the schedul
 those sources changes the fingerprint; a memo that is unreadable, malformed or names a library
 whose sidecar is for another workload or target is ignored and rewritten.
 
+The cache also keeps small ``<key>.choice`` files: which of two schedules of a workload ran
+faster on this machine (:func:`load_choice`; ``opsearch.loading`` times a schedule that was
+never measured here against the default once, and keeps the answer).
+
 Directory: ``$OPSEARCH_CACHE_DIR`` if set, else ``platformdirs.user_cache_dir("opsearch")/kernels``.
 Clear it with ``opsearch.cache.clear()`` or by deleting the directory.
 
@@ -78,7 +82,7 @@ def clear() -> int:
     """Delete every cached kernel; returns how many libraries were removed."""
     n = 0
     for p in cache_dir().iterdir():
-        if p.suffix in (".so", ".json", ".tmp", ".memo"):
+        if p.suffix in (".so", ".json", ".tmp", ".memo", ".choice"):
             n += p.suffix == ".so"
             p.unlink(missing_ok=True)
     return n
@@ -219,6 +223,34 @@ def _load_memo(path: Path, wl: Workload, target: TargetSpec):
             log.warning("opsearch cache: ignoring %s (%s)", path.name, e)
         return None
     return _load(path.parent / f"{digest}.so", path.parent / f"{digest}.json", digest)
+
+
+def _choice_path(wl: Workload, target: TargetSpec, schedule_text: str) -> Path:
+    key = content_hash({**key_inputs(wl, target, schedule_text), "choice": "against-default",
+                        "sources": source_fingerprint()})
+    return cache_dir() / f"{key}.choice"
+
+
+def load_choice(wl: Workload, target: TargetSpec | str, schedule_text: str) -> dict | None:
+    """The stored outcome of timing a schedule (given as text, e.g. a trace's JSON) against the
+    default schedule of ``wl`` on this target (:func:`store_choice`), or None. The key covers
+    what the default depends on too (opsearch's schedule sources), so a new default is timed
+    again."""
+    path = _choice_path(wl, resolve(target), schedule_text)
+    try:
+        d = json.loads(path.read_text())
+        if d.get("use") not in ("record", "default") or not all(isinstance(d.get(k), (int, float)) for k in ("record_us", "default_us")):
+            raise ValueError("malformed choice")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError) as e:
+        log.warning("opsearch cache: ignoring %s (%s)", path.name, e)
+        return None
+    return d
+
+
+def store_choice(wl: Workload, target: TargetSpec | str, schedule_text: str, choice: dict) -> None:
+    _atomic_write_text(_choice_path(wl, resolve(target), schedule_text), json.dumps(choice, sort_keys=True))
 
 
 def cached_module(wl: Workload, target: TargetSpec | str, schedule: Any, key_text: str | None = None,

@@ -4,7 +4,10 @@
 schedules shipped with opsearch). With no record it tries the best records of the nearest tuned
 workloads of the same operator whose traces replay on this one (a schedule transformation that
 applies is semantics-preserving), and otherwise uses the default schedule and notes the workload
-as pending, so ``opsearch tune --pending`` tunes it later. Traces are rebuilt locally and the
+as pending, so ``opsearch tune --pending`` tunes it later. A record that was never timed for
+this workload on this CPU (another CPU's shipped record, another workload's) is timed against
+the default schedule once per machine, and serves only if it is faster (Triton's autotuner
+likewise times its configurations at the first call); ``OPSEARCH_CHECK=0`` turns that off. Traces are rebuilt locally and the
 library cached on disk by content hash (``opsearch.cache``); nothing executable comes from the
 database. A database that cannot be opened degrades to default kernels with one warning.
 
@@ -17,10 +20,13 @@ workload as pending, done only when it is not noted yet).
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import logging
 import math
+import os
+import statistics
 import warnings
 from typing import Any
 
@@ -136,28 +142,38 @@ def kernel_for(wl: Workload, target: str = "cpu", db: Any = None) -> kernels.Ker
 
 def _select(store, wl: Workload, spec) -> kernels.Kernel:
     """Exact best record, else the nearest tuned workload whose trace replays, else the default
-    schedule with ``wl`` noted as pending."""
+    schedule with ``wl`` noted as pending. A record that was never timed for ``wl`` on this CPU
+    serves only if it runs faster than the default here (:func:`_against_default`)."""
     rec = store.best(wl, spec)
+    lost = None  # why a record lost to the default schedule
     if rec is not None:
         try:
             k = _from_record(rec, wl, spec)
-            k.source = f"tuned ({rec.source}, {rec.mean_us:.1f} us)"
-            return k
         except ValueError as e:
             log.warning("best record of %s no longer replays: %s", wl.op, e)
-    k = _nearest(store, wl, spec)
-    if k is not None:
-        return k
+        else:
+            k.source = f"tuned ({rec.source}, {rec.mean_us:.1f} us)"
+            if rec.target == spec.name:
+                return k
+            k, lost = _against_default(k, rec.trace, wl, spec, f"{rec.target.split(':', 1)[-1]}'s record")
+            if k is not None:
+                return k
+    if lost is None:
+        k, lost = _nearest(store, wl, spec)
+        if k is not None:
+            return k
     try:
         store.note_pending(wl, spec)
     except Exception as e:  # noqa: BLE001 - a read-only database still serves kernels
         log.warning("could not note %s as pending: %s", wl.op, e)
-    k = kernels.default_kernel(wl, spec.name)
-    k.source = "default schedule"
+    k = copy.copy(kernels.default_kernel(wl, spec.name))  # that one is shared (lru_cache)
+    k.source = f"default schedule ({lost})" if lost else "default schedule"
     return k
 
 
-def _nearest(store, wl: Workload, spec) -> kernels.Kernel | None:
+def _nearest(store, wl: Workload, spec) -> tuple[kernels.Kernel | None, str | None]:
+    """The first of the nearest tuned workloads whose best trace replays on ``wl``, if it runs
+    faster than the default here; else (None, why it lost, or None if none replays)."""
     tuned = [(wl.distance(other), other) for other in store.tuned_workloads(wl.op, spec) if other != wl]
     tuned = [t for t in tuned if t[0] < math.inf]
     for _, other in sorted(tuned, key=lambda t: t[0])[:NEAREST_TRIES]:
@@ -169,5 +185,54 @@ def _nearest(store, wl: Workload, spec) -> kernels.Kernel | None:
         except ValueError:
             continue
         k.source = f"nearest tuned workload ({other.short()})"
-        return k
-    return None
+        return _against_default(k, rec.trace, wl, spec, f"the record of {other.short()}")
+    return None, None
+
+
+def check_enabled() -> bool:
+    """Whether records never timed here are timed against the default (``OPSEARCH_CHECK=0``: no)."""
+    return os.environ.get("OPSEARCH_CHECK", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _against_default(k: kernels.Kernel, trace, wl: Workload, spec, what: str) -> tuple[kernels.Kernel | None, str | None]:
+    """Time a record's kernel ``k`` that was measured on another CPU or for another workload
+    against ``wl``'s default schedule, once per machine: the answer is kept in the kernel cache
+    (``cache.load_choice``), keyed by the trace, the workload, this target and opsearch's
+    schedule code. Returns (k, None) when the record is faster, (None, why) when the default
+    is. A schedule tuned elsewhere can run slower than the default (another CPU's caches,
+    another shape's tiles: 1.4x slower measured on znver4, benchmarks/RESULTS.md), and serving it
+    would make the tuned path the slow one."""
+    from . import cache
+
+    if not check_enabled():
+        return k, None
+    text = json.dumps(trace, sort_keys=True)
+    choice = cache.load_choice(wl, spec, text)
+    if choice is None:
+        try:
+            rec_us, def_us = _time_pair(k, kernels.default_kernel(wl, spec.name), wl)
+        except Exception as e:  # noqa: BLE001 - an untimed record still serves, as before
+            log.warning("could not time %s against the default schedule: %s", wl.op, e)
+            return k, None
+        choice = {"use": "record" if rec_us <= def_us else "default", "record_us": rec_us, "default_us": def_us}
+        try:
+            cache.store_choice(wl, spec, text, choice)
+        except OSError as e:
+            log.warning("could not keep the timing of %s: %s", wl.op, e)
+    rec_us, def_us = choice["record_us"], choice["default_us"]
+    if choice["use"] == "record":
+        k.source += f"; {rec_us:.1f} us here, default {def_us:.1f} us"
+        return k, None
+    return None, f"{def_us:.1f} us here, faster than {what}: {rec_us:.1f} us"
+
+
+def _time_pair(a: kernels.Kernel, b: kernels.Kernel, wl: Workload, rounds: int = 3) -> tuple[float, float]:
+    """Median latencies (µs) of two kernels of ``wl`` on the same random inputs, alternating."""
+    from .bench import sample_inputs
+
+    t = list(sample_inputs(wl).values())
+    samples: tuple[list, list] = ([], [])
+    for _ in range(rounds):
+        for k, out in zip((a, b), samples):
+            out.append(statistics.median(k.time_ms(*t, number=1, repeat=3, min_repeat_ms=10)) * 1e3)
+    return statistics.median(samples[0]), statistics.median(samples[1])

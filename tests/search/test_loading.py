@@ -1,6 +1,7 @@
 """Serving kernels from the database: the exact workload's best record, else the nearest tuned
 workload's trace replayed on this shape, else the default schedule with the workload noted as
-pending (``opsearch tune --pending`` then tunes it)."""
+pending (``opsearch tune --pending`` then tunes it); a record never timed here for the workload
+serves only if it runs faster than the default here."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ from tests.conftest import random_inputs, relative_error
 from tests.search.conftest import family_workload
 
 
-def test_exact_nearest_and_pending(tuned_db, gen):
+def test_exact_nearest_and_pending(tuned_db, gen, monkeypatch):
+    from opsearch import loading
+
     db, results = tuned_db
+    # the nearest workload's record is timed against the default (not this test's subject): it wins
+    monkeypatch.setattr(loading, "_time_pair", lambda a, b, wl: (1.0, 2.0))
     wl = family_workload("dilated")  # x=[1,12,30,30] tuned in the fixture
     k = kernel_for(wl, "cpu", db)
     assert k.source.startswith("tuned (db,")
@@ -84,3 +89,68 @@ def test_optimize_tunes_missing_workloads(tmp_path):
     wl = ops.get("dilated_conv2d").workload(x=[1, 4, 12, 12], weight=[4, 4, 3, 3], bias=[4], padding=2, dilation=2)
     assert db.count(wl, "cpu") == 4
     assert relative_error(model(x).detach(), expected.detach().double()) <= 1e-5
+
+
+def _other_cpus_record(tmp_path, monkeypatch, wl, trace):
+    """Ship one record of ``wl`` for a CPU other than this one (the only file there is)."""
+    import json
+
+    from opsearch.db import Record, shipped
+
+    d = tmp_path / "schedules"
+    d.mkdir()
+    rec = Record.new(wl, "llvm:othercpu", "h1", run_us=[1.0], trace=trace)
+    (d / "llvm-othercpu.jsonl").write_text(json.dumps(rec.to_json()) + "\n")
+    monkeypatch.setattr(shipped, "schedules_dir", lambda: d)
+    shipped._best_by_key.cache_clear()
+    monkeypatch.setenv("OPSEARCH_CACHE_DIR", str(tmp_path / "kernels"))
+
+
+def test_another_cpus_record_serves_only_if_faster_than_the_default_here(tmp_path, monkeypatch, gen):
+    """The record is the unscheduled loop nest (an empty trace: scalar, one thread), several
+    times slower than the default schedule here: the default serves, the workload is noted as
+    pending, and the timing is kept, so a second lookup does not time again."""
+    from opsearch import db as dbmod
+    from opsearch import loading
+    from opsearch.db import shipped
+
+    wl = ops.get("dilated_conv2d").workload(x=[1, 16, 21, 21], weight=[16, 16, 3, 3], padding=2, dilation=2)
+    _other_cpus_record(tmp_path, monkeypatch, wl, [[], []])
+    try:
+        db = dbmod.connect(f"sqlite:///{tmp_path / 'e.db'}")
+        assert db.best(wl, "cpu").target == "llvm:othercpu"
+        k = kernel_for(wl, "cpu", db)
+        assert k.source.startswith("default schedule (") and "faster than othercpu's record" in k.source, k.source
+        assert [w for w, _ in db.pending("cpu")] == [wl]
+        assert len(list((tmp_path / "kernels").glob("*.choice"))) == 1
+
+        def no_timing(*a, **kw):
+            raise AssertionError("timed again")
+
+        monkeypatch.setattr(loading, "_time_pair", no_timing)
+        assert kernel_for(wl, "cpu", db).source == k.source
+        monkeypatch.setenv("OPSEARCH_CHECK", "0")  # checks off: the record serves untimed
+        assert kernel_for(wl, "cpu", db).source.startswith("tuned (shipped, 1.0 us)")
+    finally:
+        shipped._best_by_key.cache_clear()
+
+
+def test_another_cpus_faster_record_serves_with_both_timings(tmp_path, monkeypatch, gen):
+    from opsearch import db as dbmod
+    from opsearch import loading
+    from opsearch.db import shipped
+    from tests.conftest import random_inputs, relative_error
+
+    wl = ops.get("dilated_conv1d").workload(x=[1, 6, 45], weight=[6, 6, 3], dilation=3)
+    _other_cpus_record(tmp_path, monkeypatch, wl, [[], []])
+    monkeypatch.setattr(loading, "_time_pair", lambda a, b, wl: (2.5, 7.5))
+    try:
+        db = dbmod.connect(f"sqlite:///{tmp_path / 'e.db'}")
+        k = kernel_for(wl, "cpu", db)
+        assert k.source == "tuned (shipped, 1.0 us); 2.5 us here, default 7.5 us", k.source
+        assert db.pending("cpu") == []
+        op = ops.get(wl.op)
+        t = random_inputs(op, wl, gen)
+        assert relative_error(k(*[v.float() for v in t.values()]), op.reference(wl.args, **t)) <= op.tolerance
+    finally:
+        shipped._best_by_key.cache_clear()
