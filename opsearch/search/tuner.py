@@ -370,10 +370,12 @@ class Tuner:
         from .callbacks import ProgressCallback, SafeRemoveArtifacts
         from .dedup import DedupBuilder, DedupRunner
         from .space import design_space
+        from .strategy import BudgetedSearch
 
         cfg = self.config
         tvm_target = self.target.tvm()
         mods = {wl: ir_module(wl) for wl in active}
+        left = {wl: plan[wl].budget - plan[wl].measured for wl in active}  # the default may be trial 1
         by_hash = {str(tvm_ffi.structural_hash(m)): wl for wl, m in mods.items()}
         tasks, task_wl = [], []
         for wl in active:
@@ -383,7 +385,7 @@ class Tuner:
             population = min(cfg.population, 48) if multistage else cfg.population
             tasks.append(ms.TuneContext(
                 mod=mods[wl], target=tvm_target, space_generator=space,
-                search_strategy=ms.search_strategy.EvolutionarySearch(population_size=population),
+                search_strategy=BudgetedSearch(ms.search_strategy.EvolutionarySearch(population_size=population), left[wl]),
                 task_name=f"{wl.op}", rand_state=cfg.seed, num_threads=self.target.num_cores or "physical"))
             task_wl.append(wl)
 
@@ -406,7 +408,6 @@ class Tuner:
 
             callbacks = [RecordUnmeasured(self.db, self.target, task_wl, run.id), SafeRemoveArtifacts(), progress_cb]
         cost_model = self._cost_model(workload_of)
-        left = {wl: plan[wl].budget - plan[wl].measured for wl in active}  # the default may be trial 1
         budget = max(left.values())
         batch = min(cfg.batch, min(left.values()))
         main_thread = threading.current_thread() is threading.main_thread()  # signals only work there

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from opsearch import kernels
+from opsearch import kernels, ops
 from opsearch.db.replay import module_hash
 from tests.search.conftest import FAMILY_WORKLOADS, family_workload
 
@@ -39,6 +39,22 @@ def test_budget_is_counted_from_the_database(tuned_db):
     (again,) = tune(wl, "cpu", db, trials=12)
     assert again.stopped == "already tuned" and again.trials_run == 0
     assert db.count(wl, "cpu") == 12
+
+
+def test_each_workload_keeps_to_its_own_budget_when_others_have_more_left(tmp_path):
+    """One workload resumes with 4 trials left, another starts fresh with 12: MetaSchedule's one
+    trial cap per task (the largest left) must not let the first measure into the second's share."""
+    from opsearch import db as dbmod
+    from opsearch.search import tune
+
+    a = ops.get("dilated_conv1d").workload(x=[1, 8, 40], weight=[8, 8, 3], dilation=2)
+    b = ops.get("lightweight_conv1d").workload(x=[1, 8, 33], weight=[2, 5])
+    db = dbmod.connect(f"sqlite:///{tmp_path / 'b.db'}")
+    tune(a, "cpu", db, trials=8, batch=4, verify=False, include_shipped=False)
+    ra, rb = tune([a, b], "cpu", db, trials=24, trials_per_workload=12, batch=4, verify=False, include_shipped=False)
+    assert (ra.trials_before, ra.trials_run, ra.stopped) == (8, 4, "budget")
+    assert (rb.trials_before, rb.trials_run, rb.stopped) == (0, 12, "budget")
+    assert db.count(a, "cpu") <= 12 and db.count(b, "cpu") == 12  # a candidate proposed again is not stored twice
 
 
 def test_bad_budget_is_rejected():
