@@ -221,7 +221,7 @@ def _against_default(k: kernels.Kernel, trace, wl: Workload, spec, what: str) ->
             log.warning("could not keep the timing of %s: %s", wl.op, e)
     rec_us, def_us = choice["record_us"], choice["default_us"]
     if choice["use"] == "record":
-        k.source += f"; {rec_us:.1f} us here, default {def_us:.1f} us"
+        k.source = f"{getattr(k, 'source', 'record')}; {rec_us:.1f} us here, default {def_us:.1f} us"
         return k, None
     return None, f"{def_us:.1f} us here, faster than {what}: {rec_us:.1f} us"
 

@@ -5,6 +5,7 @@ serves only if it runs faster than the default here."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from opsearch import ops
@@ -154,3 +155,22 @@ def test_another_cpus_faster_record_serves_with_both_timings(tmp_path, monkeypat
         assert relative_error(k(*[v.float() for v in t.values()]), op.reference(wl.args, **t)) <= op.tolerance
     finally:
         shipped._best_by_key.cache_clear()
+
+
+@pytest.mark.parametrize("timings,served", [((2.5, 7.5), "record"), ((7.5, 2.5), "default")])
+def test_the_bench_tuned_column_serves_what_a_user_is_served(tmp_path, monkeypatch, timings, served):
+    """``opsearch bench``'s tuned side checks another CPU's record against the default as the
+    loader does, and says which one it timed."""
+    from opsearch import bench, loading
+    from opsearch.db import shipped
+
+    wl = ops.get("dilated_conv1d").workload(x=[1, 6, 45], weight=[6, 6, 3], dilation=3)
+    _other_cpus_record(tmp_path, monkeypatch, wl, [[], []])
+    monkeypatch.setattr(loading, "_time_pair", lambda a, b, wl: timings)
+    try:
+        out = bench._suite_one("opsearch-tuned", wl.key(), {"target": "cpu", "db": f"sqlite:///{tmp_path / 'e.db'}",
+                                                             "repeat": 1}, {})
+    finally:
+        shipped._best_by_key.cache_clear()
+    assert out["rel_error"] <= ops.get(wl.op).tolerance and out["ms"] > 0
+    assert ("default_kept" in out) == (served == "default"), out
