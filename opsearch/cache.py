@@ -239,7 +239,8 @@ def load_choice(wl: Workload, target: TargetSpec | str, schedule_text: str) -> d
     path = _choice_path(wl, resolve(target), schedule_text)
     try:
         d = json.loads(path.read_text())
-        if d.get("use") not in ("record", "default") or not all(isinstance(d.get(k), (int, float)) for k in ("record_us", "default_us")):
+        timed = all(isinstance(d.get(k), (int, float)) for k in ("record_us", "default_us"))
+        if d.get("use") not in ("record", "default") or not timed:
             raise ValueError("malformed choice")
     except FileNotFoundError:
         return None

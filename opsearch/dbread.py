@@ -42,6 +42,7 @@ class Best:
     trace: Any
     mean_us: float
     source: str  # "db" or "shipped"
+    target: str  # the target it was measured on (a shipped record may be another CPU's)
 
 
 def sqlite_path(url: str | None) -> str | None:
@@ -92,7 +93,7 @@ class Reader:
                 "JOIN targets t ON r.target_id = t.id WHERE w.key = ? AND t.name = ? AND r.status = 'ok' "
                 "ORDER BY r.mean_us, r.id LIMIT 1", (wl.key(), target)).fetchone()
         if row is not None:
-            return Best(_json(row[0]), row[1], "db")
+            return Best(_json(row[0]), row[1], "db", target)
         return shipped_best(wl, target)
 
     def tuned_workloads(self, op: str, target: str) -> list[Workload]:
@@ -146,4 +147,4 @@ def shipped_best(wl: Workload, target: str) -> Best | None:
     from .db.shipped import shipped_best as best
 
     rec = best(wl, target)
-    return None if rec is None else Best(rec.trace, rec.mean_us, "shipped")
+    return None if rec is None else Best(rec.trace, rec.mean_us, "shipped", rec.target)

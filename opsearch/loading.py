@@ -7,9 +7,10 @@ applies is semantics-preserving), and otherwise uses the default schedule and no
 as pending, so ``opsearch tune --pending`` tunes it later. A record that was never timed for
 this workload on this CPU (another CPU's shipped record, another workload's) is timed against
 the default schedule once per machine, and serves only if it is faster (Triton's autotuner
-likewise times its configurations at the first call); ``OPSEARCH_CHECK=0`` turns that off. Traces are rebuilt locally and the
-library cached on disk by content hash (``opsearch.cache``); nothing executable comes from the
-database. A database that cannot be opened degrades to default kernels with one warning.
+likewise times its configurations at the first call); ``OPSEARCH_CHECK=0`` turns that off.
+Traces are rebuilt locally and the library cached on disk by content hash (``opsearch.cache``);
+nothing executable comes from the database. A database that cannot be opened degrades to
+default kernels with one warning.
 
 For a SQLite file (the default) the reads go through ``opsearch.dbread`` (standard-library
 ``sqlite3``, the same queries on the live database) so a fresh process does not import
@@ -155,7 +156,7 @@ def _select(store, wl: Workload, spec) -> kernels.Kernel:
             k.source = f"tuned ({rec.source}, {rec.mean_us:.1f} us)"
             if rec.target == spec.name:
                 return k
-            k, lost = _against_default(k, rec.trace, wl, spec, f"{rec.target.split(':', 1)[-1]}'s record")
+            k, lost = _against_default(k, rec.trace, wl, spec, f"{rec.target}'s record")
             if k is not None:
                 return k
     if lost is None:
