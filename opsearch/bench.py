@@ -227,16 +227,15 @@ def _suite_one(side: str, key: str, opts: dict, cache: dict) -> dict:
         out.update(record_id=rec.id, record_source=rec.source, record_us=rec.mean_us)
         k = _from_record(rec, wl, opts["target"])
         if side != STOCK:  # what a user is served: another CPU's record only if faster than the default here
-            from .loading import _against_default
+            from .loading import check_record
             from .targets import resolve
 
             spec = resolve(opts["target"])
-            if rec.target != spec.name:
-                checked, lost = _against_default(k, rec.trace, wl, spec, f"{rec.target}'s record")
-                if checked is None:
-                    from . import kernels
+            checked, lost = check_record(rec, k, wl, spec)
+            if checked is None:
+                from . import kernels
 
-                    k, out["default_kept"] = kernels.default_kernel(wl, spec.name), lost
+                k, out["default_kept"] = kernels.default_kernel(wl, spec.name), lost
     out["rel_error"] = _check(op, wl, t, k(*t.values()))
     out["ms"] = statistics.median(k.time_ms(*t.values(), number=1, repeat=max(3, opts.get("repeat", 5) + 2),
                                             min_repeat_ms=50))

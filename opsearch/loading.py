@@ -26,7 +26,6 @@ import functools
 import json
 import logging
 import math
-import os
 import statistics
 import warnings
 from typing import Any
@@ -154,9 +153,7 @@ def _select(store, wl: Workload, spec) -> kernels.Kernel:
             log.warning("best record of %s no longer replays: %s", wl.op, e)
         else:
             k.source = f"tuned ({rec.source}, {rec.mean_us:.1f} us)"
-            if rec.target == spec.name:
-                return k
-            k, lost = _against_default(k, rec.trace, wl, spec, f"{rec.target}'s record")
+            k, lost = check_record(rec, k, wl, spec)
             if k is not None:
                 return k
     if lost is None:
@@ -190,9 +187,20 @@ def _nearest(store, wl: Workload, spec) -> tuple[kernels.Kernel | None, str | No
     return None, None
 
 
+def check_record(rec, k: kernels.Kernel, wl: Workload, spec) -> tuple[kernels.Kernel | None, str | None]:
+    """The kernel ``k`` of ``wl``'s best record ``rec`` as served: (k, None) when ``rec`` was
+    measured on this target or runs faster than the default here (:func:`_against_default`),
+    else (None, why the default serves instead)."""
+    if rec.target == spec.name:
+        return k, None
+    return _against_default(k, rec.trace, wl, spec, f"{rec.target}'s record")
+
+
 def check_enabled() -> bool:
     """Whether records never timed here are timed against the default (``OPSEARCH_CHECK=0``: no)."""
-    return os.environ.get("OPSEARCH_CHECK", "1").strip().lower() not in ("0", "false", "no", "off")
+    from .settings import env_flag
+
+    return env_flag("OPSEARCH_CHECK")
 
 
 def _against_default(k: kernels.Kernel, trace, wl: Workload, spec, what: str) -> tuple[kernels.Kernel | None, str | None]:

@@ -38,7 +38,9 @@ _state: dict = {}
 
 def enabled() -> bool:
     """Whether the native kernels are wanted (``OPSEARCH_NATIVE`` not set to 0/false/no/off)."""
-    return os.environ.get("OPSEARCH_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
+    from .settings import env_flag
+
+    return env_flag("OPSEARCH_NATIVE")
 
 
 def _compiler() -> str | None:
