@@ -5,8 +5,11 @@ from __future__ import annotations
 from tvm import te, tirx
 
 
-def pad(x: te.Tensor, pads: list[tuple[int, int]], name: str) -> te.Tensor:
-    """Zero-pad ``x``: ``pads[i] = (lo, hi)`` per axis. Returns ``x`` when nothing is padded."""
+def pad(x: te.Tensor, pads: list[tuple[int, int]], name: str, likely: bool = False) -> te.Tensor:
+    """Zero-pad ``x``: ``pads[i] = (lo, hi)`` per axis. Returns ``x`` when nothing is padded.
+    ``likely`` marks each bounds test as likely true: inlined into a consumer whose loops carry
+    TVM's ``pragma_loop_partition_hint``, lowering then splits those loops where a test is
+    constant, so the taps that read only padding disappear (schedules.conv2d_tiles_skipping_padding)."""
     if all(lo == 0 and hi == 0 for lo, hi in pads):
         return x
     shape = [int(d) + lo + hi for d, (lo, hi) in zip(x.shape, pads)]
@@ -19,6 +22,8 @@ def pad(x: te.Tensor, pads: list[tuple[int, int]], name: str) -> te.Tensor:
                 conds.append(i >= lo)
             if hi:
                 conds.append(i < lo + int(d))
+        if likely:
+            conds = [tirx.likely(c) for c in conds]
         return tirx.if_then_else(tirx.all(*conds), x[tuple(src)], tirx.const(0, x.dtype))
 
     return te.compute(shape, body, name=name)

@@ -16,6 +16,12 @@ CASES = [
     ("dilated_conv2d", dict(x=[2, 6, 15, 13], weight=[9, 2, 3, 3], bias=[9], stride=2, padding=[3, 1], dilation=[3, 1], groups=3)),
     ("dilated_conv2d", dict(x=[1, 5, 23, 11], weight=[7, 5, 3, 5], padding=[1, 4], dilation=[1, 2], stride=[1, 2])),
     ("dilated_conv2d", dict(x=[1, 16, 32, 32], weight=[16, 16, 3, 3], bias=[16], padding=8, dilation=8)),
+    # NCHW tiles that drop the taps reading only padding: padding not a multiple of the
+    # dilation, groups, an odd height; a row stride with every off-centre column tap in the
+    # padding of a 16-wide map; no padding at all
+    ("dilated_conv2d", dict(x=[1, 6, 15, 16], weight=[8, 3, 3, 5], groups=2, padding=[5, 4], dilation=[5, 2])),
+    ("dilated_conv2d", dict(x=[1, 8, 19, 16], weight=[8, 8, 3, 3], bias=[8], stride=[2, 1], padding=[3, 16], dilation=[3, 16])),
+    ("dilated_conv2d", dict(x=[2, 8, 9, 32], weight=[4, 8, 2, 3])),
     # channel-blocked (NCHW16c) form: channels in 16s, output width not a multiple of 16
     ("dilated_conv2d", dict(x=[2, 16, 11, 13], weight=[32, 16, 3, 3], bias=[32], stride=[1, 2], padding=[2, 1], dilation=[2, 1])),
     ("dilated_conv2d", dict(x=[1, 32, 9, 19], weight=[16, 32, 3, 5], padding=[3, 2], dilation=[3, 1])),
