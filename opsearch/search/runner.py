@@ -18,6 +18,12 @@ of a trial (benchmarks/RESULTS.md, session 8). Failures come back with their mes
 ``build:`` or ``run:`` so the recorder can tell them apart; a worker that crashes or hangs is
 replaced (the candidates it held are compiled again when their turn to be timed comes) and the
 candidate recorded as failed.
+
+A compile gets at most ``MeasureConfig.compile_limit_factor`` times the run's median compile time
+(at least ``compile_limit_min_s``) once the run has compiled a few candidates: the search samples
+a few schedules that unroll into so much code that LLVM takes 10-40 s on them (effnet_3x3_e8:
+38 s for a 5.7 ms kernel, against 0.1-0.4 s and 1.1 ms for most), and waiting for them was most of
+such a run's time. No shipped best record takes more than 1.6 s to compile.
 """
 
 from __future__ import annotations
@@ -54,6 +60,11 @@ class MeasureConfig:
     min_repeat_ms: int = 20
     warmup: int = 1
     timeout_sec: float = 60.0
+    # A compile's limit once ``compile_limit_after`` candidates were compiled: this factor times
+    # their median compile time, at least compile_limit_min_s, at most timeout_sec (None: off).
+    compile_limit_factor: float | None = 20.0
+    compile_limit_min_s: float = 10.0
+    compile_limit_after: int = 8
     # Screening (see the module docstring and screen_candidate): one sample of at least
     # ``screen_ms`` after one untimed run; full timing only within ``screen_ratio`` of the best.
     # None: time every candidate fully.
@@ -67,6 +78,8 @@ class MeasureConfig:
 
         if self.repeat <= 0 or self.number <= 0 or self.warmup < 0 or self.min_repeat_ms < 0:
             raise OpsearchError(f"bad measure config: {self}")
+        if self.compile_limit_factor is not None and (self.compile_limit_factor < 1.0 or self.compile_limit_min_s <= 0):
+            raise OpsearchError(f"compile limit must be at least 1x the median and positive, got {self}")
         if self.screen_ratio is not None and self.screen_ratio < 1.0:
             raise OpsearchError(f"screen ratio must be at least 1.0 (or None to time every candidate fully), got {self.screen_ratio}")
         if self.screen_cutoff is not None and self.screen_ratio is not None and self.screen_cutoff < self.screen_ratio:
@@ -107,7 +120,7 @@ _COMPILED: dict = {}  # worker side: module path -> compiled library, until it i
 _INPUTS: dict = {}  # worker side: module path -> its random input tensors, while it is timed
 
 
-def compile_candidate(module_path: str, target_config: dict, args_info: list | None = None) -> bool:
+def compile_candidate(module_path: str, target_config: dict, args_info: list | None = None) -> float:
     """Worker side: compile the module in memory, down to machine code, and keep it (with random
     inputs, given ``args_info``) for :func:`screen_candidate` and :func:`time_candidate`. LLVM
     modules are JIT-compiled on the first lookup of a function (30-40 ms for a conv2d here):
@@ -115,6 +128,7 @@ def compile_candidate(module_path: str, target_config: dict, args_info: list | N
     import tvm
     from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
 
+    t0 = time.perf_counter()
     try:
         with open(module_path) as f:
             mod = tvm.ir.load_json(f.read())
@@ -124,9 +138,10 @@ def compile_candidate(module_path: str, target_config: dict, args_info: list | N
     except Exception as e:  # noqa: BLE001 - every build failure is a result
         raise RuntimeError(BUILD_PREFIX + _last_lines(e)) from None
     _COMPILED[module_path] = lib
+    elapsed = time.perf_counter() - t0
     if args_info is not None:
         _prepared(module_path, target_config, args_info)
-    return True
+    return elapsed
 
 
 def _prepared(module_path: str, target_config: dict, args_info: list):
@@ -254,6 +269,16 @@ def _error_text(e: BaseException, timeout: float, what: str) -> str:
     return msg[msg.find(BUILD_PREFIX) if BUILD_PREFIX in msg else msg.find(RUN_PREFIX):]
 
 
+class _Worker(PopenPoolExecutor):
+    """One worker process (a pool of one) whose tasks can each get their own time limit."""
+
+    def submit_within(self, timeout_s: float, fn, *args):
+        # The pool reads its timeout when a task starts; this pool runs one task at a time and
+        # the runner submits the next only after the last one's result, so each task gets its own.
+        self._timeout = timeout_s
+        return self.submit(fn, *args)
+
+
 @derived_object
 class LocalBuildRunner(PyRunner):
     """Compiles a batch in parallel in ``build_workers`` persistent worker processes (default:
@@ -271,8 +296,10 @@ class LocalBuildRunner(PyRunner):
         self.timed_fully = 0
         self.phase_s: dict[str, float] = {}  # wall seconds per phase, over the runner's life
         n = max(1, build_workers if build_workers is not None else host_cores())
-        self.pools = [PopenPoolExecutor(max_workers=1, timeout=self.config.timeout_sec, initializer=_worker_init)
+        self.pools = [_Worker(max_workers=1, timeout=self.config.timeout_sec, initializer=_worker_init)
                       for _ in range(n)]
+        self.compile_s: list[float] = []  # every compile's seconds, for the adaptive limit
+        self.compiles_stopped = 0
         # Start the workers now (each imports TVM and its intrinsics, ~2 s) instead of at their
         # first candidate, so their start overlaps the tuner's own set-up.
         self._starting = [pool.submit(os.getpid) for pool in self.pools]
@@ -299,16 +326,16 @@ class LocalBuildRunner(PyRunner):
                 key = _shape_key(infos[i])
                 best = min(self._best.get(key, float("inf")), batch_best.get(key, float("inf")))
                 cutoff = cfg.screen_cutoff * best if cfg.screen_cutoff and best < float("inf") else None
-                screens[i], errors[i] = self._wait(self.pools[owner[i]].submit(
-                    screen_candidate, paths[i], self.target_config, infos[i], cfg, cutoff), "run")
+                screens[i], errors[i] = self._wait(self.pools[owner[i]].submit_within(
+                    cfg.timeout_sec, screen_candidate, paths[i], self.target_config, infos[i], cfg, cutoff), "run")
                 if screens[i] is not None:
                     batch_best[key] = min(batch_best.get(key, float("inf")), screens[i])
             full = to_time_fully(infos, screens, self._best, cfg)
         t2 = time.monotonic()
         results: list[list[float] | None] = [[s] if s is not None else None for s in screens]
         for i in full:
-            results[i], errors[i] = self._wait(self.pools[owner[i]].submit(
-                time_candidate, paths[i], self.target_config, infos[i], cfg, screens[i]), "run")
+            results[i], errors[i] = self._wait(self.pools[owner[i]].submit_within(
+                cfg.timeout_sec, time_candidate, paths[i], self.target_config, infos[i], cfg, screens[i]), "run")
             if results[i]:
                 if screens[i] is not None:
                     log.debug("screened %.1f us, timed %.1f us", screens[i] * 1e6, 1e6 * sum(results[i]) / len(results[i]))
@@ -324,7 +351,7 @@ class LocalBuildRunner(PyRunner):
         for w, pool in enumerate(self.pools):
             mine = [paths[i] for i in dropped if owner[i] == w]
             if mine:
-                self._wait(pool.submit(release_candidates, mine), "run")
+                self._wait(pool.submit_within(cfg.timeout_sec, release_candidates, mine), "run")
         return [LocalRunnerFuture(res=None, error_message=errors[i]) if errors[i] is not None
                 else LocalRunnerFuture(res=results[i], error_message=None) for i in range(len(paths))]
 
@@ -332,21 +359,51 @@ class LocalBuildRunner(PyRunner):
         """Compile the batch on the workers, each candidate going to the next worker that is free
         (one candidate's compile time can be 20x another's, so a fixed share leaves a worker
         idle); failures go to ``errors``. Returns the worker that holds each candidate."""
+        from collections import deque
+
         owner = [0] * len(paths)
-        pending: dict = {}  # future -> (candidate, worker)
-        free, nxt = list(range(len(self.pools))), 0
-        while nxt < len(paths) or pending:
-            while free and nxt < len(paths):
-                w = free.pop(0)
-                fut = self.pools[w].submit(compile_candidate, paths[nxt], self.target_config, infos[nxt])
-                pending[fut], owner[nxt] = (nxt, w), w
-                nxt += 1
+        queue = deque(range(len(paths)))
+        held: dict[int, list[int]] = {w: [] for w in range(len(self.pools))}  # compiled this batch, per worker
+        pending: dict = {}  # future -> (candidate, worker, its time limit or None)
+        free = list(range(len(self.pools)))
+        while queue or pending:
+            while free and queue:
+                w, i = free.pop(0), queue.popleft()
+                limit = self.compile_limit()
+                fut = self.pools[w].submit_within(limit or self.config.timeout_sec, compile_candidate, paths[i],
+                                                  self.target_config, infos[i])
+                pending[fut], owner[i] = (i, w, limit), w
             done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
             for fut in done:
-                i, w = pending.pop(fut)
-                errors[i] = self._wait(fut, "build")[1]
+                i, w, limit = pending.pop(fut)
+                secs, errors[i] = self._wait(fut, "build")
+                if secs is not None:
+                    self.compile_s.append(secs)
+                    held[w].append(i)
+                elif errors[i] and ("timeout" in errors[i] or "worker crashed" in errors[i]):
+                    # The worker was killed with what it had compiled: compile that again now, in
+                    # parallel, rather than one by one when each candidate's timing comes.
+                    queue.extend(held[w])
+                    held[w] = []
+                    if limit is not None:
+                        self.compiles_stopped += 1
+                        errors[i] = (f"{BUILD_PREFIX}compile stopped after {limit:.1f} s: the limit is "
+                                     f"{self.config.compile_limit_factor:g}x this run's median compile time "
+                                     f"({self._median_compile():.2f} s), at least {self.config.compile_limit_min_s:g} s")
                 free.append(w)
         return owner
+
+    def _median_compile(self) -> float:
+        import statistics
+
+        return statistics.median(self.compile_s)
+
+    def compile_limit(self) -> float | None:
+        """Seconds a compile may take now (None: only the timeout): see the module docstring."""
+        cfg = self.config
+        if cfg.compile_limit_factor is None or len(self.compile_s) < cfg.compile_limit_after:
+            return None
+        return min(cfg.timeout_sec, max(cfg.compile_limit_min_s, cfg.compile_limit_factor * self._median_compile()))
 
     def _wait(self, fut, what: str):
         """(result, None) or (None, the error text recorded for the candidate)."""

@@ -140,3 +140,62 @@ def test_warmup_samples_are_timed_then_dropped(tmp_path, monkeypatch):
     cfg = runner_mod.MeasureConfig(repeat=3, warmup=2, min_repeat_ms=1)
     secs = runner_mod.time_candidate(inp.artifact_path, resolve("cpu").config, info, cfg)
     assert seen == [5] and len(secs) == 3 and all(0 < s < 1.0 for s in secs)
+
+
+def _slow_to_compile(tmp_path):
+    """A matmul with its column and reduction loops fully unrolled: 7680 statements, which LLVM
+    takes seconds to compile (2.6 s on znver5), against ~0.1 s for the small modules."""
+    import tvm
+    from tvm import te
+    from tvm.s_tir import meta_schedule as ms
+
+    x, w = te.placeholder((64, 96), name="x"), te.placeholder((96, 80), name="w")
+    k = te.reduce_axis((0, 96), name="k")
+    y = te.compute((64, 80), lambda i, j: te.sum(x[i, k] * w[k, j], axis=[k]), name="y")
+    func = te.create_prim_func([x, w, y])
+    sch = tvm.s_tir.Schedule(tvm.IRModule({"main": func}))
+    _, j, kk = sch.get_loops(sch.get_sblock("y"))
+    sch.unroll(j)
+    sch.unroll(kk)
+    p = tmp_path / "unrolled.json"
+    p.write_text(tvm.ir.save_json(sch.mod))
+    return ms.runner.RunnerInput(str(p), "cpu", ms.arg_info.ArgInfo.from_prim_func(func))
+
+
+def test_a_compile_far_slower_than_the_runs_median_is_stopped(tmp_path):
+    from opsearch.search.runner import BUILD_PREFIX, LocalBuildRunner, MeasureConfig
+    from opsearch.targets import resolve
+
+    good = [r for i, r in enumerate(_inputs(tmp_path)) if i != 1]  # three small modules
+    cfg = MeasureConfig(screen_ratio=None, compile_limit_factor=2.0, compile_limit_min_s=0.5, compile_limit_after=3)
+    runner = LocalBuildRunner(resolve("cpu").config, cfg, build_workers=2)
+    try:
+        # the slow one is handed out after at least three small ones were compiled
+        results = [f.result() for f in runner.run([*good, good[0], _slow_to_compile(tmp_path)])]
+    finally:
+        runner.shutdown()
+    *small, slow = results
+    assert all(r.error_msg is None and len(r.run_secs) == cfg.repeat for r in small), [r.error_msg for r in small]
+    assert slow.error_msg.startswith(BUILD_PREFIX + "compile stopped after 0.5 s"), slow.error_msg
+    assert runner.compiles_stopped == 1
+    # what the killed worker had compiled (at least its first module) was compiled again in the
+    # parallel phase, not one by one at its timing
+    assert 5 <= len(runner.compile_s) <= 7
+    assert runner.compile_limit() == 0.5
+
+
+def test_the_compile_limit_is_off_until_enough_compiles_and_never_above_the_timeout():
+    from opsearch.search.runner import LocalBuildRunner, MeasureConfig
+    from opsearch.targets import resolve
+
+    runner = LocalBuildRunner(resolve("cpu").config, MeasureConfig(compile_limit_after=3, timeout_sec=30.0),
+                              build_workers=1)
+    try:
+        runner.compile_s = [0.2, 0.3]
+        assert runner.compile_limit() is None
+        runner.compile_s.append(0.4)
+        assert runner.compile_limit() == 10.0  # 20 x 0.3 s is below the 10 s floor
+        runner.compile_s = [2.0, 2.0, 2.0]
+        assert runner.compile_limit() == 30.0  # 20 x 2 s is above the timeout
+    finally:
+        runner.shutdown()
