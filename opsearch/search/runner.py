@@ -16,8 +16,8 @@ are recorded with their screening sample alone. Most candidates of a search are 
 slower than its best and need no precise time to be ranked, and the full timing is what cost most
 of a trial (benchmarks/RESULTS.md, session 8). Failures come back with their message, prefixed
 ``build:`` or ``run:`` so the recorder can tell them apart; a worker that crashes or hangs is
-replaced (the candidates it held are compiled again when their turn to be timed comes) and the
-candidate recorded as failed.
+replaced and the candidate recorded as failed; the candidates it held are compiled again, all at
+once on the free workers if it died while compiling, else each when its turn to be timed comes.
 
 A compile gets at most ``MeasureConfig.compile_limit_factor`` times the run's median compile time
 (at least ``compile_limit_min_s``) once the run has compiled a few candidates: the search samples
