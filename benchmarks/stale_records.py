@@ -28,9 +28,10 @@ def main(argv=None) -> int:
 
     import torch
 
-    from opsearch import cache, kernels, ops
-    from opsearch.db.replay import replay
-    from opsearch.loading import _time_pair
+    from types import SimpleNamespace
+
+    from opsearch import kernels, ops
+    from opsearch.loading import _from_record, _time_pair
     from opsearch.targets import host_cores
 
     torch.set_num_threads(host_cores())
@@ -46,7 +47,7 @@ def main(argv=None) -> int:
                 continue
             best = min(recs, key=lambda r: r["mean_us"])
             target = best["target"]
-            rec = cache.cached_kernel(wl, target, replay(best["trace"], wl), key_text=json.dumps(best["trace"], sort_keys=True))
+            rec = _from_record(SimpleNamespace(trace=best["trace"]), wl, target)
             t_rec, t_def = _time_pair(rec, kernels.default_kernel(wl, target), wl)
             print(f"| {name} | {path.name} | {t_rec:.1f} | {t_def:.1f} | {t_def / t_rec:.2f} |", flush=True)
     return 0

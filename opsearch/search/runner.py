@@ -398,6 +398,14 @@ class LocalBuildRunner(PyRunner):
 
         return statistics.median(self.compile_s)
 
+    def compile_summary(self) -> str:
+        """The run's compiles in one phrase, for the tuner's log."""
+        cs = sorted(self.compile_s)
+        if not cs:
+            return "no compiles"
+        return (f"{len(cs)} compiles, median {self._median_compile():.2f} s, 90th percentile "
+                f"{cs[int(0.9 * len(cs))]:.2f} s, {self.compiles_stopped} stopped at the run's limit")
+
     def compile_limit(self) -> float | None:
         """Seconds a compile may take now (None: only the timeout): see the module docstring."""
         cfg = self.config

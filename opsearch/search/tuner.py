@@ -353,11 +353,8 @@ class Tuner:
         finally:
             if self._runner is not None:
                 r = self._runner
-                cs = sorted(r.compile_s)
-                log.info("%d candidates timed fully, %d by their screening sample alone; compiles: %d, median %.2f s, "
-                         "90th percentile %.2f s, %d stopped at the run's limit; runner seconds: %s",
-                         r.timed_fully, r.screened_out, len(cs), cs[len(cs) // 2] if cs else 0.0,
-                         cs[int(0.9 * len(cs))] if cs else 0.0, r.compiles_stopped,
+                log.info("%d candidates timed fully, %d by their screening sample alone; %s; runner seconds: %s",
+                         r.timed_fully, r.screened_out, r.compile_summary(),
                          ", ".join(f"{k} {v:.1f}" for k, v in r.phase_s.items()))
                 self._runner.shutdown()
                 self._runner = None

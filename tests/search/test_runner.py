@@ -197,5 +197,6 @@ def test_the_compile_limit_is_off_until_enough_compiles_and_never_above_the_time
         assert runner.compile_limit() == 10.0  # 20 x 0.3 s is below the 10 s floor
         runner.compile_s = [2.0, 2.0, 2.0]
         assert runner.compile_limit() == 30.0  # 20 x 2 s is above the timeout
+        assert runner.compile_summary() == "3 compiles, median 2.00 s, 90th percentile 2.00 s, 0 stopped at the run's limit"
     finally:
         runner.shutdown()
