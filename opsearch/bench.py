@@ -1,9 +1,9 @@
 """Side-by-side timing of opsearch kernels and PyTorch, each side in its own process.
 
 TVM's thread pool keeps spinning after a call and disturbs timings taken right after it in the
-same process, so :func:`compare` runs one worker process per side (``python -m opsearch.bench
-WORKER``), alternating sides over rounds, and reports medians. Workers read workload keys on
-stdin and print one JSON object per workload.
+same process, so every side runs in its own worker process (``python -m opsearch.bench SIDE``),
+alternating sides over rounds, and medians are reported. Workers read workload keys on stdin and
+print one JSON object per workload.
 
 :func:`run_suite` is the ``opsearch bench`` runner: per round, one process each for the best
 pure-PyTorch implementations (``opsearch.baselines``, after the machine's fp32 GEMM peak), TVM's
@@ -25,23 +25,6 @@ from dataclasses import dataclass
 
 from . import ops
 from .ops.spec import Workload
-
-
-@dataclass(frozen=True)
-class Row:
-    workload: Workload
-    example: str
-    opsearch_ms: float
-    torch_ms: float
-    rel_error: float
-
-    @property
-    def gflops(self) -> float:
-        return ops.get(self.workload.op).flops(self.workload) / self.opsearch_ms / 1e6
-
-    @property
-    def speedup(self) -> float:
-        return self.torch_ms / self.opsearch_ms
 
 
 def sample_inputs(wl: Workload, seed: int = 0):
@@ -84,7 +67,9 @@ def time_torch_ms(fn, *args, min_ms: float = 50.0, repeat: int = 5) -> float:
     return statistics.median(samples)
 
 
-def _worker(side: str, keys: list[str]) -> None:
+def _eager_worker(keys: list[str]) -> None:
+    """One process timing each workload's PyTorch eager reference implementation (``op.baseline``,
+    the "torch us" column of ``opsearch tune``'s closing table)."""
     import torch
 
     from .targets import host_cores
@@ -95,46 +80,18 @@ def _worker(side: str, keys: list[str]) -> None:
         op = ops.get(d["op"])
         wl = op.workload(**d["args"])
         t = sample_inputs(wl)
-        out = {"key": key}
-        if side == "opsearch":
-            from . import kernels
-
-            k = kernels.default_kernel(wl, "cpu")
-            y = k(*t.values())
-            ref = op.reference(wl.args, **{n: v.double() if v.is_floating_point() else v for n, v in t.items()})
-            out["rel_error"] = float((y.double() - ref.double()).norm() / ref.double().norm())
-            out["ms"] = statistics.median(k.time_ms(*t.values(), number=1, repeat=7, min_repeat_ms=50))
-        else:
-            baseline = op.baseline
-            with torch.no_grad():
-                out["ms"] = time_torch_ms(lambda: baseline(wl.args, **t))
-        print(json.dumps(out), flush=True)
+        with torch.no_grad():
+            ms = time_torch_ms(lambda: op.baseline(wl.args, **t))
+        print(json.dumps({"key": key, "ms": ms}), flush=True)
 
 
-def _run_worker(side: str, keys: list[str]) -> dict[str, dict]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "opsearch.bench", side], input="\n".join(keys), capture_output=True, text=True
-    )
+def run_eager_worker(keys: list[str]) -> dict[str, dict]:
+    """:func:`_eager_worker` in its own process: workload key -> {"ms": ...}."""
+    proc = subprocess.run([sys.executable, "-m", "opsearch.bench", "torch"], input="\n".join(keys),
+                          capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"{side} benchmark worker failed: {proc.stderr.strip().splitlines()[-1:]}")
+        raise RuntimeError(f"torch benchmark worker failed: {proc.stderr.strip().splitlines()[-1:]}")
     return {r["key"]: r for r in map(json.loads, proc.stdout.splitlines())}
-
-
-def compare(workloads: list[tuple[str, Workload]], rounds: int = 1) -> list[Row]:
-    """Time each ``(example name, workload)`` with the default kernel and with PyTorch, each side
-    in a fresh process, alternating sides for ``rounds`` rounds; medians per side."""
-    keys = [wl.key() for _, wl in workloads]
-    runs = {"opsearch": [], "torch": []}
-    for _ in range(rounds):
-        for side in runs:
-            runs[side].append(_run_worker(side, keys))
-    rows = []
-    for (name, wl), key in zip(workloads, keys):
-        ours = statistics.median(r[key]["ms"] for r in runs["opsearch"])
-        theirs = statistics.median(r[key]["ms"] for r in runs["torch"])
-        err = max(r[key]["rel_error"] for r in runs["opsearch"])
-        rows.append(Row(wl, name, ours, theirs, err))
-    return rows
 
 
 def example_workloads(names: list[str] | None = None) -> list[tuple[str, Workload]]:
@@ -419,4 +376,4 @@ if __name__ == "__main__":
     if len(sys.argv) > 2:
         _suite_worker(sys.argv[1], _keys, json.loads(sys.argv[2]))
     else:
-        _worker(sys.argv[1], _keys)
+        _eager_worker(_keys)

@@ -196,7 +196,7 @@ def _summarise(results, db, db_url, spec, measure: bool) -> list[dict]:
         opts = {"target": spec.name, "threads": host_cores(), "db": db_url, "repeat": 5}
         default = bench._run_suite_worker("tvm-default", keys, opts)
         best = bench._run_suite_worker("opsearch-tuned", [r.workload.key() for r in results if r.best], opts)
-        torch_ = bench._run_worker("torch", keys)
+        torch_ = bench.run_eager_worker(keys)
         for r in results:
             k = r.workload.key()
             if "ms" in best.get(k, {}):
