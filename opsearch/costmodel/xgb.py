@@ -20,7 +20,7 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir.meta_schedule.cost_model import PyCostModel
 
 from ..ops.spec import Workload
-from .features import FEATURE_VERSION, N_FEATURES, candidate_features
+from .features import FEATURE_VERSION, N_FEATURES, FeatureCache, candidate_features
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,8 @@ class XGBCostModel(PyCostModel):
         self.groups: dict[str, _Group] = {}
         self.booster = None
         self.n_pretrained = 0
+        self._rng = np.random.default_rng(seed)  # scores while untrained
+        self.features = FeatureCache()  # this run's candidates, scored repeatedly by the search
 
     # ------------------------------------------------------------------ data
     def add(self, group: str, x: np.ndarray, secs: list[float | None]) -> None:
@@ -102,7 +104,7 @@ class XGBCostModel(PyCostModel):
         import xgboost as xgb
 
         if self.booster is None:
-            return np.random.default_rng(self.seed + len(x)).random(len(x))
+            return self._rng.random(len(x))
         return self.booster.predict(xgb.DMatrix(np.asarray(x, dtype=np.float32)))
 
     # ------------------------------------------------------------------ MetaSchedule interface
@@ -111,7 +113,7 @@ class XGBCostModel(PyCostModel):
 
     def update(self, context, candidates, results) -> None:
         wl = self._wl(context)
-        x = candidate_features(context, candidates, wl)
+        x = candidate_features(context, candidates, wl, self.features)
         secs = []
         for r in results:
             rs = [float(s) for s in r.run_secs] if r.run_secs is not None else []
@@ -122,7 +124,11 @@ class XGBCostModel(PyCostModel):
     def predict(self, context, candidates) -> np.ndarray:
         if not candidates:
             return np.zeros(0)
-        s = self.score(candidate_features(context, candidates, self._wl(context)))
+        if self.booster is None:
+            # Nothing learnt yet (no pretraining data, first batch): the ranking would be random
+            # whatever the features, so none are extracted (stock XGBModel does the same).
+            return self.score(np.zeros((len(candidates), 0), np.float32)) * 0.99 + 0.01
+        s = self.score(candidate_features(context, candidates, self._wl(context), self.features))
         # EvolutionarySearch samples parents proportionally to scores: map to (0, 1].
         lo, hi = float(np.min(s)), float(np.max(s))
         return ((s - lo) / (hi - lo) if hi > lo else np.ones_like(s)) * 0.99 + 0.01

@@ -300,11 +300,31 @@ class LocalBuildRunner(PyRunner):
                       for _ in range(n)]
         self.compile_s: list[float] = []  # every compile's seconds, for the adaptive limit
         self.compiles_stopped = 0
+        self._queued: list = []  # (RunnerInput, callback) measured with the next batch
         # Start the workers now (each imports TVM and its intrinsics, ~2 s) instead of at their
         # first candidate, so their start overlaps the tuner's own set-up.
         self._starting = [pool.submit(os.getpid) for pool in self.pools]
 
+    def add_to_next_batch(self, runner_input: RunnerInput, done) -> None:
+        """Measure ``runner_input`` with the next batch (first, so the batch is screened against
+        it) instead of on its own: a lone candidate leaves every worker but one idle while it
+        compiles (the default schedule of context_d4 takes 3-4 s), and the first one also waits
+        for the workers to start. ``done(run_secs or None, error or None)`` gets its result;
+        ``flush()`` measures what is still waiting."""
+        self._queued.append((runner_input, done))
+
+    def flush(self) -> None:
+        if self._queued:
+            self.run([])
+
     def run(self, runner_inputs: list[RunnerInput]) -> list[LocalRunnerFuture]:
+        queued, self._queued = self._queued, []
+        out = self._run([q[0] for q in queued] + list(runner_inputs))
+        for (_, done), fut in zip(queued, out):
+            done(fut.res, fut.error_message)
+        return out[len(queued):]
+
+    def _run(self, runner_inputs: list[RunnerInput]) -> list[LocalRunnerFuture]:
         cfg = self.config
         paths = [str(r.artifact_path) for r in runner_inputs]
         owner = [0] * len(paths)

@@ -188,6 +188,8 @@ class Tuner:
         self.default_hashes: set[str] = set()  # default schedules measured as trial 1 (never seeds)
         self.started = 0.0
         self._runner = None  # the local runner, made on first use and shut down when the run ends
+        self._queued_handoff = None  # the files of first trials queued on the runner
+        self._plan_now: dict[Workload, WorkloadProgress] = {}  # the run's plan, once made
 
     # ------------------------------------------------------------------ budget
     def _plan(self) -> dict[Workload, WorkloadProgress]:
@@ -207,7 +209,10 @@ class Tuner:
         (``include_shipped``) and store them as ordinary records (trials 1 and 2 of the workload).
         The default is not offered to the evolutionary search as a seed (its trace has no
         decisions to mutate, and MetaSchedule would propose it again); the shipped record is (it is
-        a trace of the search space). Returns ({workload: module hashes added}, default hashes)."""
+        a trace of the search space), so it is measured now, before the search starts. The default
+        is queued on the runner instead: it is measured with the next batch (the shipped record's
+        or the search's first), compiled beside its candidates. Returns ({workload: module hashes
+        added or queued}, default hashes)."""
         from ..db.replay import module_hash, replay
         from ..db.shipped import shipped_best
         from ..kernels import default_schedule
@@ -233,15 +238,52 @@ class Tuner:
                     sch = make()
                     if module_hash(sch.mod) in added.get(wl, ()):  # a shipped record of the default schedule
                         continue
-                    rec = self._measure_schedule(wl, sch)
-                    self.db.add_records([rec])
-                    added.setdefault(wl, []).append(rec.module_hash)
                     if what == "default schedule":
-                        defaults.add(rec.module_hash)
+                        h = self._queue_default(wl, sch)
+                        defaults.add(h)
+                    else:
+                        rec = self._measure_schedule(wl, sch)
+                        self.db.add_records([rec])
+                        h = rec.module_hash
+                    added.setdefault(wl, []).append(h)
                     left -= 1
                 except Exception as e:  # noqa: BLE001 - the search still runs without it
                     log.warning("%s of %s not measured: %s", what, wl.op, str(e).splitlines()[-1:])
         return added, defaults
+
+    def _queue_default(self, wl: Workload, sch) -> str:
+        """Queue ``wl``'s default schedule on the runner (see ``_add_first_trials``); its record is
+        stored when the runner has measured it. Returns its module hash."""
+        from tvm.s_tir import meta_schedule as ms
+        from tvm.s_tir.meta_schedule.builder import BuilderInput
+        from tvm.s_tir.meta_schedule.runner import RunnerInput
+
+        from ..db.records import Record
+        from ..db.replay import module_hash, plain_json, trace_json
+        from ..kernels import prim_func
+        from .runner import ModuleHandoff
+
+        args_info = ms.arg_info.ArgInfo.from_prim_func(prim_func(wl))
+        if self._queued_handoff is None:  # holds the queued modules' files until the run ends
+            self._queued_handoff = ModuleHandoff()
+        (built,) = self._queued_handoff.build([BuilderInput(sch.mod, self.target.tvm())])
+        h, trace, info = module_hash(sch.mod), trace_json(sch), plain_json([a.as_json() for a in args_info])
+
+        def done(secs, error):
+            p = self._plan_now.get(wl)
+            if error is not None:
+                log.warning("default schedule of %s not measured: %s", wl.op, str(error).strip().splitlines()[-1:])
+                if p is not None:
+                    p.failed += 1
+                return
+            rec = Record.new(wl, self.target.name, h, run_us=[float(t) * 1e6 for t in secs], status="ok",
+                             trace=trace, args_info=info)
+            self.db.add_records([rec])
+            if p is not None and (p.best_us is None or rec.mean_us < p.best_us):
+                p.best_us = rec.mean_us
+
+        self._local_runner().add_to_next_batch(RunnerInput(built.artifact_path, "cpu", args_info), done)
+        return h
 
     def _measure_schedule(self, wl: Workload, sch):
         """Time a schedule exactly as candidates are timed: handed to the same runner (same
@@ -339,18 +381,26 @@ class Tuner:
             added = {}
             if (cfg.include_default or cfg.include_shipped) and cfg.measure and self.target.kind == "llvm" and not cfg.rpc:
                 added, self.default_hashes = self._add_first_trials()
-            plan = self._plan()
+            plan = self._plan_now = self._plan()
             for wl, hashes in added.items():  # the first trials of this run for the workload
                 p, n = plan[wl], len(hashes)
-                p.spent_before, p.measured, p.budget = p.spent_before - n, n, p.budget + n
-                p.best_us = min(r.mean_us for r in self.db.history(wl, self.target) if r.status == "ok")
+                stored = [r for r in self.db.history(wl, self.target) if r.module_hash in hashes]
+                # stored ones are counted as spent by _plan; a queued default is not stored yet
+                p.spent_before, p.measured, p.budget = p.spent_before - len(stored), n, p.budget + len(stored)
+                p.best_us = min((r.mean_us for r in stored if r.status == "ok"), default=None)
                 p.done = p.measured >= p.budget
+                self.global_left -= n - len(stored)
             active = [wl for wl in self.workloads if not plan[wl].done]
             # done before the search: its first trials used this run's budget, or earlier runs did
             stopped = {wl: "budget" if wl in added else "already tuned" for wl in self.workloads if plan[wl].done}
             if active:
                 self._tune(active, plan, stopped)
+            if self._runner is not None:
+                self._runner.flush()  # first trials still queued: no batch followed them
         finally:
+            if self._queued_handoff is not None:
+                self._queued_handoff.shutdown()
+                self._queued_handoff = None
             if self._runner is not None:
                 r = self._runner
                 log.info("%d candidates timed fully, %d by their screening sample alone; %s; runner seconds: %s",

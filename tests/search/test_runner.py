@@ -97,6 +97,31 @@ def test_screening_times_only_candidates_near_the_best(tmp_path):
     assert (runner.timed_fully, runner.screened_out) == (2, 1)
 
 
+def test_a_queued_candidate_is_measured_first_in_the_next_batch(tmp_path):
+    """The tuner queues a workload's default schedule so it compiles beside the first batch: its
+    result goes to its callback, not into the batch's results, and it is timed first (the batch
+    is screened against it); ``flush`` measures what no batch took along."""
+    from opsearch.search.runner import LocalBuildRunner, MeasureConfig
+    from opsearch.targets import resolve
+
+    cfg = MeasureConfig(screen_ratio=1.5, screen_keep=1)
+    fast, slow = _fast_and_slow(tmp_path)
+    got = []
+    runner = LocalBuildRunner(resolve("cpu").config, cfg, build_workers=2)
+    try:
+        runner.add_to_next_batch(fast, lambda secs, err: got.append(("fast", secs, err)))
+        (slow_res,) = [f.result() for f in runner.run([slow])]
+        assert [g[0] for g in got] == ["fast"] and got[0][2] is None and len(got[0][1]) == cfg.repeat
+        assert slow_res.error_msg is None and len(slow_res.run_secs) == 1  # screened against the queued one
+        runner.add_to_next_batch(slow, lambda secs, err: got.append(("slow", secs, err)))
+        runner.flush()
+        runner.flush()  # nothing queued: nothing measured
+    finally:
+        runner.shutdown()
+    assert [g[0] for g in got] == ["fast", "slow"] and got[1][2] is None and len(got[1][1]) >= 1
+    assert runner.timed_fully + runner.screened_out == 3
+
+
 def test_which_screened_candidates_are_timed_fully():
     from opsearch.search.runner import MeasureConfig, to_time_fully
 

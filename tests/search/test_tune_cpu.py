@@ -7,7 +7,7 @@ import pytest
 
 from opsearch import kernels, ops
 from opsearch.db.replay import module_hash
-from tests.search.conftest import FAMILY_WORKLOADS, family_workload
+from tests.search.conftest import FAMILY_WORKLOADS, TUNED_TRIALS, family_workload
 
 
 @pytest.mark.parametrize("family", list(FAMILY_WORKLOADS))
@@ -17,7 +17,7 @@ def test_tuning_improves_on_default_and_is_correct(family, tuned_db):
     r = results[wl]
     # The budget, unless the design space ran out of new candidates first (the FFT's Stockham
     # stages leave MetaSchedule little to vary); trial 1 is the default schedule.
-    assert r.trials_before == 0 and (r.trials_run == 12 or (r.stopped == "space exhausted" and 2 <= r.trials_run < 12))
+    assert r.trials_before == 0 and (r.trials_run == TUNED_TRIALS or (r.stopped == "space exhausted" and 2 <= r.trials_run < TUNED_TRIALS))
     assert db.count(wl, "cpu") == r.trials_run
     history = db.history(wl, "cpu")
     assert len({rec.module_hash for rec in history}) == r.trials_run  # every candidate distinct
@@ -36,9 +36,9 @@ def test_budget_is_counted_from_the_database(tuned_db):
 
     db, _ = tuned_db
     wl = family_workload("dilated")
-    (again,) = tune(wl, "cpu", db, trials=12)
+    (again,) = tune(wl, "cpu", db, trials=TUNED_TRIALS)
     assert again.stopped == "already tuned" and again.trials_run == 0
-    assert db.count(wl, "cpu") == 12
+    assert db.count(wl, "cpu") == TUNED_TRIALS
 
 
 def test_each_workload_keeps_to_its_own_budget_when_others_have_more_left(tmp_path):
