@@ -441,5 +441,19 @@ class LocalBuildRunner(PyRunner):
             return None, _error_text(e, self.config.timeout_sec, what)
 
     def shutdown(self) -> None:
+        # A worker still starting has no pipe yet, and TVM's pool fails to kill it (AttributeError
+        # '_writer'); the pool is then never shut down, and when the garbage collector later runs
+        # its __del__ it can deadlock the process (seen in CI, after a run that had nothing to tune
+        # shut its runner down at once). So wait for the starts, and shut every pool down.
+        for fut in self._starting:
+            try:
+                fut.result()
+            except Exception:  # noqa: BLE001 - a worker that failed to start is killed below
+                pass
+        self._starting = []
         for pool in self.pools:
-            pool.shutdown()
+            try:
+                pool.shutdown()
+            except Exception as e:  # noqa: BLE001
+                log.warning("a runner worker did not shut down cleanly: %s", e)
+                pool._shutdown = True  # its __del__ must not try again

@@ -203,6 +203,10 @@ class Tuner:
         self.global_left = global_left
         return plan
 
+    def _plan_has_work(self) -> bool:
+        """Whether any workload has budget left (else no runner is started)."""
+        return any(not p.done for p in self._plan().values())
+
     def _add_first_trials(self) -> tuple[dict[Workload, list[str]], set[str]]:
         """Before the search, for every workload that has no record yet and within the budget:
         measure its default schedule (``include_default``) and its shipped record
@@ -375,7 +379,7 @@ class Tuner:
 
         cfg = self.config
         try:
-            if cfg.measure and self.target.kind == "llvm" and not cfg.rpc:
+            if cfg.measure and self.target.kind == "llvm" and not cfg.rpc and self._plan_has_work():
                 self._local_runner()  # its workers start now, beside the set-up below
             intrin.prepare(self.target.kind)
             added = {}
