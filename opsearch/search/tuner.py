@@ -255,9 +255,11 @@ class Tuner:
                     log.warning("%s of %s not measured: %s", what, wl.op, str(e).splitlines()[-1:])
         return added, defaults
 
-    def _queue_default(self, wl: Workload, sch) -> str:
-        """Queue ``wl``'s default schedule on the runner (see ``_add_first_trials``); its record is
-        stored when the runner has measured it. Returns its module hash."""
+    def _queue(self, wl: Workload, sch, done) -> str:
+        """Queue schedule ``sch`` of ``wl`` on the run's runner, measured with the next batch (or
+        by ``flush()``) exactly as candidates are: same worker processes, random inputs, measure
+        config. ``done(record or None, error or None)`` gets the record built from its timing.
+        Returns its module hash."""
         from tvm.s_tir import meta_schedule as ms
         from tvm.s_tir.meta_schedule.builder import BuilderInput
         from tvm.s_tir.meta_schedule.runner import RunnerInput
@@ -273,47 +275,41 @@ class Tuner:
         (built,) = self._queued_handoff.build([BuilderInput(sch.mod, self.target.tvm())])
         h, trace, info = module_hash(sch.mod), trace_json(sch), plain_json([a.as_json() for a in args_info])
 
-        def done(secs, error):
+        def measured(secs, error):
+            if error is not None:
+                done(None, error)
+            else:
+                done(Record.new(wl, self.target.name, h, run_us=[float(t) * 1e6 for t in secs], status="ok",
+                                trace=trace, args_info=info), None)
+
+        self._local_runner().add_to_next_batch(RunnerInput(built.artifact_path, "cpu", args_info), measured)
+        return h
+
+    def _queue_default(self, wl: Workload, sch) -> str:
+        """Queue ``wl``'s default schedule (see ``_add_first_trials``); its record is stored when
+        the runner has measured it. Returns its module hash."""
+
+        def done(rec, error):
             p = self._plan_now.get(wl)
             if error is not None:
                 log.warning("default schedule of %s not measured: %s", wl.op, str(error).strip().splitlines()[-1:])
                 if p is not None:
                     p.failed += 1
                 return
-            rec = Record.new(wl, self.target.name, h, run_us=[float(t) * 1e6 for t in secs], status="ok",
-                             trace=trace, args_info=info)
             self.db.add_records([rec])
             if p is not None and (p.best_us is None or rec.mean_us < p.best_us):
                 p.best_us = rec.mean_us
 
-        self._local_runner().add_to_next_batch(RunnerInput(built.artifact_path, "cpu", args_info), done)
-        return h
+        return self._queue(wl, sch, done)
 
     def _measure_schedule(self, wl: Workload, sch):
-        """Time a schedule exactly as candidates are timed: handed to the same runner (same
-        worker processes, random inputs, measure config), so the first trials and the search's
-        candidates compare like for like."""
-        from tvm.s_tir import meta_schedule as ms
-        from tvm.s_tir.meta_schedule.builder import BuilderInput
-        from tvm.s_tir.meta_schedule.runner import RunnerInput
-
-        from ..db.records import Record
-        from ..db.replay import module_hash, plain_json, trace_json
-        from ..kernels import prim_func
-        from .runner import ModuleHandoff
-
-        args_info = ms.arg_info.ArgInfo.from_prim_func(prim_func(wl))
-        handoff = ModuleHandoff()  # the builder the search uses: the module as JSON for the runner
-        try:
-            (built,) = handoff.build([BuilderInput(sch.mod, self.target.tvm())])
-            (future,) = self._local_runner().run([RunnerInput(built.artifact_path, "cpu", args_info)])
-            res = future.result()
-        finally:
-            handoff.shutdown()
-        if res.error_msg:
-            raise RuntimeError(res.error_msg)
-        return Record.new(wl, self.target.name, module_hash(sch.mod), run_us=[float(t) * 1e6 for t in res.run_secs],
-                          status="ok", trace=trace_json(sch), args_info=plain_json([a.as_json() for a in args_info]))
+        """Measure a schedule now, with whatever is queued (see ``_queue``); returns its record."""
+        out = {}
+        self._queue(wl, sch, lambda rec, error: out.update(rec=rec, error=error))
+        self._local_runner().flush()
+        if out["error"]:
+            raise RuntimeError(out["error"])
+        return out["rec"]
 
     def _local_runner(self):
         """The run's one local runner (its worker processes serve the default and the search)."""
