@@ -428,6 +428,15 @@ class Tuner:
         mods = {wl: ir_module(wl) for wl in active}
         left = {wl: plan[wl].budget - plan[wl].measured for wl in active}  # the default may be trial 1
         by_hash = {str(tvm_ffi.structural_hash(m)): wl for wl, m in mods.items()}
+
+        def workload_of(context):
+            return by_hash[str(tvm_ffi.structural_hash(context.mod))]
+
+        cost_model = self._cost_model(workload_of)
+
+        def untrained():
+            return cost_model.booster is None
+
         tasks, task_wl = [], []
         for wl in active:
             space, multistage = design_space(wl, self.target, mods[wl])
@@ -436,12 +445,10 @@ class Tuner:
             population = min(cfg.population, 48) if multistage else cfg.population
             tasks.append(ms.TuneContext(
                 mod=mods[wl], target=tvm_target, space_generator=space,
-                search_strategy=BudgetedSearch(ms.search_strategy.EvolutionarySearch(population_size=population), left[wl]),
+                search_strategy=BudgetedSearch(ms.search_strategy.EvolutionarySearch(population_size=population), left[wl],
+                                               untrained),
                 task_name=f"{wl.op}", rand_state=cfg.seed, num_threads=self.target.num_cores or "physical"))
             task_wl.append(wl)
-
-        def workload_of(context):
-            return by_hash[str(tvm_ffi.structural_hash(context.mod))]
 
         run = self.db.start_run({"target": self.target.name, "trials": cfg.trials, "workloads": [w.key() for w in active],
                                  "measure": cfg.measure, "rpc": cfg.rpc})
@@ -458,7 +465,6 @@ class Tuner:
             from .nomeasure import RecordUnmeasured
 
             callbacks = [RecordUnmeasured(self.db, self.target, task_wl, run.id), SafeRemoveArtifacts(), progress_cb]
-        cost_model = self._cost_model(workload_of)
         budget = max(left.values())
         batch = min(cfg.batch, min(left.values()))
         main_thread = threading.current_thread() is threading.main_thread()  # signals only work there
