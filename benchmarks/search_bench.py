@@ -2,7 +2,9 @@
 
 Each side runs in its own process, alternating (A B A B) for ``--rounds`` rounds, with the same
 trial budget. The sides (``--sides``): ``opsearch`` (what ``tune`` does), ``opsearch-full`` (the
-same with every candidate timed fully, ``--full-timing``: no screening) and ``stock``. Reported: wall time, trials per minute, and the best latency after each checkpoint
+same with every candidate timed fully, ``--full-timing``: no screening), ``opsearch-unroll512``
+(the same with MetaSchedule's unrolling choices, 512 steps included: see ``opsearch.search.space``)
+and ``stock``. Reported: wall time, trials per minute, and the best latency after each checkpoint
 (``--checkpoints``, trial counts): each side's own measurement of its best candidate within the
 first N trials, and the same candidates re-timed side by side in one process for fairness.
 
@@ -25,7 +27,7 @@ import tempfile
 import time
 
 WORKLOAD = ("dilated_conv2d", "context_d4")  # (operator, example), overridable with --example OP:NAME
-SIDES = ("opsearch", "opsearch-full", "stock")
+SIDES = ("opsearch", "opsearch-full", "opsearch-unroll512", "stock")
 
 
 def _workload():
@@ -35,10 +37,13 @@ def _workload():
 
 
 def _ours(trials: int, batch: int, checkpoints: list[int], build_timeout: float, population: int = 0,
-          full_timing: bool = False) -> dict:
+          full_timing: bool = False, unroll512: bool = False) -> dict:
     from opsearch import db as dbmod
-    from opsearch.search import tune
+    from opsearch.search import space, tune
     from opsearch.search.runner import MeasureConfig
+
+    if unroll512:
+        space.LLVM_UNROLL_STEPS = (0, 16, 64, 512)
 
     wl = _workload()
     with tempfile.TemporaryDirectory() as d:
@@ -53,7 +58,8 @@ def _ours(trials: int, batch: int, checkpoints: list[int], build_timeout: float,
         hist = db.history(wl, "cpu")
         lat = [rec.mean_us if rec.status == "ok" else None for rec in hist]
         traces = {n: _best_within(lat, [rec.trace for rec in hist], n) for n in checkpoints}
-    return {"side": "opsearch-full" if full_timing else "opsearch", "wall_s": wall, "trials": r.trials_run, "curve": _curve(lat), "traces": traces}
+    side = "opsearch-full" if full_timing else "opsearch-unroll512" if unroll512 else "opsearch"
+    return {"side": side, "wall_s": wall, "trials": r.trials_run, "curve": _curve(lat), "traces": traces}
 
 
 def _stock(trials: int, batch: int, checkpoints: list[int], build_timeout: float, population: int = 0) -> dict:
@@ -122,7 +128,8 @@ def main() -> None:
         if a.side == "stock":
             out = _stock(a.trials, a.stock_batch or a.batch, cps, a.stock_build_timeout)
         else:
-            out = _ours(a.trials, a.batch, cps, a.stock_build_timeout, a.population, a.side == "opsearch-full")
+            out = _ours(a.trials, a.batch, cps, a.stock_build_timeout, a.population, a.side == "opsearch-full",
+                        a.side == "opsearch-unroll512")
         print(json.dumps(out))
         return
     if a.retime:

@@ -8,6 +8,14 @@ adds more, and the variants multiply across stages: the ten DFT stages of ``fft_
 than ``MAX_GENERIC_STAGES`` reduction stages) therefore get one tiling variant per stage (write
 cache at the outer tile level), with the same tiling, vectorisation, unrolling and
 compute-location decisions left to the search.
+
+On CPU the unrolling choices stop at 64 steps (MetaSchedule offers 0, 16, 64 and 512): a loop
+nest unrolled up to 512 steps is most of a search's compile time and rarely its best kernel.
+In a 64-trial run of context_d4 the 25 candidates sampled with 512 took 17.2 of the 25.5 CPU
+seconds of compiling (LLVM, 0.58 s median against 0.21 s), and effnet_3x3_e8's 10-40 s compiles
+were all 512; of the 69 fastest shipped records (one per workload and CPU) 5 unroll 512, and where
+the same file holds a record with less unrolling it runs within 3% (benchmarks/RESULTS.md,
+session 13). Traces that already carry 512 (older records, transfer seeds) still replay.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from ..ops.spec import Workload
 from ..targets import TargetSpec
 
 MAX_GENERIC_STAGES = 2
+LLVM_UNROLL_STEPS = (0, 16, 64)  # MetaSchedule's default adds 512: see the module docstring
 
 
 def reduction_stages(mod) -> int:
@@ -37,10 +46,23 @@ def _multistage_llvm_rules():
                       require_injective=True, require_ordered=True, disallow_op=["tirx.exp"]),
         sr.MultiLevelTiling(structure="SSRSRS", tile_binds=None, max_innermost_factor=64, vector_load_lens=None,
                             reuse_read=None, reuse_write=sr.ReuseType(req="must", levels=[2], scope="global")),
-        sr.ParallelizeVectorizeUnroll(max_jobs_per_core=16, max_vectorize_extent=64, unroll_max_steps=[0, 16, 64],
+        sr.ParallelizeVectorizeUnroll(max_jobs_per_core=16, max_vectorize_extent=64, unroll_max_steps=list(LLVM_UNROLL_STEPS),
                                       unroll_explicit=True),
         sr.RandomComputeLocation(),
     ]
+
+
+def _llvm_rules():
+    """MetaSchedule's default LLVM rules with unrolling limited to ``LLVM_UNROLL_STEPS``."""
+    from tvm.s_tir.meta_schedule import schedule_rule as sr
+
+    rules = []
+    for rule in sr.ScheduleRule.create("llvm"):
+        if isinstance(rule, sr.ParallelizeVectorizeUnroll):
+            rule = sr.ParallelizeVectorizeUnroll(max_jobs_per_core=16, max_vectorize_extent=64,
+                                                 unroll_max_steps=list(LLVM_UNROLL_STEPS), unroll_explicit=True)
+        rules.append(rule)
+    return rules
 
 
 def design_space(wl: Workload, target: TargetSpec, mod=None):
@@ -52,7 +74,7 @@ def design_space(wl: Workload, target: TargetSpec, mod=None):
 
         mod = ir_module(wl)
     multistage = reduction_stages(mod) > MAX_GENERIC_STAGES
-    if target.kind == "llvm" and multistage:
-        rules = _multistage_llvm_rules()
-        return ms.space_generator.PostOrderApply(sch_rules=rules, postprocs="llvm", mutator_probs="llvm"), True
+    if target.kind == "llvm":
+        rules = _multistage_llvm_rules() if multistage else _llvm_rules()
+        return ms.space_generator.PostOrderApply(sch_rules=rules, postprocs="llvm", mutator_probs="llvm"), multistage
     return ms.space_generator.PostOrderApply(), multistage

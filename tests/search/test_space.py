@@ -1,0 +1,83 @@
+"""The CPU design space: MetaSchedule's default LLVM rules with unrolling capped at
+``LLVM_UNROLL_STEPS``; records whose traces unroll 512 steps (tuned before the cap, or shipped)
+still replay and compute the right result."""
+
+from __future__ import annotations
+
+import json
+
+from opsearch import ops, targets
+
+UNROLL_KEY = "meta_schedule.unroll_explicit"
+
+
+def _spaces(space_generator, wl):
+    from tvm.s_tir import meta_schedule as ms
+
+    from opsearch.kernels import ir_module
+
+    target = targets.resolve("cpu")
+    ctx = ms.TuneContext(mod=ir_module(wl), target=target.tvm(), space_generator=space_generator, task_name="t",
+                         rand_state=0, num_threads=1)
+    return ctx.generate_design_space()
+
+
+def _unroll_choices(trace) -> list[list[int]]:
+    """The candidate lists of the trace's unrolling decisions."""
+    out = []
+    insts = list(trace.insts)
+    for i, inst in enumerate(insts):
+        if inst.kind.name != "SampleCategorical":
+            continue
+        for later in insts[i + 1:]:
+            if later.kind.name == "Annotate" and str(later.attrs[0]) == UNROLL_KEY and inst.outputs[0].same_as(later.inputs[1]):
+                out.append([int(c) for c in inst.attrs[0]])
+    return out
+
+
+def test_the_cpu_space_is_metaschedules_default_with_unrolling_capped():
+    from tvm.s_tir import meta_schedule as ms
+
+    from opsearch.search.space import LLVM_UNROLL_STEPS, design_space
+
+    # odd sizes: 5 channels in, 7 out, a 13x11 input
+    wl = ops.get("dilated_conv2d").workload(x=[1, 5, 13, 11], weight=[7, 5, 3, 3], padding=2, dilation=2)
+    ours, multistage = design_space(wl, targets.resolve("cpu"))
+    assert not multistage
+    mine, stock = _spaces(ours, wl), _spaces(ms.space_generator.PostOrderApply(), wl)
+    assert len(mine) == len(stock) > 1, "the same design spaces as stock MetaSchedule"
+    for a, b in zip(mine, stock):
+        assert [i.kind.name for i in a.trace.insts] == [i.kind.name for i in b.trace.insts]
+        assert _unroll_choices(b.trace) == [[0, 16, 64, 512]]
+        assert _unroll_choices(a.trace) == [list(LLVM_UNROLL_STEPS)] and 512 not in LLVM_UNROLL_STEPS
+
+
+def _unroll_of_record(trace: list) -> int | None:
+    """The unroll steps a stored trace (JSON form) chose, if it has the decision."""
+    insts, decisions = trace[0], dict((d[0], d[1]) for d in trace[1])
+    for i, inst in enumerate(insts):
+        if inst[0] == "SampleCategorical" and i in decisions:
+            out = inst[3][0]
+            if any(j[0] == "Annotate" and out in j[1] and UNROLL_KEY in json.dumps(j[2]) for j in insts[i + 1:]):
+                return inst[2][0][decisions[i]]
+    return None
+
+
+def test_a_shipped_record_unrolling_512_steps_still_replays_and_matches_the_reference():
+    from opsearch.db import shipped
+    from opsearch.db.records import Record
+    from opsearch.db.replay import replay
+    from opsearch.search.verify import check_schedule
+
+    found = []
+    for path in sorted(shipped.schedules_dir().glob("llvm-*.jsonl")):
+        for line in path.read_text().splitlines():
+            rec = Record.from_json(json.loads(line), source="shipped")
+            if _unroll_of_record(rec.trace) == 512:
+                found.append(rec)
+    assert found, "the shipped files hold records tuned with 512-step unrolling"
+    # the smallest workload's record: its kernel builds quickly
+    rec = min(found, key=lambda r: ops.get(r.workload.op).flops(r.workload))
+    sch = replay(rec.trace, rec.workload)
+    assert _unroll_choices(sch.trace) and _unroll_choices(sch.trace)[0][-1] == 512
+    assert check_schedule(sch, rec.workload, targets.resolve("cpu")) is None
