@@ -23,7 +23,9 @@ A compile gets at most ``MeasureConfig.compile_limit_factor`` times the run's me
 (at least ``compile_limit_min_s``) once the run has compiled a few candidates: the search samples
 a few schedules that unroll into so much code that LLVM takes 10-40 s on them (effnet_3x3_e8:
 38 s for a 5.7 ms kernel, against 0.1-0.4 s and 1.1 ms for most), and waiting for them was most of
-such a run's time. No shipped best record takes more than 1.6 s to compile.
+such a run's time. No shipped best record takes more than 1.6 s to compile. Those schedules
+unrolled 512 steps, which the CPU space no longer offers (``opsearch.search.space``); the limit
+stays for traces that still carry it (older records, transfer seeds) and for other large code.
 """
 
 from __future__ import annotations

@@ -12,10 +12,11 @@ compute-location decisions left to the search.
 On CPU the unrolling choices stop at 64 steps (MetaSchedule offers 0, 16, 64 and 512): a loop
 nest unrolled up to 512 steps is most of a search's compile time and rarely its best kernel.
 In a 64-trial run of context_d4 the 25 candidates sampled with 512 took 17.2 of the 25.5 CPU
-seconds of compiling (LLVM, 0.58 s median against 0.21 s), and effnet_3x3_e8's 10-40 s compiles
-were all 512; of the 69 fastest shipped records (one per workload and CPU) 5 unroll 512, and where
-the same file holds a record with less unrolling it runs within 3% (benchmarks/RESULTS.md,
-session 13). Traces that already carry 512 (older records, transfer seeds) still replay.
+seconds of compiling (LLVM, 0.58 s median against 0.21 s), and effnet_3x3_e8's slowest compiles
+(2.7-39 s) were all 512. Of the 69 fastest shipped records (one per workload and CPU) 5 unroll 512; in 3 of
+the 4 files that also hold a record with less unrolling for that workload it runs within 3%
+(benchmarks/RESULTS.md, session 13). Without them, 64 trials ran at 1.1-1.5x the trials per
+minute. Traces that already carry 512 (older records, transfer seeds) still replay.
 """
 
 from __future__ import annotations
