@@ -3,8 +3,8 @@
 Each side runs in its own process, alternating (A B A B) for ``--rounds`` rounds, with the same
 trial budget. The sides (``--sides``): ``opsearch`` (what ``tune`` does), ``opsearch-full`` (the
 same with every candidate timed fully, ``--full-timing``: no screening), ``opsearch-unroll512``
-(the same with MetaSchedule's unrolling choices, 512 steps included: see ``opsearch.search.space``)
-and ``stock``. Reported: wall time, trials per minute, and the best latency after each checkpoint
+(the same with MetaSchedule's unrolling choices, 512 steps included, multi-stage spaces too: see
+``opsearch.search.space``) and ``stock``. Reported: wall time, trials per minute, and the best latency after each checkpoint
 (``--checkpoints``, trial counts): each side's own measurement of its best candidate within the
 first N trials, and the same candidates re-timed side by side in one process for fairness.
 

@@ -13,9 +13,9 @@ On CPU the unrolling choices stop at 64 steps (MetaSchedule offers 0, 16, 64 and
 nest unrolled up to 512 steps is most of a search's compile time and rarely its best kernel.
 In a 64-trial run of context_d4 the 25 candidates sampled with 512 took 17.2 of the 25.5 CPU
 seconds of compiling (LLVM, 0.58 s median against 0.21 s), and effnet_3x3_e8's slowest compiles
-(2.7-39 s) were all 512. Of the 69 fastest shipped records (one per workload and CPU) 5 unroll 512; in 3 of
-the 4 files that also hold a record with less unrolling for that workload it runs within 3%
-(benchmarks/RESULTS.md, session 13). Without them, 64 trials ran at 1.1-1.5x the trials per
+(2.7-39 s) were all 512. Of the 69 fastest shipped records (one per workload and CPU) 5 unroll
+512; in 3 of the 4 files that also hold a record with less unrolling for that workload it runs
+within 3% (benchmarks/RESULTS.md, session 13). Without them, 64 trials ran at 1.1-1.5x the trials per
 minute. Traces that already carry 512 (older records, transfer seeds) still replay.
 """
 
@@ -47,23 +47,24 @@ def _multistage_llvm_rules():
                       require_injective=True, require_ordered=True, disallow_op=["tirx.exp"]),
         sr.MultiLevelTiling(structure="SSRSRS", tile_binds=None, max_innermost_factor=64, vector_load_lens=None,
                             reuse_read=None, reuse_write=sr.ReuseType(req="must", levels=[2], scope="global")),
-        sr.ParallelizeVectorizeUnroll(max_jobs_per_core=16, max_vectorize_extent=64, unroll_max_steps=list(LLVM_UNROLL_STEPS),
-                                      unroll_explicit=True),
+        _unroll_rule(),
         sr.RandomComputeLocation(),
     ]
+
+
+def _unroll_rule():
+    """MetaSchedule's LLVM parallelise/vectorise/unroll rule with ``LLVM_UNROLL_STEPS``."""
+    from tvm.s_tir.meta_schedule import schedule_rule as sr
+
+    return sr.ParallelizeVectorizeUnroll(max_jobs_per_core=16, max_vectorize_extent=64,
+                                         unroll_max_steps=list(LLVM_UNROLL_STEPS), unroll_explicit=True)
 
 
 def _llvm_rules():
     """MetaSchedule's default LLVM rules with unrolling limited to ``LLVM_UNROLL_STEPS``."""
     from tvm.s_tir.meta_schedule import schedule_rule as sr
 
-    rules = []
-    for rule in sr.ScheduleRule.create("llvm"):
-        if isinstance(rule, sr.ParallelizeVectorizeUnroll):
-            rule = sr.ParallelizeVectorizeUnroll(max_jobs_per_core=16, max_vectorize_extent=64,
-                                                 unroll_max_steps=list(LLVM_UNROLL_STEPS), unroll_explicit=True)
-        rules.append(rule)
-    return rules
+    return [_unroll_rule() if isinstance(r, sr.ParallelizeVectorizeUnroll) else r for r in sr.ScheduleRule.create("llvm")]
 
 
 def design_space(wl: Workload, target: TargetSpec, mod=None):

@@ -22,16 +22,18 @@ def _spaces(space_generator, wl):
     return ctx.generate_design_space()
 
 
-def _unroll_choices(trace) -> list[list[int]]:
-    """The candidate lists of the trace's unrolling decisions."""
+def _unroll_decisions(trace: list) -> list[tuple[list[int], int | None]]:
+    """(the choices, the one taken or None) of each unrolling decision of a trace in its stored
+    JSON form (``opsearch.db.replay.trace_json`` gives it for a live schedule)."""
+    insts, decisions = trace[0], {d[0]: d[1] for d in trace[1]}
     out = []
-    insts = list(trace.insts)
     for i, inst in enumerate(insts):
-        if inst.kind.name != "SampleCategorical":
+        if inst[0] != "SampleCategorical":
             continue
-        for later in insts[i + 1:]:
-            if later.kind.name == "Annotate" and str(later.attrs[0]) == UNROLL_KEY and inst.outputs[0].same_as(later.inputs[1]):
-                out.append([int(c) for c in inst.attrs[0]])
+        var = inst[3][0]
+        if any(j[0] == "Annotate" and var in j[1] and UNROLL_KEY in json.dumps(j[2]) for j in insts[i + 1:]):
+            choices = [int(c) for c in inst[2][0]]
+            out.append((choices, choices[decisions[i]] if i in decisions else None))
     return out
 
 
@@ -44,40 +46,32 @@ def test_the_cpu_space_is_metaschedules_default_with_unrolling_capped():
     wl = ops.get("dilated_conv2d").workload(x=[1, 5, 13, 11], weight=[7, 5, 3, 3], padding=2, dilation=2)
     ours, multistage = design_space(wl, targets.resolve("cpu"))
     assert not multistage
+    from opsearch.db.replay import trace_json
+
     mine, stock = _spaces(ours, wl), _spaces(ms.space_generator.PostOrderApply(), wl)
     assert len(mine) == len(stock) > 1, "the same design spaces as stock MetaSchedule"
     for a, b in zip(mine, stock):
         assert [i.kind.name for i in a.trace.insts] == [i.kind.name for i in b.trace.insts]
-        assert _unroll_choices(b.trace) == [[0, 16, 64, 512]]
-        assert _unroll_choices(a.trace) == [list(LLVM_UNROLL_STEPS)] and 512 not in LLVM_UNROLL_STEPS
-
-
-def _unroll_of_record(trace: list) -> int | None:
-    """The unroll steps a stored trace (JSON form) chose, if it has the decision."""
-    insts, decisions = trace[0], dict((d[0], d[1]) for d in trace[1])
-    for i, inst in enumerate(insts):
-        if inst[0] == "SampleCategorical" and i in decisions:
-            out = inst[3][0]
-            if any(j[0] == "Annotate" and out in j[1] and UNROLL_KEY in json.dumps(j[2]) for j in insts[i + 1:]):
-                return inst[2][0][decisions[i]]
-    return None
+        assert [c for c, _ in _unroll_decisions(trace_json(b))] == [[0, 16, 64, 512]]
+        assert [c for c, _ in _unroll_decisions(trace_json(a))] == [list(LLVM_UNROLL_STEPS)]
+        assert 512 not in LLVM_UNROLL_STEPS
 
 
 def test_a_shipped_record_unrolling_512_steps_still_replays_and_matches_the_reference():
     from opsearch.db import shipped
     from opsearch.db.records import Record
-    from opsearch.db.replay import replay
+    from opsearch.db.replay import replay, trace_json
     from opsearch.search.verify import check_schedule
 
     found = []
     for path in sorted(shipped.schedules_dir().glob("llvm-*.jsonl")):
         for line in path.read_text().splitlines():
             rec = Record.from_json(json.loads(line), source="shipped")
-            if _unroll_of_record(rec.trace) == 512:
+            if any(taken == 512 for _, taken in _unroll_decisions(rec.trace)):
                 found.append(rec)
     assert found, "the shipped files hold records tuned with 512-step unrolling"
     # the smallest workload's record: its kernel builds quickly
     rec = min(found, key=lambda r: ops.get(r.workload.op).flops(r.workload))
     sch = replay(rec.trace, rec.workload)
-    assert _unroll_choices(sch.trace) and _unroll_choices(sch.trace)[0][-1] == 512
+    assert [taken for _, taken in _unroll_decisions(trace_json(sch))] == [512], "the replayed schedule unrolls 512 steps"
     assert check_schedule(sch, rec.workload, targets.resolve("cpu")) is None
