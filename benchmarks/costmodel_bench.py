@@ -250,7 +250,7 @@ def main(argv=None) -> int:
     NTHREAD = args.threads
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
 
-    from opsearch.db.store import target_name
+    from opsearch.db.records import target_name
 
     if args.db.startswith("sqlite:///") and not os.path.exists(args.db[len("sqlite:///"):]):
         print(f"error: no database at {args.db[len('sqlite:///'):]} (the benchmark only reads one)", file=sys.stderr)

@@ -31,7 +31,7 @@ def main() -> None:
 
     import torch
 
-    from opsearch import optimize
+    from opsearch.torch_bridge import optimize
     from opsearch.cli.demo_cmd import tcn
 
     if args.torch_threads:

@@ -65,10 +65,11 @@ def _ours(trials: int, batch: int, checkpoints: list[int], build_timeout: float,
 def _stock(trials: int, batch: int, checkpoints: list[int], build_timeout: float, population: int = 0) -> dict:
     from tvm.s_tir import meta_schedule as ms
 
-    from opsearch import kernels, targets
+    from opsearch import targets
+    from opsearch.ops import tir
     from opsearch.db.replay import trace_json
 
-    mod = kernels.ir_module(_workload())
+    mod = tir.ir_module(_workload())
     with tempfile.TemporaryDirectory() as d:
         t0 = time.time()
         db = ms.tune_tir(mod, targets.resolve("cpu").tvm(), d, max_trials_global=trials, num_trials_per_iter=batch,
@@ -99,7 +100,7 @@ def _curve(lat: list) -> list:
 
 def _retime(traces: dict) -> dict:
     """The schedules timed side by side in this one process, alternating."""
-    from opsearch.bench import time_schedules
+    from opsearch.bench.suite import time_schedules
 
     return time_schedules(_workload(), traces)
 

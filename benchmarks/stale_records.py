@@ -30,8 +30,9 @@ def main(argv=None) -> int:
 
     from types import SimpleNamespace
 
-    from opsearch import kernels, ops
-    from opsearch.loading import _from_record, _time_pair
+    from opsearch import ops
+    from opsearch.runtime import kernels
+    from opsearch.runtime.loading import kernel_from_record, time_pair
     from opsearch.targets import host_cores
 
     torch.set_num_threads(host_cores())
@@ -47,8 +48,8 @@ def main(argv=None) -> int:
                 continue
             best = min(recs, key=lambda r: r["mean_us"])
             target = best["target"]
-            rec = _from_record(SimpleNamespace(trace=best["trace"]), wl, target)
-            t_rec, t_def = _time_pair(rec, kernels.default_kernel(wl, target), wl)
+            rec = kernel_from_record(SimpleNamespace(trace=best["trace"]), wl, target)
+            t_rec, t_def = time_pair(rec, kernels.default_kernel(wl, target), wl)
             print(f"| {name} | {path.name} | {t_rec:.1f} | {t_def:.1f} | {t_def / t_rec:.2f} |", flush=True)
     return 0
 

@@ -38,7 +38,7 @@ t1 = time.perf_counter()
 import tvm
 t2 = time.perf_counter()
 import opsearch.functional as F
-from opsearch import cache
+from opsearch.runtime import cache
 t3 = time.perf_counter()
 x, w = torch.randn(1, 4, 8, 8), torch.randn(4, 4, 3, 3)
 c, t = time.process_time(), time.perf_counter()
@@ -59,11 +59,12 @@ def per_call(calls: int, batches: int) -> dict[str, float]:
     import torch
 
     import opsearch.functional as F
-    from opsearch import ops, torch_ops
+    from opsearch import ops
+    from opsearch.torch_bridge import library
 
     x, w = torch.randn(1, 4, 8, 8), torch.randn(4, 4, 3, 3)
     wl = ops.get("dilated_conv2d").workload(x=[1, 4, 8, 8], weight=[4, 4, 3, 3], padding=1)
-    kern = torch_ops.kernel_for(wl)
+    kern = library.kernel_for(wl)
     out = torch.empty(kern.out_shape)
     op = torch.ops.opsearch.dilated_conv2d
     attrs = ([1, 1], [1, 1], [1, 1], 1)

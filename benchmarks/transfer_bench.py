@@ -70,7 +70,7 @@ def _best(lat: list, traces: list, n: int):
 
 def _retime(traces: dict, spec: str | None) -> dict:
     """The schedules timed side by side in this one process, alternating."""
-    from opsearch.bench import time_schedules
+    from opsearch.bench.suite import time_schedules
 
     return time_schedules(_workload(spec), traces)
 

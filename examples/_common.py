@@ -1,11 +1,11 @@
 """Shared by the example scripts: check a model's opsearch path against its PyTorch path and
-time both (``opsearch.optimize.compare_model``)."""
+time both (``opsearch.torch_bridge.optimize.compare_model``)."""
 
 from __future__ import annotations
 
 import torch
 
-from opsearch.optimize import compare_model
+from opsearch.torch_bridge.optimize import compare_model
 
 
 def compare(model: torch.nn.Module, *inputs, rtol: float = 1e-4) -> float:

@@ -1,8 +1,11 @@
 """opsearch: operator search and autotuning for novel convolutions.
 
-Operators are declared once in TVM tensor expressions (``opsearch.ops``), run from PyTorch
-(``opsearch.functional``), tuned for CPU and CUDA targets, and stored in a SQL database.
-Submodules load on first use, so ``import opsearch`` stays cheap.
+Operators are declared once in TVM tensor expressions (``opsearch.ops``), tuned for CPU and
+CUDA targets (``opsearch.search``, ``opsearch.costmodel``), stored in a SQL database
+(``opsearch.db``), served as compiled kernels (``opsearch.runtime``) and run from PyTorch
+(``opsearch.torch_bridge``; public names ``opsearch.functional``, ``opsearch.nn``,
+``opsearch.optimize``, ``opsearch.load``). Submodules load on first use, so ``import opsearch``
+stays cheap.
 """
 
 from __future__ import annotations
@@ -10,34 +13,29 @@ from __future__ import annotations
 import importlib
 import os
 
+from .targets import host_cores as _host_cores
+
 __version__ = "0.2.0"
-
-
-def _usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
 
 
 # TVM's CPU thread pool defaults to half the hardware threads on x86 (it assumes SMT pairs), so
 # on a 2-vCPU machine every TVM kernel, and every tuning measurement, ran on one thread. Use
 # the cores this process may use unless the user chose (set before TVM's pool first starts;
 # worker processes inherit it).
-os.environ.setdefault("TVM_NUM_THREADS", str(_usable_cores()))
+os.environ.setdefault("TVM_NUM_THREADS", str(_host_cores()))
 
+# Packages and modules reachable as attributes, imported on first use.
 _LAZY = {
-    "ops", "functional", "targets", "kernels", "errors", "cuda", "db", "bench",
-    "cache", "torch_ops", "nn", "optimize",  # optimize: a callable module, opsearch.optimize(model, ...)
-    "search", "costmodel", "loading", "baselines", "report",
+    "ops", "targets", "errors", "settings", "db", "search", "costmodel",
+    "runtime", "torch_bridge", "bench", "functional", "nn",
 }
+# Functions of the public API and the module that defines each.
+_FUNCTIONS = {"load": ".torch_bridge.optimize", "optimize": ".torch_bridge.optimize", "tune": ".search"}
 
 
 def __getattr__(name: str):
     if name in _LAZY:
         return importlib.import_module(f".{name}", __name__)
-    if name == "load":
-        return importlib.import_module(".optimize", __name__).load
-    if name == "tune":
-        return importlib.import_module(".search", __name__).tune
+    if name in _FUNCTIONS:
+        return getattr(importlib.import_module(_FUNCTIONS[name], __name__), name)
     raise AttributeError(f"module 'opsearch' has no attribute {name!r}")

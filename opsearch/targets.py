@@ -3,13 +3,25 @@
 A :class:`TargetSpec` is a frozen value with a canonical name (``llvm:znver3`` or
 ``cuda:sm_90``) used as the key everywhere (database, caches); :meth:`TargetSpec.tvm` builds
 the ``tvm.target.Target`` lazily so callers that only need the name never import TVM.
+
+Tensor intrinsics are registered per target kind, not all at once: MetaSchedule's
+``TuneContext`` and its default build function ``import tvm.s_tir.tensor_intrin``, which parses
+every intrinsic of every backend (22-26 s, 16+ s of it CUDA), while a CPU search needs only the
+x86 ones (0.3 s). :func:`register_intrinsics` installs that package as an empty shell (so the
+import is free) and imports the backend submodules a target kind needs, once per process;
+:func:`skip_intrinsics` installs only the shell (build workers and feature extraction never
+need intrinsics).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import json
+import os
 import re
+import sys
+import types
 from dataclasses import dataclass, field
 
 from .errors import TargetError
@@ -48,9 +60,10 @@ class TargetSpec:
 
 def host_cores() -> int:
     """Cores this process may use (affinity-aware)."""
-    from . import _usable_cores
-
-    return _usable_cores()
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
 
 
 @functools.lru_cache(maxsize=None)
@@ -113,3 +126,35 @@ def resolve(target: str | TargetSpec = "cpu") -> TargetSpec:
     if t == "cuda":
         raise TargetError("target 'cuda' needs an architecture: use 'cuda:sm_80', 'cuda:sm_90', ...")
     raise TargetError(f"unknown target '{target}': expected 'cpu', 'llvm:<mcpu>' or 'cuda:sm_XX'")
+
+
+# ----------------------------------------------------------------------------- intrinsics
+_PKG = "tvm.s_tir.tensor_intrin"
+_BACKENDS = {"llvm": ("x86",), "cuda": ("cuda",)}
+_loaded: set[str] = set()
+
+
+def _install_shell() -> None:
+    if _PKG in sys.modules:
+        return
+    import tvm.s_tir
+
+    shell = types.ModuleType(_PKG)
+    shell.__path__ = [os.path.join(os.path.dirname(tvm.s_tir.__file__), "tensor_intrin")]
+    shell.__package__ = _PKG
+    shell.__doc__ = "opsearch: intrinsics are registered per target kind (opsearch.targets.register_intrinsics)"
+    sys.modules[_PKG] = shell
+
+
+def register_intrinsics(kind: str) -> None:
+    """Make ``import tvm.s_tir.tensor_intrin`` free and register ``kind``'s intrinsics."""
+    _install_shell()
+    for name in _BACKENDS.get(kind, ()):
+        if name not in _loaded:
+            importlib.import_module(f"{_PKG}.{name}")
+            _loaded.add(name)
+
+
+def skip_intrinsics() -> None:
+    """Initializer of build workers: building never needs intrinsics registered."""
+    _install_shell()

@@ -10,7 +10,7 @@ import tempfile
 import pytest
 import torch
 
-# Compiled kernels go to a per-session cache, not the user's (opsearch.cache).
+# Compiled kernels go to a per-session cache, not the user's (opsearch.runtime.cache).
 # ... and the default schedule database is a per-session file, not the user's.
 _SCRATCH = tempfile.mkdtemp(prefix="opsearch-test-")
 atexit.register(shutil.rmtree, _SCRATCH, True)

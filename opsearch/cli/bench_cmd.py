@@ -14,7 +14,8 @@ IMPLS = ("pytorch", "tvm-default", "opsearch-tuned", "stock-metaschedule")
 
 
 def _select(names: tuple[str, ...], examples: tuple[str, ...]):
-    from .. import bench, ops
+    from .. import ops
+    from ..bench import suite as bench
 
     specs = [ops.get(n) for n in names]  # unknown names fail before any work
     workloads = bench.example_workloads(list(names) or None)
@@ -52,7 +53,7 @@ def _target(target: str):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output only.")
 def bench(names, target, db_url, examples, rounds, stock_db_url, no_store, as_json):
     """Benchmark OPs' example workloads (all operators by default): PyTorch vs TVM default vs tuned."""
-    from .. import bench as benchmod
+    from ..bench import suite as benchmod
     from .. import db as dbmod
 
     if rounds < 1:
@@ -89,7 +90,7 @@ def _cells(suite, row, impl):
 
 
 def _as_json(suite) -> dict:
-    from ..bench import PEAK_METHOD, geomean_ratio
+    from ..bench.suite import PEAK_METHOD, geomean_ratio
 
     gm, n = suite.geomean_speedup()
     return {
@@ -143,7 +144,7 @@ def _print(suite) -> None:
     if dg:
         line += f"; default schedules alone: {dg:.2f}x"
     Console(width=150).print(line)
-    from ..bench import geomean_ratio
+    from ..bench.suite import geomean_ratio
 
     vs, m = geomean_ratio(suite, "stock-metaschedule", "opsearch-tuned")
     if vs:

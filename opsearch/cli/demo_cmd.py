@@ -69,7 +69,10 @@ def demo(seeds, trials, model_trials, bench_ops, rounds, db_url, out_dir):
     tuned kernels plugged in, and write the report."""
     import torch
 
-    from .. import bench, ops, optimize, report, targets
+    from .. import ops, targets
+    from ..bench import report
+    from ..bench import suite as bench
+    from ..torch_bridge import optimize
     from .. import db as dbmod
     from ..search import tune
     from .bench_cmd import _print

@@ -22,8 +22,8 @@ def _default_target(db) -> str:
 def report(out_dir, target, db_url, no_model_eval) -> None:
     """Write DIR/index.html: tuning curves, opsearch vs PyTorch / TVM default, cost-model accuracy."""
     from .. import db as dbmod
-    from ..db.store import target_name
-    from ..report import prepare_dir, write_report
+    from ..db.records import target_name
+    from ..bench.report import prepare_dir, write_report
 
     prepare_dir(out_dir)  # fail on an unwritable directory before any database work
     with dbmod.connect(db_url) as db:

@@ -187,15 +187,16 @@ def _summarise(results, db, db_url, spec, measure: bool) -> list[dict]:
     timed in their own process the same way (the run's runner measures its candidates in other
     conditions, ~5-15% apart here, so comparing its number with a bench process's could show the
     default as faster than a best that is the default itself); ``run_best_us`` is the run's own."""
-    from .. import bench, ops
+    from .. import ops
+    from ..bench import suite as bench
     from ..targets import host_cores
 
     baselines, retimed = {}, {}
     if measure and spec.kind == "llvm":
         keys = [r.workload.key() for r in results]
         opts = {"target": spec.name, "threads": host_cores(), "db": db_url, "repeat": 5}
-        default = bench._run_suite_worker("tvm-default", keys, opts)
-        best = bench._run_suite_worker("opsearch-tuned", [r.workload.key() for r in results if r.best], opts)
+        default = bench.run_suite_worker("tvm-default", keys, opts)
+        best = bench.run_suite_worker("opsearch-tuned", [r.workload.key() for r in results if r.best], opts)
         torch_ = bench.run_eager_worker(keys)
         for r in results:
             k = r.workload.key()

@@ -23,12 +23,11 @@ def tune_context(wl: Workload, target_name: str):
     """A TuneContext for feature extraction (cached; intrinsics are not needed)."""
     from tvm.s_tir import meta_schedule as ms
 
-    from ..kernels import ir_module
-    from ..search import intrin
-    from ..targets import resolve
+    from ..ops.tir import ir_module
+    from ..targets import resolve, skip_intrinsics
 
     spec = resolve(target_name)
-    intrin.prepare_build_worker()
+    skip_intrinsics()
     return ms.TuneContext(mod=ir_module(wl), target=spec.tvm(), task_name=wl.op, num_threads=1)
 
 

@@ -27,9 +27,9 @@ from tvm.s_tir import meta_schedule as ms
 from ..errors import DatabaseError
 from ..ops.spec import Workload
 from ..targets import TargetSpec
-from .records import FAILED_RUN_SECS, Record
+from .records import FAILED_RUN_SECS, Record, target_spec
 from .replay import module_hash, workload_mod
-from .store import Database, target_spec
+from .store import Database
 
 log = logging.getLogger(__name__)
 

@@ -6,12 +6,16 @@ A record's JSON form (one line of an export file) carries ``schema`` = :data:`RE
 
 from __future__ import annotations
 
+import functools
+import json
+import re
 import statistics
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from ..ops.spec import Workload
+from ..targets import TargetSpec, resolve
 
 STATUSES = ("ok", "build_error", "run_error", "timeout", "wrong_result", "unmeasured")
 
@@ -19,6 +23,25 @@ STATUSES = ("ok", "build_error", "run_error", "timeout", "wrong_result", "unmeas
 RECORD_SCHEMA = 1
 #: MetaSchedule's marker for a failed measurement (seconds).
 FAILED_RUN_SECS = 1e9
+
+
+@functools.lru_cache(maxsize=256)
+def target_spec(target: str | TargetSpec) -> TargetSpec:
+    """A :class:`TargetSpec` for storage. ``llvm:<mcpu>`` is taken as written (no TVM import)."""
+    if isinstance(target, TargetSpec):
+        return target
+
+    t = str(target).strip().lower()
+    m = re.fullmatch(r"llvm:([a-z][a-z0-9_.-]*)", t)
+    if m and m.group(1) != "native":
+        config = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": m.group(1)}
+        return TargetSpec(t, "llvm", m.group(1), json.dumps(config, sort_keys=True))
+    return resolve(t)
+
+
+def target_name(target: str | TargetSpec) -> str:
+    """The canonical name a target is stored under (``llvm:znver4``, ``cuda:sm_90``)."""
+    return target_spec(target).name
 
 
 def _freeze(v: Any) -> Any:

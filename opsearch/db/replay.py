@@ -16,7 +16,7 @@ from ..ops.spec import Workload
 @functools.lru_cache(maxsize=64)
 def workload_mod(wl: Workload):
     """The workload's IRModule from the current operator definition (cached)."""
-    from ..kernels import ir_module
+    from ..ops.tir import ir_module
 
     return ir_module(wl)
 

@@ -19,7 +19,6 @@ import getpass
 import json
 import platform
 import random
-import re
 import time
 from datetime import datetime, timezone
 from typing import IO, Any, Callable, Iterable, Iterator, TypeVar
@@ -36,7 +35,9 @@ from ..targets import TargetSpec
 from . import engine as _engine
 from .models import (BaselineRow, CostModelRow, PendingRow, RecordRow, RunRow, TargetRow, WorkloadRow,
                      utcnow)
-from .records import STATUSES, Comparison, ImportReport, Info, Record, RunInfo, WorkloadInfo, as_utc, workload_from_json
+from .records import (STATUSES, Comparison, ImportReport, Info, Record, RunInfo, WorkloadInfo, as_utc, target_name,
+                      target_spec, workload_from_json)
+from .transfer import import_lines
 
 T = TypeVar("T")
 _RETRIES = 10
@@ -53,26 +54,6 @@ def connect(url: str | None = None) -> "Database":
     >>> db = connect("sqlite:///:memory:")  # doctest: +SKIP
     """
     return Database(_engine.resolve_url(url))
-
-
-# ----------------------------------------------------------------------------- targets
-@functools.lru_cache(maxsize=256)
-def target_spec(target: str | TargetSpec) -> TargetSpec:
-    """A :class:`TargetSpec` for storage. ``llvm:<mcpu>`` is taken as written (no TVM import)."""
-    if isinstance(target, TargetSpec):
-        return target
-    from ..targets import resolve
-
-    t = str(target).strip().lower()
-    m = re.fullmatch(r"llvm:([a-z][a-z0-9_.-]*)", t)
-    if m and m.group(1) != "native":
-        config = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": m.group(1)}
-        return TargetSpec(t, "llvm", m.group(1), json.dumps(config, sort_keys=True))
-    return resolve(t)
-
-
-def target_name(target: str | TargetSpec) -> str:
-    return target_spec(target).name
 
 
 @functools.lru_cache(maxsize=1)
@@ -521,8 +502,6 @@ class Database:
 
     def import_(self, fp: IO[str], replay: bool = True) -> ImportReport:
         """Import JSON lines, validating each; see :func:`opsearch.db.transfer.import_lines`."""
-        from .transfer import import_lines
-
         return import_lines(self, fp, replay=replay)
 
 

@@ -12,23 +12,17 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import replace
-from typing import IO, TYPE_CHECKING, Iterable
+from typing import IO, Iterable, Protocol
 
 from .. import ops
 from ..errors import OpsearchError
-from .records import STATUSES
-from .records import RECORD_SCHEMA, ImportReport, Record
-
-if TYPE_CHECKING:
-    from .store import Database
+from .records import RECORD_SCHEMA, STATUSES, ImportReport, Record, target_name
 
 _CHUNK = 2000
 
 
 def parse_line(line: str, replay: bool = True) -> Record:
     """One export line to a validated :class:`Record`; raises ValueError with the reason."""
-    from .store import target_name
-
     try:
         d = json.loads(line)
     except json.JSONDecodeError as e:
@@ -66,7 +60,13 @@ def _validated(op: str, args_json: str):
     return ops.get(op).workload(**json.loads(args_json))
 
 
-def import_lines(db: "Database", lines: Iterable[str] | IO[str], replay: bool = True) -> ImportReport:
+class RecordSink(Protocol):
+    """What an import writes to: :class:`opsearch.db.Database` (which calls :func:`import_lines`)."""
+
+    def add_records(self, records: list[Record]) -> int: ...
+
+
+def import_lines(db: RecordSink, lines: Iterable[str] | IO[str], replay: bool = True) -> ImportReport:
     """Validate and import export lines into ``db``; see the module docstring."""
     n = imported = valid = 0
     errors: list[tuple[int, str]] = []

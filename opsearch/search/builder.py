@@ -31,7 +31,7 @@ def build_candidate(mod, target, check_cuda: bool, out_dir: str) -> str:
     path = os.path.join(tempfile.mkdtemp(dir=out_dir), "kernel.so")
     if str(target.kind) == "cuda":
         if check_cuda:
-            from ..cuda import compile_cuda
+            from ..runtime.cuda import compile_cuda
 
             compile_cuda(rt_mod.imports[0].inspect_source(), str(target.attrs["arch"]))
         # Without a GPU the CUDA module is source only: keep the source as the artifact.
@@ -62,10 +62,10 @@ class PoolBuilder(PyBuilder):
         if self._pool is None or self._batches >= self.recycle_after:
             if self._pool is not None:
                 self._pool.shutdown()
-            from .intrin import prepare_build_worker
+            from ..targets import skip_intrinsics
 
             self._pool = PopenPoolExecutor(max_workers=self.max_workers, timeout=self.timeout_sec,
-                                           initializer=prepare_build_worker)
+                                           initializer=skip_intrinsics)
             self._batches = 0
         self._batches += 1
         return self._pool

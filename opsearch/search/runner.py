@@ -113,9 +113,9 @@ class ModuleHandoff(PyBuilder):
 
 
 def _worker_init() -> None:
-    from .intrin import prepare_build_worker
+    from ..targets import skip_intrinsics
 
-    prepare_build_worker()
+    skip_intrinsics()
 
 
 _COMPILED: dict = {}  # worker side: module path -> compiled library, until it is timed

@@ -72,7 +72,7 @@ def design_space(wl: Workload, target: TargetSpec, mod=None):
     from tvm.s_tir import meta_schedule as ms
 
     if mod is None:
-        from ..kernels import ir_module
+        from ..ops.tir import ir_module
 
         mod = ir_module(wl)
     multistage = reduction_stages(mod) > MAX_GENERIC_STAGES

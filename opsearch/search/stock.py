@@ -65,7 +65,7 @@ def tune_stock(workload: Workload, target: str | TargetSpec, db, trials: int, *,
     from tvm.s_tir import meta_schedule as ms
 
     from ..db.metaschedule import MetaScheduleDatabase
-    from ..kernels import ir_module
+    from ..ops.tir import ir_module
 
     timeout = build_timeout_s or default_build_timeout(spec.num_cores)
     run = db.start_run({"tuner": TUNER, "target": spec.name, "trials": trials, "workloads": [workload.key()],

@@ -3,7 +3,7 @@
 Builds on MetaSchedule's design space (post-order application of the target's schedule rules)
 and evolutionary search, with our own pieces where stock tuning is slow or wrong on small
 machines: persistent build/measure workers (``runner.py``), intrinsics registered per target
-(``intrin.py``), our ranking cost model pretrained from the database (``opsearch.costmodel``),
+(``opsearch.targets.register_intrinsics``), our ranking cost model pretrained from the database (``opsearch.costmodel``),
 cross-run deduplication (``dedup.py``), records written as measured with their error text
 (``opsearch.db.metaschedule``), budgets counted from the database so an interrupted run resumes,
 and the best candidate of every workload checked against the operator's reference before the
@@ -219,7 +219,7 @@ class Tuner:
         added or queued}, default hashes)."""
         from ..db.replay import module_hash, replay
         from ..db.shipped import shipped_best
-        from ..kernels import default_schedule
+        from ..ops.tir import default_schedule
 
         cfg = self.config
         left = cfg.trials - sum(self.db.count(wl, self.target) for wl in self.workloads)
@@ -266,7 +266,7 @@ class Tuner:
 
         from ..db.records import Record
         from ..db.replay import module_hash, plain_json, trace_json
-        from ..kernels import prim_func
+        from ..ops.tir import prim_func
         from .runner import ModuleHandoff
 
         args_info = ms.arg_info.ArgInfo.from_prim_func(prim_func(wl))
@@ -371,13 +371,13 @@ class Tuner:
 
     # ------------------------------------------------------------------ run
     def run(self) -> list[TuneResult]:
-        from . import intrin
+        from ..targets import register_intrinsics
 
         cfg = self.config
         try:
             if cfg.measure and self.target.kind == "llvm" and not cfg.rpc and self._plan_has_work():
                 self._local_runner()  # its workers start now, beside the set-up below
-            intrin.prepare(self.target.kind)
+            register_intrinsics(self.target.kind)
             added = {}
             if (cfg.include_default or cfg.include_shipped) and cfg.measure and self.target.kind == "llvm" and not cfg.rpc:
                 added, self.default_hashes = self._add_first_trials()
@@ -417,7 +417,7 @@ class Tuner:
         from tvm.s_tir import meta_schedule as ms
 
         from ..db.metaschedule import CaptureErrors, MetaScheduleDatabase
-        from ..kernels import ir_module
+        from ..ops.tir import ir_module
         from .callbacks import ProgressCallback, SafeRemoveArtifacts
         from .dedup import DedupBuilder, DedupRunner
         from .space import design_space

@@ -12,7 +12,7 @@ def check_schedule(sch, wl: Workload, target: TargetSpec, seed: int = 1234) -> s
     reference; returns None when it matches, else a one-line description of the mismatch."""
     import torch
 
-    from ..kernels import build
+    from ..runtime.kernels import build
 
     op = get_op(wl.op)
     a = wl.args

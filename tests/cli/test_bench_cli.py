@@ -48,7 +48,7 @@ def _hand_made(path, split: int):
     from opsearch import db as dbmod
     from opsearch import targets
     from opsearch.db.replay import module_hash, trace_json
-    from opsearch.kernels import ir_module
+    from opsearch.ops.tir import ir_module
 
     wl = ops.get(OP).example(EXAMPLE)
     target = targets.resolve("cpu")
@@ -100,7 +100,8 @@ def test_bench_one_workload(tmp_path):
 def test_stock_column_never_uses_shipped_schedules(tmp_path):
     """Without records of its own, stock's column is empty even where opsearch ships schedules,
     and without --stock-db it shows a stored stock baseline."""
-    from opsearch import bench, targets
+    from opsearch import targets
+    from opsearch.bench import suite as bench
     from opsearch import db as dbmod
 
     wl = ops.get(OP).example(EXAMPLE)
@@ -109,13 +110,13 @@ def test_stock_column_never_uses_shipped_schedules(tmp_path):
     stock = dbmod.connect(f"sqlite:///{tmp_path / 'stock.db'}")
     db.add_baseline(wl, target, "stock-metaschedule", 456.0)
     no_sides = dict.fromkeys(bench.SUITE_SIDES, [])
-    orig = bench._run_suite_worker
-    bench._run_suite_worker = lambda side, keys, opts: no_sides[side] or {}  # time nothing
+    orig = bench.run_suite_worker
+    bench.run_suite_worker = lambda side, keys, opts: no_sides[side] or {}  # time nothing
     try:
         with_stock = bench.run_suite([(EXAMPLE, wl)], target, db, stock_db=stock, store=False)
         without = bench.run_suite([(EXAMPLE, wl)], target, db, store=False)
     finally:
-        bench._run_suite_worker = orig
+        bench.run_suite_worker = orig
     assert with_stock.rows[0].results["stock-metaschedule"].note == "untuned"
     assert without.rows[0].results["stock-metaschedule"].us == 456.0
 
@@ -123,7 +124,7 @@ def test_stock_column_never_uses_shipped_schedules(tmp_path):
 def test_table_output():
     """The rich table and summary from a made-up suite (no processes): untuned and failed cells
     stay empty with their note, the headline is the tuned one where tuned."""
-    from opsearch.bench import Measurement, Suite, SuiteRow
+    from opsearch.bench.suite import Measurement, Suite, SuiteRow
     from opsearch.cli import bench_cmd
 
     wl = ops.get(OP).example(EXAMPLE)

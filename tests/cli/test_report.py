@@ -45,7 +45,7 @@ def _schedules(wl):
     """Seven distinct real schedules of ``wl``: the default one and splits of the output loop."""
     import tvm
 
-    from opsearch.kernels import default_schedule, ir_module
+    from opsearch.ops.tir import default_schedule, ir_module
 
     out = [default_schedule(wl, TARGET)]
     for factor in (2, 4, 8):
@@ -268,7 +268,7 @@ def test_postgresql_database_with_a_masked_password(report_db, pg_database, tmp_
 
 def test_best_so_far_skips_failures_until_the_first_measurement():
     from opsearch.db import Record
-    from opsearch.report import best_so_far
+    from opsearch.bench.report import best_so_far
 
     wl = ops.get(*TUNED[0][:1]).workload(**TUNED[0][1])
     recs = [Record.new(wl, TARGET, "a", status="build_error"), Record.new(wl, TARGET, "b", run_us=[7.0, 9.0]),

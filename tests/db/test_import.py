@@ -19,11 +19,12 @@ def scheduled(request):
     """A real (hand-written) schedule trace of the test workload and its module hash."""
     import tvm
 
-    from opsearch import kernels, ops
+    from opsearch import ops
+    from opsearch.ops import tir
     from opsearch.db.replay import module_hash, trace_json
 
     wl = ops.get("dilated_conv1d").workload(x=[1, 8, 32], weight=[8, 8, 3])
-    sch = tvm.s_tir.Schedule(kernels.ir_module(wl))
+    sch = tvm.s_tir.Schedule(tir.ir_module(wl))
     loops = sch.get_loops(sch.get_sblock("conv"))
     sch.split(loops[2], [None, 8])
     return wl, trace_json(sch), module_hash(sch.mod)

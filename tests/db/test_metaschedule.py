@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 import opsearch.db
-from opsearch import kernels, ops, targets
+from opsearch import ops, targets
+from opsearch.ops import tir
+from opsearch.runtime import kernels
 
 from .tuning import make_builder, make_runner
 
@@ -18,9 +20,9 @@ def tuned(tmp_path_factory):
     from tvm.s_tir import meta_schedule as ms
 
     from opsearch.db.metaschedule import MetaScheduleDatabase
-    from opsearch.search import intrin
+    from opsearch.targets import register_intrinsics
 
-    intrin.prepare("llvm")  # the x86 intrinsics (VNNI on this CPU), whatever imported TVM before
+    register_intrinsics("llvm")  # the x86 intrinsics (VNNI on this CPU), whatever imported TVM before
 
     wl = ops.get("dilated_conv1d").workload(x=[1, 8, 32], weight=[8, 8, 3])
     spec = targets.resolve("cpu")
@@ -28,7 +30,7 @@ def tuned(tmp_path_factory):
     db = opsearch.db.connect(f"sqlite:///{work / 'opsearch.db'}")
     run = db.start_run({"trials": TRIALS})
     adapter = MetaScheduleDatabase(db, spec, wl, run_id=run.id)
-    ms.tune_tir(kernels.ir_module(wl), spec.tvm(), str(work), max_trials_global=TRIALS,
+    ms.tune_tir(tir.ir_module(wl), spec.tvm(), str(work), max_trials_global=TRIALS,
                 num_trials_per_iter=TRIALS, builder=make_builder(), runner=make_runner(fail_first=1),
                 database=adapter, measure_callbacks=adapter.measure_callbacks(),
                 num_tuning_cores=spec.num_cores, seed=7)
@@ -54,7 +56,7 @@ def test_workload_ir_is_stored(tuned):
 
     db, _, wl, _ = tuned
     shash, ir_json = db.workload_ir(wl)
-    mod = kernels.ir_module(wl)
+    mod = tir.ir_module(wl)
     assert shash == str(tvm_ffi.structural_hash(mod))
     assert tvm_ffi.structural_equal(tvm.ir.load_json(ir_json), mod)
 
@@ -80,7 +82,7 @@ def test_best_schedule_builds_and_matches_reference(tuned):
 
 def test_queries_are_target_aware(tuned):
     db, adapter, wl, spec = tuned
-    mod = kernels.ir_module(wl)
+    mod = tir.ir_module(wl)
     cuda = targets.resolve("cuda:sm_90")
     assert adapter.query_tuning_record(mod, cuda.tvm(), "main") is None  # stock MetaSchedule returns llvm's
     assert adapter.query_schedule(mod, cuda.tvm(), "main") is None
@@ -102,8 +104,8 @@ def test_adapter_rejects_foreign_modules(tuned):
 
     db, adapter, _, spec = tuned
     other = ops.get("dilated_conv1d").workload(x=[1, 8, 64], weight=[8, 8, 3])
-    assert not adapter.has_workload(kernels.ir_module(other))
+    assert not adapter.has_workload(tir.ir_module(other))
     with pytest.raises(Exception, match="not a workload of this database adapter"):
-        adapter.commit_workload(kernels.ir_module(other))
+        adapter.commit_workload(tir.ir_module(other))
     fresh = MetaScheduleDatabase(db, spec, [other])  # a resumed/second adapter sees stored records
     assert len(fresh) == 0 and len(MetaScheduleDatabase(db, spec, tuned[2])) == TRIALS

@@ -2,7 +2,7 @@
 
 MetaSchedule's ``TuneContext`` imports ``tvm.s_tir.tensor_intrin`` (22-26 s, mostly CUDA
 intrinsics) and ``LocalBuilder`` repeats that in every worker; the test registers only the x86
-intrinsics with ``opsearch.search.intrin.prepare``, and :class:`InProcessBuilder` compiles in this
+intrinsics with ``opsearch.targets.register_intrinsics``, and :class:`InProcessBuilder` compiles in this
 process.
 """
 

@@ -1,4 +1,4 @@
-"""Every pure-PyTorch baseline (``opsearch.baselines``) matches its operator's independent
+"""Every pure-PyTorch baseline (``opsearch.bench.baselines``) matches its operator's independent
 reference on fresh random float32 inputs, at several shapes including odd sizes."""
 
 from __future__ import annotations
@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from opsearch import baselines, ops
+from opsearch import ops
+from opsearch.bench import baselines
 from opsearch.errors import UnknownOperatorError
 from tests.conftest import random_inputs, relative_error
 

@@ -93,15 +93,15 @@ def test_matches_reference(name, args, gen):
 def test_blocked_layout_choice(name, packed_example, nchw_example):
     """The channel-blocked form is chosen exactly where the NCHW form cannot fill its vectors,
     and the covered cases above exercise both forms."""
-    from opsearch import kernels
+    from opsearch.ops import tir
 
     op = ops.get(name)
     packed = [op.packed(op.workload(**args).args) for n, args in CASES if n == name]
     assert packed.count(True) == 2 and packed.count(False) >= 2
     assert op.packed(op.example(packed_example).args) and not op.packed(op.example(nchw_example).args)
-    script = kernels.ir_module(op.example(packed_example)).script()
+    script = tir.ir_module(op.example(packed_example)).script()
     assert "pack_pad" in script and "unpack" in script
-    assert "pack_pad" not in kernels.ir_module(op.example(nchw_example)).script()
+    assert "pack_pad" not in tir.ir_module(op.example(nchw_example)).script()
 
 
 def test_every_operator_is_covered():
@@ -119,10 +119,10 @@ def test_shift_linear_int32_is_exact(args, gen):
 
 
 def test_shift_linear_int32_uses_only_shifts_and_adds():
-    from opsearch import kernels
+    from opsearch.ops import tir
 
     wl = ops.get("shift_linear").workload(x=[4, 8], sign=[3, 8], shift=[3, 8], dtype="int32")
-    body = kernels.prim_func(wl).script()
+    body = tir.prim_func(wl).script()
     assert "<<" in body and ">>" in body
     assert "*" not in body.split("def main")[1].replace("T.Buffer", "")
 

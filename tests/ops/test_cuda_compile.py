@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from opsearch import cuda, kernels, ops
+from opsearch import ops
+from opsearch.runtime import cuda
 from opsearch.errors import CudaCompileError
 
 pytestmark = [
@@ -20,7 +21,7 @@ pytestmark = [
 def test_default_cuda_schedule_compiles(name):
     op = ops.get(name)
     wl = op.example(next(iter(op.examples)))
-    src = kernels.cuda_source(wl, "cuda:sm_90")
+    src = cuda.cuda_source(wl, "cuda:sm_90")
     assert "__global__" in src
     for arch in ("sm_80", "sm_90"):
         cubin = cuda.compile_cuda(src, arch)

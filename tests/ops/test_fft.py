@@ -73,9 +73,9 @@ def test_small_dft_matches_numpy(r):
 
 
 def test_explicit_n1_keeps_the_four_step_path():
-    from opsearch import kernels
+    from opsearch.ops import tir
 
     wl = ops.get("fft_conv1d").workload(u=[1, 2, 64], k=[2, 64], n1=8)
-    names = kernels.prim_func(wl).script()
+    names = tir.prim_func(wl).script()
     assert "idft1" in names and "fwd0" not in names
-    assert "fwd0" in kernels.prim_func(ops.get("fft_conv1d").workload(u=[1, 2, 64], k=[2, 64])).script()
+    assert "fwd0" in tir.prim_func(ops.get("fft_conv1d").workload(u=[1, 2, 64], k=[2, 64])).script()

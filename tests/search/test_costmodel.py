@@ -84,7 +84,7 @@ def _schedules(wl):
     """Three distinct real schedules of ``wl``: unscheduled, a split, a split + parallel."""
     import tvm
 
-    from opsearch.kernels import ir_module
+    from opsearch.ops.tir import ir_module
 
     out = []
     for factor, parallel in ((None, False), (4, False), (2, True)):

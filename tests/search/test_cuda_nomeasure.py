@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from opsearch import cuda, ops
+from opsearch import ops
+from opsearch.runtime import cuda
 from opsearch.errors import OpsearchError
 from opsearch.search import tune
 

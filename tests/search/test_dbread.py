@@ -1,4 +1,4 @@
-"""The standard-library read path of kernel selection (``opsearch.dbread``): it answers exactly as
+"""The standard-library read path of kernel selection (``opsearch.runtime.dbread``): it answers exactly as
 the ORM does on random databases, sees records committed after an earlier lookup (also in a
 fresh process, which then never imports SQLAlchemy), and hands anything it cannot read to the
 ORM path (corrupt file, other schema revision, non-SQLite URL)."""
@@ -15,7 +15,8 @@ import warnings
 
 import pytest
 
-from opsearch import dbread, ops
+from opsearch import ops
+from opsearch.runtime import dbread
 from opsearch.db import connect, models, records, shipped
 
 T1, T2 = "llvm:znver3", "llvm:skylake"
@@ -103,7 +104,7 @@ def test_unreadable_databases_go_to_the_orm(tmp_path):
 
 
 def test_corrupt_database_degrades_to_default_kernel(tmp_path, monkeypatch):
-    from opsearch import loading
+    from opsearch.runtime import loading
 
     monkeypatch.setenv("OPSEARCH_CACHE_DIR", str(tmp_path / "cache"))
     bad = tmp_path / "bad.db"
@@ -155,7 +156,7 @@ def test_shipped_records_read_like_opsearch_db_shipped(tmp_path, monkeypatch):
 SELECT = r"""
 import json, sys, time
 from opsearch import ops
-from opsearch.loading import kernel_for
+from opsearch.runtime.loading import kernel_for
 wl = ops.get("dilated_conv1d").workload(x=[1, 3, 21], weight=[4, 3, 3], dilation=2)
 k = kernel_for(wl, "cpu", sys.argv[1])
 print(json.dumps({"source": k.source, "sqlalchemy": "sqlalchemy" in sys.modules}))
@@ -170,7 +171,7 @@ def _select(url: str, cache: str) -> dict:
 
 
 def test_fresh_processes_see_new_records_without_importing_sqlalchemy(tmp_path):
-    from opsearch import kernels
+    from opsearch.ops import tir
     from opsearch.db.replay import trace_json
 
     url, cache = f"sqlite:///{tmp_path / 'p.db'}", str(tmp_path / "cache")
@@ -180,7 +181,7 @@ def test_fresh_processes_see_new_records_without_importing_sqlalchemy(tmp_path):
     assert first["source"] == "default schedule" and [w for w, _ in db.pending("cpu")] == [wl]
     again = _select(url, cache)
     assert again == {"source": "default schedule", "sqlalchemy": False}
-    trace = trace_json(kernels.default_schedule(wl, "cpu"))
+    trace = trace_json(tir.default_schedule(wl, "cpu"))
     db.add_record(wl, "cpu", module_hash="m1", run_us=[3.25], trace=trace)
     tuned = _select(url, cache)
     assert tuned == {"source": "tuned (db, 3.2 us)", "sqlalchemy": False}
@@ -191,7 +192,8 @@ def test_light_path_serves_exact_nearest_and_pending(tmp_path, monkeypatch, gen)
     trace replayed on another shape (checked against F.conv2d), and a pending note."""
     import torch
 
-    from opsearch import kernels, loading
+    from opsearch.ops import tir
+    from opsearch.runtime import loading
     from opsearch.db.replay import trace_json
 
     monkeypatch.setenv("OPSEARCH_CACHE_DIR", str(tmp_path / "cache"))
@@ -199,11 +201,11 @@ def test_light_path_serves_exact_nearest_and_pending(tmp_path, monkeypatch, gen)
     db = connect(url)
     op = ops.get("dilated_conv2d")
     tuned = op.workload(x=[1, 4, 12, 12], weight=[4, 4, 3, 3], padding=2, dilation=2)
-    db.add_record(tuned, "cpu", module_hash="t", run_us=[7.0], trace=trace_json(kernels.default_schedule(tuned, "cpu")))
+    db.add_record(tuned, "cpu", module_hash="t", run_us=[7.0], trace=trace_json(tir.default_schedule(tuned, "cpu")))
     assert loading.kernel_for(tuned, "cpu", url).source == "tuned (db, 7.0 us)"
     close = op.workload(x=[1, 4, 12, 12], weight=[4, 4, 3, 3], padding=3, dilation=3)  # same loop extents
     # the nearest workload's record is timed against the default first (tests/search/test_loading.py): it wins
-    monkeypatch.setattr(loading, "_time_pair", lambda a, b, wl: (1.0, 2.0))
+    monkeypatch.setattr(loading, "time_pair", lambda a, b, wl: (1.0, 2.0))
     k = loading.kernel_for(close, "cpu", url)
     assert k.source == f"nearest tuned workload ({tuned.short()}); 1.0 us here, default 2.0 us", k.source
     x, w = torch.randn(1, 4, 12, 12, generator=gen), torch.randn(4, 4, 3, 3, generator=gen)

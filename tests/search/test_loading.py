@@ -9,17 +9,17 @@ import pytest
 import torch
 
 from opsearch import ops
-from opsearch.loading import kernel_for
+from opsearch.runtime.loading import kernel_for
 from tests.conftest import random_inputs, relative_error
 from tests.search.conftest import family_workload
 
 
 def test_exact_nearest_and_pending(tuned_db, gen, monkeypatch):
-    from opsearch import loading
+    from opsearch.runtime import loading
 
     db, results = tuned_db
     # the nearest workload's record is timed against the default (not this test's subject): it wins
-    monkeypatch.setattr(loading, "_time_pair", lambda a, b, wl: (1.0, 2.0))
+    monkeypatch.setattr(loading, "time_pair", lambda a, b, wl: (1.0, 2.0))
     wl = family_workload("dilated")  # x=[1,12,30,30] tuned in the fixture
     k = kernel_for(wl, "cpu", db)
     assert k.source.startswith("tuned (db,")
@@ -117,7 +117,7 @@ def test_another_cpus_record_serves_only_if_faster_than_the_default_here(tmp_pat
     times slower than the default schedule here: the default serves, the workload is noted as
     pending, and the timing is kept, so a second lookup does not time again."""
     from opsearch import db as dbmod
-    from opsearch import loading
+    from opsearch.runtime import loading
     from opsearch.db import shipped
 
     wl = ops.get("dilated_conv2d").workload(x=[1, 16, 21, 21], weight=[16, 16, 3, 3], padding=2, dilation=2)
@@ -133,7 +133,7 @@ def test_another_cpus_record_serves_only_if_faster_than_the_default_here(tmp_pat
         def no_timing(*a, **kw):
             raise AssertionError("timed again")
 
-        monkeypatch.setattr(loading, "_time_pair", no_timing)
+        monkeypatch.setattr(loading, "time_pair", no_timing)
         assert kernel_for(wl, "cpu", db).source == k.source
         assert kernel_for(wl, "cpu", f"sqlite:///{tmp_path / 'e.db'}").source == k.source  # the light SQLite path
         monkeypatch.setenv("OPSEARCH_CHECK", "0")  # checks off: the record serves untimed
@@ -144,13 +144,13 @@ def test_another_cpus_record_serves_only_if_faster_than_the_default_here(tmp_pat
 
 def test_another_cpus_faster_record_serves_with_both_timings(tmp_path, monkeypatch, gen):
     from opsearch import db as dbmod
-    from opsearch import loading
+    from opsearch.runtime import loading
     from opsearch.db import shipped
     from tests.conftest import random_inputs, relative_error
 
     wl = ops.get("dilated_conv1d").workload(x=[1, 6, 45], weight=[6, 6, 3], dilation=3)
     _other_cpus_record(tmp_path, monkeypatch, wl, [[], []])
-    monkeypatch.setattr(loading, "_time_pair", lambda a, b, wl: (2.5, 7.5))
+    monkeypatch.setattr(loading, "time_pair", lambda a, b, wl: (2.5, 7.5))
     try:
         db = dbmod.connect(f"sqlite:///{tmp_path / 'e.db'}")
         k = kernel_for(wl, "cpu", db)
@@ -167,12 +167,13 @@ def test_another_cpus_faster_record_serves_with_both_timings(tmp_path, monkeypat
 def test_the_bench_tuned_column_serves_what_a_user_is_served(tmp_path, monkeypatch, timings, served):
     """``opsearch bench``'s tuned side checks another CPU's record against the default as the
     loader does, and says which one it timed."""
-    from opsearch import bench, loading
+    from opsearch.bench import suite as bench
+    from opsearch.runtime import loading
     from opsearch.db import shipped
 
     wl = ops.get("dilated_conv1d").workload(x=[1, 6, 45], weight=[6, 6, 3], dilation=3)
     _other_cpus_record(tmp_path, monkeypatch, wl, [[], []])
-    monkeypatch.setattr(loading, "_time_pair", lambda a, b, wl: timings)
+    monkeypatch.setattr(loading, "time_pair", lambda a, b, wl: timings)
     try:
         out = bench._suite_one("opsearch-tuned", wl.key(), {"target": "cpu", "db": f"sqlite:///{tmp_path / 'e.db'}",
                                                              "repeat": 1}, {})

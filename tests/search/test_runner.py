@@ -13,7 +13,7 @@ def _inputs(tmp_path):
     from tvm.s_tir import meta_schedule as ms
 
     from opsearch import ops
-    from opsearch.kernels import ir_module
+    from opsearch.ops.tir import ir_module
 
     wl = ops.get("dilated_conv1d").workload(x=[1, 6, 37], weight=[5, 6, 3], dilation=2)
     mods = []

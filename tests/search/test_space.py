@@ -14,7 +14,7 @@ UNROLL_KEY = "meta_schedule.unroll_explicit"
 def _spaces(space_generator, wl):
     from tvm.s_tir import meta_schedule as ms
 
-    from opsearch.kernels import ir_module
+    from opsearch.ops.tir import ir_module
 
     target = targets.resolve("cpu")
     ctx = ms.TuneContext(mod=ir_module(wl), target=target.tvm(), space_generator=space_generator, task_name="t",

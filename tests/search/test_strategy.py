@@ -14,7 +14,7 @@ def _context(untrained, iters=3):
     from tvm.ir.utils import derived_object
 
     from opsearch import ops
-    from opsearch.kernels import ir_module
+    from opsearch.ops.tir import ir_module
     from opsearch.search.strategy import BudgetedSearch
 
     @derived_object

@@ -27,7 +27,7 @@ def _split_schedule(wl, factor: int):
     loop parallel."""
     import tvm
 
-    from opsearch.kernels import ir_module
+    from opsearch.ops.tir import ir_module
 
     sch = tvm.s_tir.Schedule(ir_module(wl))
     loops = sch.get_loops(sch.get_output_blocks(sch.get_sblock("root"))[0])
@@ -40,7 +40,7 @@ def test_new_shape_is_seeded_from_nearest_tuned_workload(tmp_path):
     from opsearch import db as dbmod
     from opsearch.db.metaschedule import MetaScheduleDatabase
     from opsearch.db.replay import module_hash, replay, trace_json
-    from opsearch.kernels import ir_module
+    from opsearch.ops.tir import ir_module
     from opsearch.search.verify import check_schedule
     from opsearch.targets import resolve
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from opsearch import kernels, ops
+from opsearch import ops
+from opsearch.ops import tir
 from opsearch.db.replay import module_hash
 from tests.search.conftest import FAMILY_WORKLOADS, TUNED_TRIALS, family_workload
 
@@ -26,7 +27,7 @@ def test_tuning_improves_on_default_and_is_correct(family, tuned_db):
     assert r.best.mean_us == min(rec.mean_us for rec in history if rec.status == "ok")
     # Trial 1 is the default schedule, timed by the same runner as the candidates after it.
     default = history[0]
-    assert default.status == "ok" and default.module_hash == module_hash(kernels.default_schedule(wl, "cpu").mod)
+    assert default.status == "ok" and default.module_hash == module_hash(tir.default_schedule(wl, "cpu").mod)
     searched = min(rec.mean_us for rec in history[1:] if rec.status == "ok")
     if family == "dynamic":
         # The involution's register-tiled default is close to what 15 trials find: on znver4 the
@@ -99,7 +100,7 @@ def test_a_fresh_workload_starts_from_its_shipped_record(tuned_db, tmp_path, mon
         got = db.history(wl, "cpu")
         # the search may propose the seed once more: answered from the database, not re-measured
         assert r.trials_run == 3 and len(got) == 3 - r.cached
-        assert got[0].module_hash == module_hash(kernels.default_schedule(wl, "cpu").mod)
+        assert got[0].module_hash == module_hash(tir.default_schedule(wl, "cpu").mod)
         assert got[1].module_hash == rec.module_hash and got[1].status == "ok" and got[1].source != "shipped"
         assert r.best.mean_us <= got[1].mean_us
 

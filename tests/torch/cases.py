@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from opsearch import ops, torch_ops
+from opsearch import ops
+from opsearch.torch_bridge import library
 from tests.conftest import random_inputs
 
 CASES = [
@@ -30,5 +31,5 @@ def inputs(name: str, args: dict, gen, dtype=torch.float64):
     wl = op.workload(**args)
     t = random_inputs(op, wl, gen, dtype)
     tensors = [t.get(p.name) for p in op.tensors]
-    attrs = torch_ops.attr_args(name, {a.name: wl.args[a.name] for a in op.attrs})
+    attrs = library.attr_args(name, {a.name: wl.args[a.name] for a in op.attrs})
     return wl, tensors, attrs

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from opsearch import ops, torch_ops
+from opsearch import ops
+from opsearch.torch_bridge import library
 from tests.conftest import relative_error
 from tests.torch.cases import CASES, IDS, inputs
 
@@ -35,7 +36,7 @@ def test_gradients_match_reference(i):
 
     t32 = [None if t is None else (t.float() if t.is_floating_point() else t) for t in t64]
     y_ref, g_ref = _grads(reference, t64, cot)
-    y, g = _grads(lambda *ts: torch_ops.op(name)(*ts, *attrs), t32, cot)
+    y, g = _grads(lambda *ts: library.op(name)(*ts, *attrs), t32, cot)
     assert relative_error(y.detach(), y_ref.detach()) <= op.tolerance
     assert len(g) == len(g_ref)
     for got, want in zip(g, g_ref):
@@ -47,7 +48,7 @@ def test_conv_backward_runs_te_kernels(gen):
     """dilated_conv2d's input and weight gradients are opsearch kernels themselves."""
     x = torch.randn(1, 3, 9, 8, generator=gen, requires_grad=True)
     w = torch.randn(4, 3, 3, 3, generator=gen, requires_grad=True)
-    with torch_ops.recording() as rec:
+    with library.recording() as rec:
         y = torch.ops.opsearch.dilated_conv2d(x, w, None, [1, 1], [2, 2], [2, 2], 1)
         y.sum().backward()
     assert [wl.op for wl in rec] == ["dilated_conv2d"] * 3

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from opsearch import cache, kernels, ops
+from opsearch import ops
+from opsearch.ops import tir
+from opsearch.runtime import cache, kernels
 
 # Runs one kernel in a fresh process; with NO_COMPILE set, tvm.compile raises.
 SCRIPT = r"""
@@ -20,11 +22,11 @@ if os.environ.get("NO_COMPILE"):
     def _no(*a, **k): raise AssertionError("tvm.compile called")
     tvm.compile = _no
 if os.environ.get("NO_SCHEDULE"):
-    import opsearch.kernels
+    import opsearch.runtime.kernels
     def _no_schedule(*a, **k): raise AssertionError("default schedule built")
-    opsearch.kernels.default_schedule = _no_schedule
+    opsearch.runtime.kernels.default_schedule = _no_schedule
 import opsearch.functional as F
-from opsearch import cache
+from opsearch.runtime import cache
 torch.manual_seed(0)
 x, w = torch.randn(1, 3, 10, 9), torch.randn(4, 3, 3, 3)
 y = F.dilated_conv2d(x, w, padding=2, dilation=2)
@@ -72,11 +74,11 @@ def test_memo_for_another_workload_is_ignored(tmp_path, monkeypatch):
     b = ops.get("dilated_conv1d").workload(x=[1, 2, 13], weight=[3, 2, 3])
     target = kernels.resolve("cpu")
     for wl in (a, b):
-        cache.cached_module(wl, target, lambda wl=wl: kernels.default_schedule(wl, target), memo="default")
+        cache.cached_module(wl, target, lambda wl=wl: tir.default_schedule(wl, target), memo="default")
     memo_a, memo_b = cache._memo_path(tmp_path, "default", a, target), cache._memo_path(tmp_path, "default", b, target)
     memo_a.write_text(memo_b.read_text())  # a's memo now names b's library
     before = dict(vars(cache.stats))
-    k = cache.cached_kernel(a, target, lambda: kernels.default_schedule(a, target), memo="default")
+    k = kernels.cached_kernel(a, target, lambda: tir.default_schedule(a, target), memo="default")
     assert k.out_shape == (1, 3, 11) and cache.stats.memo_hits == before["memo_hits"]
     assert cache.stats.compiles == before["compiles"] and memo_a.read_text() != memo_b.read_text()
 
@@ -107,10 +109,10 @@ def test_library_without_sidecar_is_not_trusted(tmp_path, monkeypatch):
     monkeypatch.setenv("OPSEARCH_CACHE_DIR", str(tmp_path))
     wl = ops.get("dilated_conv1d").workload(x=[1, 2, 9], weight=[3, 2, 3], dilation=2)
     before = cache.stats.compiles
-    k = cache.cached_kernel(wl, "cpu", lambda: kernels.default_schedule(wl, "cpu"))
+    k = kernels.cached_kernel(wl, "cpu", lambda: tir.default_schedule(wl, "cpu"))
     (meta,) = tmp_path.glob("*.json")
     meta.unlink()
-    cache.cached_kernel(wl, "cpu", kernels.default_schedule(wl, "cpu"))
+    kernels.cached_kernel(wl, "cpu", tir.default_schedule(wl, "cpu"))
     assert cache.stats.compiles == before + 2 and k.out_shape == (1, 3, 9)
     assert cache.clear() == 1 and not list(tmp_path.iterdir())
 

@@ -63,12 +63,12 @@ def test_non_contiguous_and_unaligned_inputs(gen):
 
 
 def test_direct_path_only_when_indistinguishable():
-    from opsearch import torch_ops
+    from opsearch.torch_bridge import library
 
     x = torch.randn(1, 2, 5, 5)
-    assert torch_ops.direct_ok([x, None])
-    assert not torch_ops.direct_ok([x.requires_grad_(), None])
+    assert library.direct_ok([x, None])
+    assert not library.direct_ok([x.requires_grad_(), None])
     with torch.no_grad():
-        assert torch_ops.direct_ok([x, None])
+        assert library.direct_ok([x, None])
     with torch.device("meta"):  # a torch function mode
-        assert not torch_ops.direct_ok([x.detach(), None])
+        assert not library.direct_ok([x.detach(), None])

@@ -13,9 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from opsearch import torch_native, torch_ops
+from opsearch.torch_bridge import library, native
 
-pytestmark = pytest.mark.skipif(torch_native._compiler() is None, reason="no C++ compiler on this machine")
+pytestmark = pytest.mark.skipif(native._compiler() is None, reason="no C++ compiler on this machine")
 
 
 def _conv(x, w, b=None, padding=2, dilation=2):
@@ -28,14 +28,14 @@ def _ref(x, w, b=None, padding=2, dilation=2):
 
 
 def test_native_kernels_are_loaded_and_serve_repeated_calls(gen):
-    assert torch_native.load(), torch_native._state.get("error")
+    assert native.load(), native._state.get("error")
     x, w, b = (torch.randn(2, 5, 11, 9, generator=gen), torch.randn(7, 5, 3, 3, generator=gen),
                torch.randn(7, generator=gen))
-    before = torch_native.stats()
+    before = native.stats()
     first = _conv(x, w, b)
-    mid = torch_native.stats()
+    mid = native.stats()
     again = _conv(x, w, b)
-    after = torch_native.stats()
+    after = native.stats()
     assert mid["slow_calls"] == before["slow_calls"] + 1 and mid["plans"] == before["plans"] + 1
     assert after["native_calls"] == mid["native_calls"] + 1 and after["slow_calls"] == mid["slow_calls"]
     torch.testing.assert_close(first, _ref(x, w, b), rtol=1e-4, atol=1e-4)
@@ -58,9 +58,9 @@ def test_native_path_handles_non_contiguous_and_misaligned_inputs(gen):
 def test_reset_drops_native_plans(gen):
     x, w = torch.randn(1, 3, 8, 8, generator=gen), torch.randn(3, 3, 3, 3, generator=gen)
     _conv(x, w)
-    assert torch_native.stats()["plans"] >= 1
-    torch_ops.reset()
-    assert torch_native.stats()["plans"] == 0
+    assert native.stats()["plans"] >= 1
+    library.reset()
+    assert native.stats()["plans"] == 0
     torch.testing.assert_close(_conv(x, w), _ref(x, w), rtol=1e-4, atol=1e-4)
 
 
@@ -91,7 +91,7 @@ def test_recording_sees_every_call_on_the_native_path(gen):
     x, w = torch.randn(1, 3, 9, 9, generator=gen), torch.randn(3, 3, 3, 3, generator=gen)
     _conv(x, w)
     _conv(x, w)  # a plan exists: outside recording this is native
-    with torch_ops.recording() as rec:
+    with library.recording() as rec:
         _conv(x, w)
         _conv(x, w)
     assert len(rec) == 2 and rec[0].op == "dilated_conv2d"
@@ -110,8 +110,8 @@ def test_bad_input_through_the_native_kernel_is_a_clear_error(gen):
 
 PYTHON_KERNELS = r"""
 import torch, torch.nn.functional as F
-from opsearch import torch_native, torch_ops
-assert not torch_native.load()
+from opsearch.torch_bridge import library, native
+assert not native.load()
 g = torch.Generator().manual_seed(int(__import__("sys").argv[1]))
 x = torch.randn(1, 3, 10, 11, generator=g, dtype=torch.float64)
 w = torch.randn(4, 3, 3, 3, generator=g, dtype=torch.float64)
@@ -136,8 +136,8 @@ def test_python_kernels_alone_still_work():
 
 
 def test_failed_build_falls_back_with_its_reason(tmp_path):
-    script = ("import os; from opsearch import torch_native, torch_ops; "
-              "assert not torch_native._state['ok']; print(torch_native._state['error'].splitlines()[0])")
+    script = ("import os; from opsearch.torch_bridge import library, native; "
+              "assert not native._state['ok']; print(native._state['error'].splitlines()[0])")
     env = dict(os.environ, CXX=str(tmp_path / "no-such-compiler"), OPSEARCH_NATIVE_DIR=str(tmp_path / "native"))
     p = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -146,15 +146,15 @@ def test_failed_build_falls_back_with_its_reason(tmp_path):
 
 PARALLEL_POOL = """
 import sys, torch
-from opsearch import torch_native, torch_ops
+from opsearch.torch_bridge import library, native
 gen = torch.Generator().manual_seed(int(sys.argv[1]))
 x, w = torch.randn(2, 16, 37, 41, generator=gen), torch.randn(24, 16, 3, 3, generator=gen)
-before = torch_native.stats()["parallel_launches"]
+before = native.stats()["parallel_launches"]
 ys = [torch.ops.opsearch.dilated_conv2d(x, w, None, [1, 1], [2, 2], [2, 2], 1) for _ in range(3)]
 ref = torch.nn.functional.conv2d(x.double(), w.double(), padding=2, dilation=2)
 err = float((ys[0].double() - ref).norm() / ref.norm())
 assert err < 1e-5 and all(torch.equal(ys[0], y) for y in ys), err
-print("launches", torch_native.stats()["parallel_launches"] - before)
+print("launches", native.stats()["parallel_launches"] - before)
 """
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from opsearch import ops, torch_ops
+from opsearch import ops
+from opsearch.torch_bridge import library
 from tests.torch.cases import CASES, IDS, inputs
 
 
@@ -22,13 +23,13 @@ def _float32(tensors, requires_grad):
 @pytest.mark.parametrize("name,args", CASES, ids=IDS)
 def test_opcheck(name, args, gen):
     _, tensors, attrs = inputs(name, args, gen)
-    result = torch.library.opcheck(torch_ops.op(name), (*_float32(tensors, True), *attrs))
+    result = torch.library.opcheck(library.op(name), (*_float32(tensors, True), *attrs))
     assert set(result.values()) == {"SUCCESS"}, result
 
 
 def test_opcheck_shift_linear_int32(gen):
     wl, tensors, attrs = inputs("shift_linear", dict(x=[3, 9], sign=[4, 9], shift=[4, 9], dtype="int32"), gen)
-    torch.library.opcheck(torch_ops.op("shift_linear"), (*tensors, *attrs))
+    torch.library.opcheck(library.op("shift_linear"), (*tensors, *attrs))
 
 
 def test_every_operator_is_registered():

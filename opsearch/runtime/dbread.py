@@ -1,6 +1,6 @@
 """Kernel selection's read path for SQLite databases, with the standard library only.
 
-``opsearch.loading`` picks a kernel by reading the schedule database: the best ``ok`` record of
+``opsearch.runtime.loading`` picks a kernel by reading the schedule database: the best ``ok`` record of
 a workload on a target, the tuned workloads of an operator, whether a workload is already noted
 as pending. Importing SQLAlchemy and its ORM for that costs about half a second, more than
 loading the cached kernel itself, so for a plain SQLite file (``sqlite:///path``) these reads run
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .db.records import RECORD_SCHEMA, workload_from_json  # noqa: F401 - re-exported; no SQLAlchemy
-from .ops.spec import Workload
+from ..db.records import RECORD_SCHEMA, workload_from_json  # noqa: F401 - re-exported; no SQLAlchemy
+from ..ops.spec import Workload
 
 #: The schema revision these queries are written for; equals ``opsearch.db.models.HEAD_REVISION``
 #: (a test checks it). Another revision falls back to the ORM, which upgrades or explains.
@@ -144,7 +144,7 @@ def _json(v: Any) -> Any:
 def shipped_best(wl: Workload, target: str) -> Best | None:
     """The fastest shipped record of ``wl`` for ``target`` (read by ``opsearch.db.shipped``, which
     imports no SQLAlchemy)."""
-    from .db.shipped import shipped_best as best
+    from ..db.shipped import shipped_best as best
 
     rec = best(wl, target)
     return None if rec is None else Best(rec.trace, rec.mean_us, "shipped", rec.target)

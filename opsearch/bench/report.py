@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import OpsearchError
-from .ops.spec import Workload
+from ..errors import OpsearchError
+from ..ops.spec import Workload
 
 #: Baseline names written by ``opsearch bench`` (``Database.add_baseline``), in table order.
 TUNED, PYTORCH, TVM_DEFAULT, STOCK_MS = "opsearch-tuned", "pytorch", "tvm-default", "stock-metaschedule"
@@ -133,8 +133,8 @@ def model_report(db, target: str, rows, evaluate: bool) -> ModelReport:
 
 def _evaluate(db, kind: str, target: str, stored, summary) -> ModelReport:
 
-    from .costmodel import XGBCostModel, evaluate as evaluate_model, leave_one_workload_out
-    from .costmodel.dataset import load_groups
+    from ..costmodel import XGBCostModel, evaluate as evaluate_model, leave_one_workload_out
+    from ..costmodel.dataset import load_groups
 
     groups = {k: v for k, v in load_groups(db, kind).items() if k.endswith("@" + target)}
     stored_eval = None

@@ -19,21 +19,19 @@ process) and returns ``(model, report)``.
 from __future__ import annotations
 
 import statistics
-import sys
 import time
-import types
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from .. import ops as _ops
+from ..errors import TargetError
+from ..ops.spec import Workload
+from ..targets import resolve
+from . import library
 from . import nn as onn
-from . import ops as _ops
-from . import torch_ops
-from .errors import TargetError
-from .ops.spec import Workload
-from .targets import resolve
 
 
 @dataclass(frozen=True)
@@ -158,7 +156,7 @@ def _capture(model: nn.Module, example_inputs, names: dict[str, nn.Module]):
     seen: dict[str, tuple] = {}
     wls: dict[str, list[Workload]] = {}
     hooks = []
-    with torch_ops.recording() as rec:
+    with library.recording() as rec:
         for name, m in names.items():
             def pre(mod, args, kwargs, name=name):
                 seen.setdefault(name, (args, kwargs, len(rec)))
@@ -182,7 +180,7 @@ def optimize(model: nn.Module, example_inputs, target: str = "cpu", db: Any = No
     opsearch module to kernels for ``target`` and report on each.
 
     ``example_inputs``: a tuple of positional arguments (a single tensor is accepted). ``db`` is
-    passed to :func:`opsearch.torch_ops.kernel_for`. ``tune``: False, True (64 trials per
+    passed to :func:`opsearch.torch_bridge.library.kernel_for`. ``tune``: False, True (64 trials per
     workload) or a trial budget per workload: workloads without a tuned record are tuned into
     ``db`` first. Returns ``(model, OptimizeReport)``. Raises :class:`TargetError` for a
     non-CPU target.
@@ -190,7 +188,7 @@ def optimize(model: nn.Module, example_inputs, target: str = "cpu", db: Any = No
     spec = resolve(target)
     if spec.kind != "llvm":
         raise TargetError(f"opsearch.optimize runs kernels on the CPU; target '{spec.name}' is not a CPU target")
-    torch_ops.configure(target, db)
+    library.configure(target, db)
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     origin = {}
@@ -215,14 +213,14 @@ def optimize(model: nn.Module, example_inputs, target: str = "cpu", db: Any = No
 
 def _tune_missing(model, example_inputs, mods, target, db, budget: int) -> None:
     """Tune every workload the model runs that has no tuned record yet, then re-pick kernels."""
-    from .search import tune
+    from ..search import tune
 
     _, wls = _capture(model, example_inputs, mods)
     ran = list(dict.fromkeys(wl for ws in wls.values() for wl in ws))
-    missing = [wl for wl in ran if not torch_ops.schedule_source(torch_ops.kernel_for(wl, target, db)).startswith("tuned")]
+    missing = [wl for wl in ran if not library.schedule_source(library.kernel_for(wl, target, db)).startswith("tuned")]
     if missing:
         tune(missing, target, db, trials=budget * len(missing), trials_per_workload=budget)
-        torch_ops.reset()
+        library.reset()
 
 
 def _measure(model, example_inputs, mods, origin, target_name, target, db) -> "OptimizeReport":
@@ -234,8 +232,8 @@ def _measure(model, example_inputs, mods, origin, target_name, target, db) -> "O
         args, kwargs, _ = seen[name]
         ours, theirs = _time_both(m, args, kwargs)
         ran = wls.get(name, [])
-        kern = [torch_ops.kernel_for(wl, target, db) for wl in ran]
-        sources = sorted({torch_ops.schedule_source(k) for k in kern}) or ["no kernel ran"]
+        kern = [library.kernel_for(wl, target, db) for wl in ran]
+        sources = sorted({library.schedule_source(k) for k in kern}) or ["no kernel ran"]
         report.modules.append(ModuleReport(name, type(m).__name__, origin.get(name), tuple(w.short() for w in ran),
                                            ", ".join(sources), ours, theirs))
     return report
@@ -284,13 +282,13 @@ class LoadedKernel:
         self.workload, self.kernel = wl, kernel
         op, a = _ops.get(wl.op), wl.args
         self._params = [(p.name, tuple(a[p.name])) for p in op.tensors if a[p.name] is not None]
-        self.schedule = torch_ops.schedule_source(kernel)
+        self.schedule = library.schedule_source(kernel)
 
     def __repr__(self) -> str:
         return f"LoadedKernel({self.workload.op}: {self.workload.short()}, {self.schedule})"
 
     def __call__(self, *tensors: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        from .errors import InputError
+        from ..errors import InputError
 
         if len(tensors) != len(self._params):
             names = ", ".join(n for n, _ in self._params)
@@ -300,12 +298,12 @@ class LoadedKernel:
             if not isinstance(t, torch.Tensor) or t.device.type != "cpu" or tuple(t.shape) != shape:
                 got = f"{list(t.shape)} on {t.device}" if isinstance(t, torch.Tensor) else type(t).__name__
                 raise InputError(f"{self.workload.op}: '{name}' must be a CPU tensor of shape {list(shape)}, got {got}")
-            ins.append(torch_ops._aligned(t))
+            ins.append(library._aligned(t))
         return self.kernel(*ins, out=out)
 
 
 def load(op: str, target: str = "cpu", db: Any = None, **workload) -> LoadedKernel:
-    """The kernel for one workload as a torch-callable: ``torch_ops.kernel_for`` (today the
+    """The kernel for one workload as a torch-callable: ``library.kernel_for`` (today the
     default schedule, from the disk cache when present).
 
     >>> f = load("dilated_conv2d", x=(1, 8, 16, 16), weight=(8, 8, 3, 3), padding=2, dilation=2)  # doctest: +SKIP
@@ -315,15 +313,4 @@ def load(op: str, target: str = "cpu", db: Any = None, **workload) -> LoadedKern
     if spec.kind != "llvm":
         raise TargetError(f"opsearch.load returns CPU kernels; target '{spec.name}' is not a CPU target")
     wl = _ops.get(op).workload(**workload)
-    return LoadedKernel(wl, torch_ops.kernel_for(wl, target, db))
-
-
-class _CallableModule(types.ModuleType):
-    """``opsearch.optimize`` stays callable even after ``import opsearch.optimize`` binds the
-    package attribute to this module."""
-
-    def __call__(self, *args, **kwargs):
-        return optimize(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+    return LoadedKernel(wl, library.kernel_for(wl, target, db))

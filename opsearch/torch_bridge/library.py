@@ -12,7 +12,7 @@ the call's shapes (one dict lookup after the first call), allocates the output w
 ``torch.empty`` and lets the kernel write into it; inputs are passed zero-copy and copied only
 when non-contiguous or not 64-byte aligned.
 
-Native kernels (:mod:`opsearch.torch_native`, the default where a C++ compiler is available):
+Native kernels (:mod:`opsearch.torch_bridge.native`, the default where a C++ compiler is available):
 the CPU and Autograd kernels are C++ instead. The CPU kernel keeps a plan per call signature
 (shapes, dtypes, attribute values -> TVM function, output shape and dtype, constants) and calls
 the TVM function through tvm-ffi's C API with DLTensor views, so a call through
@@ -62,11 +62,11 @@ from typing import Any
 
 import torch
 
-from . import kernels
-from . import ops as _ops
-from . import torch_native
-from .errors import InputError
-from .ops.spec import OpSpec, Workload
+from .. import ops as _ops
+from ..errors import InputError
+from ..ops.spec import OpSpec, Workload
+from ..runtime import kernels
+from . import native
 
 os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")
 
@@ -104,8 +104,8 @@ def recording():
 
 def kernel_for(wl: Workload, target: str = "cpu", db: Any = None) -> kernels.Kernel:
     """The kernel to run for ``wl`` on ``target``: the single switch point between default and
-    tuned kernels (see :mod:`opsearch.loading`: tuned record, nearest tuned workload, default)."""
-    from .loading import kernel_for as pick
+    tuned kernels (see :mod:`opsearch.runtime.loading`: tuned record, nearest tuned workload, default)."""
+    from ..runtime.loading import kernel_for as pick
 
     return pick(wl, target, db)
 
@@ -117,8 +117,8 @@ def schedule_source(kernel: kernels.Kernel) -> str:
 
 def configure(target: str = "cpu", db: Any = None) -> None:
     """Set the target and database ``torch.ops.opsearch.*`` use (process-wide)."""
-    from .errors import TargetError
-    from .targets import resolve
+    from ..errors import TargetError
+    from ..targets import resolve
 
     spec = resolve(target)
     if spec.kind != "llvm":
@@ -424,11 +424,11 @@ _below_autograd = torch._C._AutoDispatchBelowAutograd
 _CPU_KEY = torch._C.DispatchKey.CPU
 _AD_INPLACE_OR_VIEW = torch._C.DispatchKey.ADInplaceOrView
 _grad_enabled = torch.is_grad_enabled
-_NATIVE = torch_native.load()
-if _NATIVE and torch_native.torch_pool_wanted():
-    from . import cache as _cache
+_NATIVE = native.load()
+if _NATIVE and native.torch_pool_wanted():
+    from ..runtime import cache as _cache
 
-    _cache.on_library_load(torch_native.route_parallel_loops)
+    _cache.on_library_load(native.route_parallel_loops)
 _native_set_plan = torch.ops.opsearch._native_set_plan if _NATIVE else None
 
 
@@ -439,7 +439,7 @@ def _register(op: OpSpec) -> None:
     _LIB.define(f"{op.name}{_schema(op)}")
     torch.library.register_fake(f"{NAMESPACE}::{op.name}", fwd.fake, lib=_LIB)
     overload = getattr(torch.ops.opsearch, op.name).default
-    if _NATIVE:  # C++ CPU and Autograd kernels (opsearch.torch_native), Python behind them
+    if _NATIVE:  # C++ CPU and Autograd kernels (opsearch.torch_bridge.native), Python behind them
         _LIB.define(f"_slow_{op.name}{_schema(op)}")
         _LIB.impl(f"_slow_{op.name}", fwd.slow, "CPU")
         _LIB.define(f"_autograd_{op.name}{_schema(op)}")
@@ -486,7 +486,7 @@ def attr_args(name: str, attrs: dict[str, Any]) -> list:
 
 
 def _normalize_attrs(spec: OpSpec, raw: tuple) -> list:
-    from .errors import WorkloadError
+    from ..errors import WorkloadError
 
     out = []
     for a, v in zip(spec.attrs, raw):

@@ -1,12 +1,12 @@
 """Side-by-side timing of opsearch kernels and PyTorch, each side in its own process.
 
 TVM's thread pool keeps spinning after a call and disturbs timings taken right after it in the
-same process, so every side runs in its own worker process (``python -m opsearch.bench SIDE``),
+same process, so every side runs in its own worker process (``python -m opsearch.bench.suite SIDE``),
 alternating sides over rounds, and medians are reported. Workers read workload keys on stdin and
 print one JSON object per workload.
 
 :func:`run_suite` is the ``opsearch bench`` runner: per round, one process each for the best
-pure-PyTorch implementations (``opsearch.baselines``, after the machine's fp32 GEMM peak), TVM's
+pure-PyTorch implementations (``opsearch.bench.baselines``, after the machine's fp32 GEMM peak), TVM's
 default schedules, the database's tuned records and, given a database of stock MetaSchedule's
 records (``opsearch tune --tuner stock``), stock's best; every output is checked against the
 operator's reference before it is timed.
@@ -23,24 +23,16 @@ import sys
 import time
 from dataclasses import dataclass
 
-from . import ops
-from .ops.spec import Workload
-
-
-def sample_inputs(wl: Workload, seed: int = 0):
-    import torch
-
-    op = ops.get(wl.op)
-    gen = torch.Generator().manual_seed(seed)
-    a = wl.args
-    return {p.name: op.sample(a, p, a[p.name], gen, torch.float32) for p in op.tensors if a[p.name] is not None}
+from .. import ops
+from ..ops import sample_inputs
+from ..ops.spec import Workload
 
 
 def time_schedules(wl: Workload, traces: dict, target: str = "cpu", rounds: int = 5) -> dict[str, float]:
     """Median latency (µs) of several schedules (name -> trace JSON) of one workload, built and
     timed in this process, alternating between them for ``rounds`` rounds."""
-    from .db.replay import replay
-    from .kernels import build
+    from ..db.replay import replay
+    from ..runtime.kernels import build
 
     t = list(sample_inputs(wl).values())
     ks = {name: build(replay(tr, wl), wl, target) for name, tr in traces.items() if tr}
@@ -72,7 +64,7 @@ def _eager_worker(keys: list[str]) -> None:
     the "torch us" column of ``opsearch tune``'s closing table)."""
     import torch
 
-    from .targets import host_cores
+    from ..targets import host_cores
 
     torch.set_num_threads(host_cores())
     for key in keys:
@@ -87,7 +79,7 @@ def _eager_worker(keys: list[str]) -> None:
 
 def run_eager_worker(keys: list[str]) -> dict[str, dict]:
     """:func:`_eager_worker` in its own process: workload key -> {"ms": ...}."""
-    proc = subprocess.run([sys.executable, "-m", "opsearch.bench", "torch"], input="\n".join(keys),
+    proc = subprocess.run([sys.executable, "-m", "opsearch.bench.suite", "torch"], input="\n".join(keys),
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"torch benchmark worker failed: {proc.stderr.strip().splitlines()[-1:]}")
@@ -165,15 +157,15 @@ def _suite_one(side: str, key: str, opts: dict, cache: dict) -> dict:
             out["ms"] = time_torch_ms(lambda: b.run(wl.args, **prepared), repeat=opts.get("repeat", 5))
         return out
     if side == "tvm-default":
-        from . import kernels
+        from ..runtime import kernels
 
         k = kernels.default_kernel(wl, opts["target"])
     else:  # opsearch-tuned or stock-metaschedule: a database's best record, rebuilt from its trace
-        from .loading import _from_record
+        from ..runtime.loading import kernel_from_record
 
         url_key = "stock_db" if side == STOCK else "db"
         if url_key not in cache:
-            from . import db as dbmod
+            from .. import db as dbmod
 
             cache[url_key] = dbmod.connect(opts.get(url_key))
         # stock's column is stock's records alone: never the schedules shipped with opsearch
@@ -182,15 +174,15 @@ def _suite_one(side: str, key: str, opts: dict, cache: dict) -> dict:
             out["untuned"] = True
             return out
         out.update(record_id=rec.id, record_source=rec.source, record_us=rec.mean_us)
-        k = _from_record(rec, wl, opts["target"])
+        k = kernel_from_record(rec, wl, opts["target"])
         if side != STOCK:  # what a user is served: another CPU's record only if faster than the default here
-            from .loading import check_record
-            from .targets import resolve
+            from ..runtime.loading import check_record
+            from ..targets import resolve
 
             spec = resolve(opts["target"])
             checked, lost = check_record(rec, k, wl, spec)
             if checked is None:
-                from . import kernels
+                from ..runtime import kernels
 
                 k, out["default_kept"] = kernels.default_kernel(wl, spec.name), lost
     out["rel_error"] = _check(op, wl, t, k(*t.values()))
@@ -217,11 +209,11 @@ def _suite_worker(side: str, keys: list[str], opts: dict) -> None:
         print(json.dumps(out), flush=True)
 
 
-def _run_suite_worker(side: str, keys: list[str], opts: dict) -> dict[str, dict]:
+def run_suite_worker(side: str, keys: list[str], opts: dict) -> dict[str, dict]:
     """Run one suite worker process; a crash (e.g. a segfaulting kernel) marks the workloads it
     did not report as failed instead of aborting the suite."""
     env = dict(os.environ, TVM_NUM_THREADS=str(opts["threads"]), OMP_NUM_THREADS=str(opts["threads"]))
-    proc = subprocess.run([sys.executable, "-m", "opsearch.bench", side, json.dumps(opts)], input="\n".join(keys),
+    proc = subprocess.run([sys.executable, "-m", "opsearch.bench.suite", side, json.dumps(opts)], input="\n".join(keys),
                           capture_output=True, text=True, env=env)
     got = {}
     for line in proc.stdout.splitlines():
@@ -346,7 +338,7 @@ def run_suite(workloads: list[tuple[str, Workload]], target: str, db, *, rounds:
                 continue
             say(f"round {r + 1}/{rounds}: {side}{' (and the GEMM peak)' if side == 'pytorch' else ''}, "
                 f"{len(ks)} workload(s) in one process")
-            runs[side].append(_run_suite_worker(side, ks, opts))
+            runs[side].append(run_suite_worker(side, ks, opts))
     peaks = [p["peak"]["gflops"] for p in runs["pytorch"] if "gflops" in p.get("peak", {})]
     peak = statistics.median(peaks) if peaks else None
     rows = []

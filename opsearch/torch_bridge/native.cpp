@@ -1,7 +1,7 @@
-// Native (C++) dispatcher kernels for torch.ops.opsearch.<name>: see opsearch/torch_native.py.
+// Native (C++) dispatcher kernels for torch.ops.opsearch.<name>: see opsearch/torch_bridge/native.py.
 //
 // Per operator, two boxed kernels registered at run time (the operators themselves are defined
-// in Python by opsearch/torch_ops.py):
+// in Python by opsearch/torch_bridge/library.py):
 //   CPU:      shapes, dtypes and attribute values -> a plan (TVM function handle, output shape
 //             and dtype, constant tensors); then at::empty for the output and one
 //             TVMFFIFunctionCall with DLTensor views of the inputs (zero-copy). A call with no
@@ -14,7 +14,7 @@
 // below, which runs the loop's tasks on PyTorch's intra-op pool (at::parallel_for). Inside a
 // model, PyTorch's pool threads keep spinning after each PyTorch op, and TVM's separate pool
 // then waits for a core; one pool for both removes that contention.
-// The TVM function objects stay owned by Python (opsearch.torch_ops keeps every kernel it
+// The TVM function objects stay owned by Python (opsearch.torch_bridge.library keeps every kernel it
 // handed over alive); opsearch::_native_clear drops every plan before Python forgets them.
 
 #include <ATen/Parallel.h>

@@ -8,11 +8,11 @@ as pending, so ``opsearch tune --pending`` tunes it later. A record that was nev
 this workload on this CPU (another CPU's shipped record, another workload's) is timed against
 the default schedule once per machine, and serves only if it is faster (Triton's autotuner
 likewise times its configurations at the first call); ``OPSEARCH_CHECK=0`` turns that off.
-Traces are rebuilt locally and the library cached on disk by content hash (``opsearch.cache``);
+Traces are rebuilt locally and the library cached on disk by content hash (``opsearch.runtime.cache``);
 nothing executable comes from the database. A database that cannot be opened degrades to
 default kernels with one warning.
 
-For a SQLite file (the default) the reads go through ``opsearch.dbread`` (standard-library
+For a SQLite file (the default) the reads go through ``opsearch.runtime.dbread`` (standard-library
 ``sqlite3``, the same queries on the live database) so a fresh process does not import
 SQLAlchemy just to find its kernels; other URLs, database objects, a missing file or another
 schema revision use the ORM (:class:`opsearch.db.Database`), as does the one write (noting a
@@ -31,8 +31,8 @@ import warnings
 from typing import Any
 
 from . import kernels
-from .ops.spec import Workload
-from .targets import resolve
+from ..ops.spec import Workload
+from ..targets import resolve
 
 log = logging.getLogger(__name__)
 NEAREST_TRIES = 5
@@ -40,7 +40,7 @@ NEAREST_TRIES = 5
 
 @functools.lru_cache(maxsize=8)
 def _connect(url: str | None):
-    from . import db as dbmod
+    from .. import db as dbmod
 
     return dbmod.connect(url)
 
@@ -56,12 +56,12 @@ def open_db(db: Any):
         return None
 
 
-def _from_record(rec, wl: Workload, target) -> kernels.Kernel:
-    from . import cache
-    from .db.replay import replay
+def kernel_from_record(rec, wl: Workload, target) -> kernels.Kernel:
+    """The kernel of a stored record: its trace replayed on ``wl`` and built through the cache."""
+    from ..db.replay import replay
 
     sch = replay(rec.trace, wl)
-    k = cache.cached_kernel(wl, target, sch, key_text=json.dumps(rec.trace, sort_keys=True))
+    k = kernels.cached_kernel(wl, target, sch, key_text=json.dumps(rec.trace, sort_keys=True))
     return k
 
 
@@ -82,7 +82,7 @@ class _OrmStore:
 
 
 class _SqliteStore:
-    """Selection's view of a SQLite file read with the standard library (``opsearch.dbread``);
+    """Selection's view of a SQLite file read with the standard library (``opsearch.runtime.dbread``);
     noting a workload as pending goes through the ORM, and only when it is not noted yet."""
 
     def __init__(self, reader, url: str | None):
@@ -148,7 +148,7 @@ def _select(store, wl: Workload, spec) -> kernels.Kernel:
     lost = None  # why a record lost to the default schedule
     if rec is not None:
         try:
-            k = _from_record(rec, wl, spec)
+            k = kernel_from_record(rec, wl, spec)
         except ValueError as e:
             log.warning("best record of %s no longer replays: %s", wl.op, e)
         else:
@@ -179,7 +179,7 @@ def _nearest(store, wl: Workload, spec) -> tuple[kernels.Kernel | None, str | No
         if rec is None:
             continue
         try:
-            k = _from_record(rec, wl, spec)
+            k = kernel_from_record(rec, wl, spec)
         except ValueError:
             continue
         k.source = f"nearest tuned workload ({other.short()})"
@@ -198,7 +198,7 @@ def check_record(rec, k: kernels.Kernel, wl: Workload, spec) -> tuple[kernels.Ke
 
 def check_enabled() -> bool:
     """Whether records never timed here are timed against the default (``OPSEARCH_CHECK=0``: no)."""
-    from .settings import env_flag
+    from ..settings import env_flag
 
     return env_flag("OPSEARCH_CHECK")
 
@@ -219,7 +219,7 @@ def _against_default(k: kernels.Kernel, trace, wl: Workload, spec, what: str) ->
     choice = cache.load_choice(wl, spec, text)
     if choice is None:
         try:
-            rec_us, def_us = _time_pair(k, kernels.default_kernel(wl, spec.name), wl)
+            rec_us, def_us = time_pair(k, kernels.default_kernel(wl, spec.name), wl)
         except Exception as e:  # noqa: BLE001 - an untimed record still serves, as before
             log.warning("could not time %s against the default schedule: %s", wl.op, e)
             return k, None
@@ -235,9 +235,9 @@ def _against_default(k: kernels.Kernel, trace, wl: Workload, spec, what: str) ->
     return None, f"{def_us:.1f} us here, faster than {what}: {rec_us:.1f} us"
 
 
-def _time_pair(a: kernels.Kernel, b: kernels.Kernel, wl: Workload, rounds: int = 3) -> tuple[float, float]:
+def time_pair(a: kernels.Kernel, b: kernels.Kernel, wl: Workload, rounds: int = 3) -> tuple[float, float]:
     """Median latencies (µs) of two kernels of ``wl`` on the same random inputs, alternating."""
-    from .bench import sample_inputs
+    from ..ops import sample_inputs
 
     t = list(sample_inputs(wl).values())
     samples: tuple[list, list] = ([], [])

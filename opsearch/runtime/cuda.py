@@ -1,6 +1,7 @@
-"""Compile emitted CUDA source with nvcc, for real: without a GPU, TVM returns source only.
+"""CUDA kernels without a GPU: TVM's emitted source, compiled with nvcc for real.
 
-``compile_cuda(source, arch)`` returns the cubin bytes or raises
+Without a GPU, TVM returns source only. ``cuda_source(wl, target)`` is the CUDA C of a
+workload's default schedule; ``compile_cuda(source, arch)`` returns the cubin bytes or raises
 :class:`~opsearch.errors.CudaCompileError` carrying nvcc's own message.
 """
 
@@ -11,7 +12,21 @@ import shutil
 import subprocess
 import tempfile
 
-from .errors import CudaCompileError
+from ..errors import CudaCompileError, TargetError
+from ..ops.spec import Workload
+from ..ops.tir import default_schedule
+from ..targets import resolve
+
+
+def cuda_source(wl: Workload, target: str = "cuda:sm_90") -> str:
+    """CUDA C source of the default schedule (TVM emits it without calling nvcc here)."""
+    import tvm
+
+    spec = resolve(target)
+    if spec.kind != "cuda":
+        raise TargetError(f"cuda_source needs a cuda target, got '{spec.name}'")
+    ex = tvm.compile(default_schedule(wl, spec).mod, target=spec.tvm())
+    return ex.mod.imports[0].inspect_source()
 
 
 def nvcc_path() -> str | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import ops
+from .. import ops
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,13 @@ those sources changes the fingerprint; a memo that is unreadable, malformed or n
 whose sidecar is for another workload or target is ignored and rewritten.
 
 The cache also keeps small ``<key>.choice`` files: which of two schedules of a workload ran
-faster on this machine (:func:`load_choice`; ``opsearch.loading`` times a schedule that was
+faster on this machine (:func:`load_choice`; ``opsearch.runtime.loading`` times a schedule that was
 never measured here against the default once, and keeps the answer).
 
 Directory: ``$OPSEARCH_CACHE_DIR`` if set, else ``platformdirs.user_cache_dir("opsearch")/kernels``.
-Clear it with ``opsearch.cache.clear()`` or by deleting the directory.
+Clear it with ``opsearch.runtime.cache.clear()`` or by deleting the directory.
 
->>> k = cached_kernel(wl, "cpu", lambda: kernels.default_schedule(wl, "cpu"))  # doctest: +SKIP
+>>> mod = cached_module(wl, spec, lambda: default_schedule(wl, spec))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .ops.spec import Workload
-from .targets import TargetSpec, resolve
+from ..ops.spec import Workload
+from ..targets import TargetSpec, resolve
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def key_inputs(wl: Workload, target: TargetSpec, schedule_text: str) -> dict[str
     """Everything the hash covers, as strings (also written to the sidecar, minus the schedule)."""
     import tvm
 
-    from . import __version__
+    from .. import __version__
 
     return {
         "format": str(FORMAT),
@@ -187,10 +187,11 @@ def _as_module(schedule: Any):
 @functools.lru_cache(maxsize=1)
 def source_fingerprint() -> str:
     """sha256 over the path, size and modification time (ns) of every source file that builds a
-    schedule (``opsearch/ops/``, ``kernels.py``, ``targets.py``, ``cache.py``), once per process:
-    an edit, reinstall or checkout of any of them changes it."""
-    root = Path(__file__).resolve().parent
-    files = [*root.joinpath("ops").rglob("*.py"), *(root / n for n in ("kernels.py", "targets.py", "cache.py"))]
+    schedule (``opsearch/ops/``, ``runtime/kernels.py``, ``targets.py``, ``runtime/cache.py``),
+    once per process: an edit, reinstall or checkout of any of them changes it."""
+    root = Path(__file__).resolve().parent.parent
+    files = [*root.joinpath("ops").rglob("*.py"),
+             *(root / n for n in ("runtime/kernels.py", "targets.py", "runtime/cache.py"))]
     h = hashlib.sha256()
     for p in sorted(files):
         st = p.stat()
@@ -201,7 +202,7 @@ def source_fingerprint() -> str:
 def _memo_path(root: Path, memo: str, wl: Workload, target: TargetSpec) -> Path:
     import tvm
 
-    from . import __version__
+    from .. import __version__
 
     key = content_hash({"format": str(FORMAT), "memo": memo, "workload": wl.key(), "target": target.name,
                         "target_config": target.config_json, "tvm": tvm.__version__, "opsearch": __version__,
@@ -294,21 +295,3 @@ def cached_module(wl: Workload, target: TargetSpec | str, schedule: Any, key_tex
     if memo_path is not None:
         _atomic_write_text(memo_path, json.dumps({"hash": digest}))
     return module
-
-
-def cached_kernel(wl: Workload, target: TargetSpec | str, schedule: Any, key_text: str | None = None,
-                  memo: str | None = None):
-    """:func:`cached_module` wrapped as a :class:`opsearch.kernels.Kernel` (constants attached)."""
-    target = resolve(target)
-    return kernel_from_module(cached_module(wl, target, schedule, key_text, memo), wl, target)
-
-
-def kernel_from_module(module, wl: Workload, target: TargetSpec) -> Any:
-    import torch
-
-    from . import kernels, ops
-
-    op, a = ops.get(wl.op), wl.args
-    # clone(): torch allocates 64-byte aligned memory, as TVM kernels assume; numpy does not.
-    consts = tuple(torch.from_numpy(v).clone() for v in op.constants(a).values())
-    return kernels.Kernel(wl, target, module, consts, op.output_shape(a), kernels.torch_dtype(op.output_dtype(a)))

@@ -1,9 +1,9 @@
 """Build and load the native (C++) dispatcher kernels of ``torch.ops.opsearch.*``.
 
-``torch_native.cpp`` holds two boxed kernels per operator — CPU (a per-shape plan, then one
+``native.cpp`` holds two boxed kernels per operator — CPU (a per-shape plan, then one
 ``TVMFFIFunctionCall`` with DLTensor views of the tensors) and Autograd (straight below autograd
 when no input needs a gradient) — so a call through the PyTorch dispatcher runs no Python once
-its shapes have been seen. The Python kernels of :mod:`opsearch.torch_ops` stay the slow path
+its shapes have been seen. The Python kernels of :mod:`opsearch.torch_bridge.library` stay the slow path
 (first call per shape, recording, anything unusual) and the whole path when the native library
 cannot be built.
 
@@ -32,13 +32,13 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("torch_native.cpp")
+SOURCE = Path(__file__).with_name("native.cpp")
 _state: dict = {}
 
 
 def enabled() -> bool:
     """Whether the native kernels are wanted (``OPSEARCH_NATIVE`` not set to 0/false/no/off)."""
-    from .settings import env_flag
+    from ..settings import env_flag
 
     return env_flag("OPSEARCH_NATIVE")
 
@@ -72,7 +72,7 @@ def library_path() -> Path:
     import torch
     import tvm_ffi
 
-    from .cache import cache_dir
+    from ..runtime.cache import cache_dir
 
     cxx = _compiler() or "none"
     h = hashlib.sha256()
@@ -147,7 +147,7 @@ def torch_pool_wanted() -> bool:
 
 def route_parallel_loops(library: str) -> bool:
     """Point the parallel-launch hook of a kernel library that TVM has loaded at PyTorch's
-    intra-op pool (see ``parallel_launch`` in torch_native.cpp). Returns whether it did: not
+    intra-op pool (see ``parallel_launch`` in native.cpp). Returns whether it did: not
     for a library without parallel loops, nor one whose loops synchronise with barriers (TVM's
     pool provides those; PyTorch's does not), nor when the native library is unavailable."""
     import ctypes

@@ -1,0 +1,1 @@
+"""The kernel runtime: a workload's compiled, disk-cached kernel, picked from the database's records."""
