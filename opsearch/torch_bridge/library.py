@@ -518,7 +518,9 @@ def direct_ok(tensors) -> bool:
     return not (_is_compiling() or _function_mode() or _dispatch_modes() or _has_torch_function(tensors))
 
 
-_Tensor = torch.Tensor
+# Plain tensors and parameters (nn.Parameter disables __torch_function__: it dispatches as a plain
+# tensor), so modules' weights take the fast path too.
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
 _empty = torch.empty
 def fast_call(name: str, tensors: tuple, attrs: tuple):
     """Run operator ``name`` straight into its kernel if a plan for these shapes and attribute
@@ -540,7 +542,7 @@ def fast_call(name: str, tensors: tuple, attrs: tuple):
     for t, dt in zip(tensors, plan.dtypes):
         if t is None:
             continue
-        if (type(t) is not _Tensor or t.dtype is not dt or not t.is_cpu or (grad and t.requires_grad)
+        if (type(t) not in _PLAIN or t.dtype is not dt or not t.is_cpu or (grad and t.requires_grad)
                 or t.data_ptr() % _ALIGN or not t.is_contiguous()):
             return None
         args.append(t)
@@ -559,7 +561,7 @@ def remember_plan(name: str, tensors: tuple, attrs: tuple, checked: list, norm_a
         hash(key)
     except (TypeError, AttributeError):
         return
-    if any(t is not None and type(t) is not _Tensor for t in checked):
+    if any(t is not None and type(t) not in _PLAIN for t in checked):
         return
     kern = fwd.kernel([*checked, *norm_attrs])
     with _lock:
