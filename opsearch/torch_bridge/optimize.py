@@ -4,23 +4,28 @@
 modules that share their parameters (no copies):
 
 - ``nn.Conv2d`` with a dilation > 1 on some axis → :class:`opsearch.nn.DilatedConv2d`;
-- ``nn.Conv1d`` with a dilation > 1, stride 1, groups 1 and 'same' padding ((K-1)·d/2, K odd)
-  → ``DilatedConv1d(causal=False)``; ``nn.ConstantPad1d(((K-1)·d, 0), 0)`` directly followed by
-  such a conv with padding 0 in an ``nn.Sequential`` → ``DilatedConv1d(causal=True)`` (the pad
-  becomes ``nn.Identity``). Any other Conv1d is left alone.
+- ``nn.Conv1d`` (any dilation, the dilation-1 layers of a TCN included) with stride 1, groups 1
+  and 'same' padding ((K-1)·d/2, K odd) → ``DilatedConv1d(causal=False)``;
+  ``nn.ConstantPad1d(((K-1)·d, 0), 0)`` directly followed by such a conv with padding 0 in an
+  ``nn.Sequential`` → ``DilatedConv1d(causal=True)`` (the pad becomes ``nn.Identity``). Any other
+  Conv1d is left alone.
 
 Then it switches every opsearch module to its kernels (``use_opsearch = True``), runs the model
 once on ``example_inputs`` (in eval mode, restored afterwards) with hooks that capture each
 module's inputs and workloads, times each module both ways on those inputs (alternating runs in
 this process, median; indicative only — for publishable numbers time each side in its own
-process) and returns ``(model, report)``.
+process) and returns ``(model, report)``. A swap whose module ran slower than the PyTorch layers
+it replaced is undone (the original modules go back; ``keep_slower=True`` keeps every swap), so
+optimizing never makes a layer slower than PyTorch on this machine, as measured: an untuned
+workload's default schedule often is (Triton's autotuner and TVM's own runtime likewise keep
+only what they timed faster).
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -45,6 +50,8 @@ class ModuleReport:
     schedule: str  # where the kernels came from: "tuned (...)", "nearest tuned workload (...)", "default schedule"
     kernel_ms: float  # median forward latency on the example inputs, opsearch kernels
     pytorch_ms: float  # the same with use_opsearch=False
+    kept: bool = True  # False: the swap was undone (``undone`` says why)
+    undone: str = ""
 
     @property
     def speedup(self) -> float:
@@ -55,24 +62,37 @@ class ModuleReport:
 class OptimizeReport:
     target: str
     modules: list[ModuleReport] = field(default_factory=list)
+    # the whole model's median forward (ms) with the swaps that passed the per-module check, and
+    # with none (None: no swap to check)
+    model_ms: tuple[float, float] | None = None
 
     def to_dict(self) -> dict:
-        return {"target": self.target, "modules": [dict(asdict(m), speedup=m.speedup) for m in self.modules]}
+        return {"target": self.target, "modules": [dict(asdict(m), speedup=m.speedup) for m in self.modules],
+                "model_ms": self.model_ms}
 
     def __str__(self) -> str:
         rows = [f"opsearch.optimize on {self.target}: {len(self.modules)} module(s)"]
         for m in self.modules:
             origin = f" (was {m.swapped_from})" if m.swapped_from else ""
+            undone = "" if m.kept else f"; {m.undone}, kept {m.swapped_from}"
             rows.append(
                 f"  {m.name or '<root>'}: {m.module}{origin}, {m.schedule}, {m.kernel_ms:.3f} ms vs PyTorch "
-                f"{m.pytorch_ms:.3f} ms ({m.speedup:.2f}x) [{'; '.join(m.workloads)}]"
+                f"{m.pytorch_ms:.3f} ms ({m.speedup:.2f}x{undone}) [{'; '.join(m.workloads)}]"
             )
+        if self.model_ms:
+            on, off = self.model_ms
+            verdict = "kept" if on <= off else "slower: every swap undone"
+            rows.append(f"  the whole model: {on:.3f} ms with the swaps, {off:.3f} ms without ({verdict})")
         return "\n".join(rows)
 
 
 # --------------------------------------------------------------------------- swapping
+def _cpu_fp32(conv: nn.Module) -> bool:
+    return conv.weight.dtype == torch.float32 and conv.weight.device.type == "cpu"
+
+
 def _dilated(conv: nn.Module) -> bool:
-    return any(d > 1 for d in conv.dilation) and conv.weight.dtype == torch.float32 and conv.weight.device.type == "cpu"
+    return any(d > 1 for d in conv.dilation) and _cpu_fp32(conv)
 
 
 def _same_1d(conv: nn.Conv1d, padding) -> bool:
@@ -84,7 +104,7 @@ def _same_1d(conv: nn.Conv1d, padding) -> bool:
 
 def _plain_1d(conv: nn.Module) -> bool:
     return (
-        type(conv) is nn.Conv1d and _dilated(conv) and conv.stride == (1,) and conv.groups == 1
+        type(conv) is nn.Conv1d and _cpu_fp32(conv) and conv.stride == (1,) and conv.groups == 1
         and conv.padding_mode == "zeros"
     )
 
@@ -96,14 +116,15 @@ def _conv1d_swap(conv: nn.Conv1d, causal: bool) -> onn.DilatedConv1d:
     return m.train(conv.training)
 
 
-def _replacements(model: nn.Module) -> dict[str, nn.Module]:
-    """Qualified name -> replacement module, for every swappable layer."""
-    out: dict[str, nn.Module] = {}
+def _replacements(model: nn.Module) -> dict[str, dict[str, nn.Module]]:
+    """Swaps, by the qualified name of the opsearch module each makes: {qualified name: new
+    module} of every module the swap replaces (a causal conv's pad becomes ``nn.Identity``)."""
+    out: dict[str, dict[str, nn.Module]] = {}
     for name, m in model.named_modules():
         if type(m) is nn.Conv2d and _dilated(m):
-            out[name] = onn.DilatedConv2d.from_conv(m)
+            out[name] = {name: onn.DilatedConv2d.from_conv(m)}
         elif _plain_1d(m) and _same_1d(m, m.padding):
-            out[name] = _conv1d_swap(m, causal=False)
+            out[name] = {name: _conv1d_swap(m, causal=False)}
         elif isinstance(m, nn.Sequential):
             kids = list(m.named_children())
             for (pn, pad), (cn, conv) in zip(kids, kids[1:]):
@@ -111,8 +132,7 @@ def _replacements(model: nn.Module) -> dict[str, nn.Module]:
                 if isinstance(pad, nn.ConstantPad1d) and _plain_1d(conv) and conv.padding == (0,) and full not in out:
                     total = (conv.kernel_size[0] - 1) * conv.dilation[0]
                     if tuple(pad.padding) == (total, 0) and pad.value == 0:
-                        out[f"{name}.{pn}" if name else pn] = nn.Identity()
-                        out[full] = _conv1d_swap(conv, causal=True)
+                        out[full] = {f"{name}.{pn}" if name else pn: nn.Identity(), full: _conv1d_swap(conv, causal=True)}
     return out
 
 
@@ -175,14 +195,16 @@ def _capture(model: nn.Module, example_inputs, names: dict[str, nn.Module]):
     return seen, wls
 
 
-def optimize(model: nn.Module, example_inputs, target: str = "cpu", db: Any = None, tune: bool | int = False):
+def optimize(model: nn.Module, example_inputs, target: str = "cpu", db: Any = None, tune: bool | int = False,
+             keep_slower: bool = False):
     """Swap supported layers for opsearch modules (sharing parameters, in place), route every
     opsearch module to kernels for ``target`` and report on each.
 
     ``example_inputs``: a tuple of positional arguments (a single tensor is accepted). ``db`` is
     passed to :func:`opsearch.torch_bridge.library.kernel_for`. ``tune``: False, True (64 trials per
     workload) or a trial budget per workload: workloads without a tuned record are tuned into
-    ``db`` first. Returns ``(model, OptimizeReport)``. Raises :class:`TargetError` for a
+    ``db`` first. A swap slower than PyTorch on the example inputs is undone unless
+    ``keep_slower``. Returns ``(model, OptimizeReport)``. Raises :class:`TargetError` for a
     non-CPU target.
     """
     spec = resolve(target)
@@ -191,11 +213,13 @@ def optimize(model: nn.Module, example_inputs, target: str = "cpu", db: Any = No
     library.configure(target, db)
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
-    origin = {}
-    for name, new in _replacements(model).items():
-        if isinstance(new, onn.OpsearchModule):
-            origin[name] = type(model.get_submodule(name)).__name__
-        _set(model, name, new)
+    origin: dict[str, str] = {}
+    undo: dict[str, dict[str, nn.Module]] = {}  # swap -> the modules it replaced
+    for name, group in _replacements(model).items():
+        origin[name] = type(model.get_submodule(name)).__name__
+        undo[name] = {n: model.get_submodule(n) for n in group}
+        for n, new in group.items():
+            _set(model, n, new)
     mods = {n: m for n, m in model.named_modules() if isinstance(m, onn.OpsearchModule)}
     for m in mods.values():
         m.use_opsearch = True
@@ -205,10 +229,55 @@ def optimize(model: nn.Module, example_inputs, target: str = "cpu", db: Any = No
         if tune:
             _tune_missing(model, example_inputs, mods, target, db, 64 if tune is True else int(tune))
         report = _measure(model, example_inputs, mods, origin, spec.name, target, db)
+        if not keep_slower:
+            _undo_slower(model, example_inputs, report, mods, undo)
     finally:
         for m, training in modes.items():
             m.training = training
     return model, report
+
+
+def _undo_slower(model, example_inputs, report: "OptimizeReport", mods, undo) -> None:
+    """Undo each swap whose module timed slower than the PyTorch layers it replaced; then time the
+    whole model with the remaining swaps and without, and undo them all if the model is slower
+    with them. A module alone can time faster than in its model: in a batch-32 TCN, oneDNN's
+    conv1d on a freshly padded input timed 5.5 ms alone against 0.75 ms on a reused one, so the
+    per-module check kept default-schedule layers that made the model 2x slower."""
+    def undo_swap(i: int, why: str) -> None:
+        report.modules[i] = replace(report.modules[i], kept=False, undone=why)
+        for n, old in undo[report.modules[i].name].items():
+            _set(model, n, old)
+
+    for i, row in enumerate(report.modules):
+        if row.name in undo and row.kernel_ms > row.pytorch_ms:
+            undo_swap(i, "slower than PyTorch here")
+    kept = [i for i, row in enumerate(report.modules) if row.name in undo and row.kept]
+    if not kept:
+        return
+    swapped = [mods[report.modules[i].name] for i in kept]
+    on, off = _time_model(model, example_inputs, swapped)
+    report.model_ms = (on, off)
+    if on > off:
+        for i in kept:
+            undo_swap(i, "the model ran slower with the swaps")
+
+
+def _time_model(model, example_inputs, swapped, rounds: int = 5) -> tuple[float, float]:
+    """Median forward latency (ms) of the whole model with ``swapped`` modules on opsearch kernels
+    and on PyTorch, alternating."""
+    on, off = [], []
+    try:
+        with torch.no_grad():
+            for _ in range(rounds):
+                for flag, acc in ((False, off), (True, on)):
+                    for m in swapped:
+                        m.use_opsearch = flag
+                    time.sleep(_SETTLE_S)
+                    acc += _median_ms(lambda: model(*example_inputs), rounds=1)
+    finally:
+        for m in swapped:
+            m.use_opsearch = True
+    return statistics.median(on), statistics.median(off)
 
 
 def _tune_missing(model, example_inputs, mods, target, db, budget: int) -> None:
