@@ -2,6 +2,7 @@
 per time step), output projection, residual and LayerNorm.
 
     python examples/dynamic_conv_block.py
+    opsearch model bench examples/dynamic_conv_block.py:build
 """
 
 from __future__ import annotations
@@ -27,10 +28,15 @@ class DynamicConvBlock(nn.Module):
         return self.norm(x + self.out(h))
 
 
-def main():
+def build(batch: int = 4):
+    """Two blocks (128 channels, 8 heads, kernel 7) and a batch of 256-step sequences."""
     torch.manual_seed(0)
-    model = nn.Sequential(DynamicConvBlock(), DynamicConvBlock())
-    compare(model, torch.randn(4, 256, 128))
+    return nn.Sequential(DynamicConvBlock(), DynamicConvBlock()).eval(), (torch.randn(batch, 256, 128),)
+
+
+def main():
+    model, (x,) = build()
+    compare(model, x)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 the whole sequence (learnable filter with exponential decay), gating, output projection.
 
     python examples/hyena_fftconv_block.py
+    opsearch model bench examples/hyena_fftconv_block.py:build
 """
 
 from __future__ import annotations
@@ -26,10 +27,15 @@ class HyenaBlock(nn.Module):
         return x + self.out(y * torch.sigmoid(gate))
 
 
-def main():
+def build(batch: int = 2):
+    """One block (64 channels, sequence length 1024) and a batch of sequences."""
     torch.manual_seed(0)
-    model = HyenaBlock()
-    compare(model, torch.randn(2, 1024, 64))
+    return HyenaBlock().eval(), (torch.randn(batch, 1024, 64),)
+
+
+def main():
+    model, (x,) = build()
+    compare(model, x)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 kernel generator), BN, ReLU, 1x1 conv, residual.
 
     python examples/involution_block.py
+    opsearch model bench examples/involution_block.py:build
 """
 
 from __future__ import annotations
@@ -26,10 +27,15 @@ class RedNetBottleneck(nn.Module):
         return torch.relu(x + self.body(x))
 
 
-def main():
+def build(batch: int = 1):
+    """One bottleneck (256 channels, 28x28) and a batch of feature maps."""
     torch.manual_seed(0)
-    model = RedNetBottleneck()
-    compare(model, torch.randn(1, 256, 28, 28))
+    return RedNetBottleneck().eval(), (torch.randn(batch, 256, 28, 28),)
+
+
+def main():
+    model, (x,) = build()
+    compare(model, x)
 
 
 if __name__ == "__main__":

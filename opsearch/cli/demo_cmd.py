@@ -6,7 +6,8 @@
    default schedule and the tuned record (the database's, else the schedules shipped with
    opsearch) — each side in its own process, every output checked against the reference;
 3. plugs tuned kernels into a small model (a TCN of dilated causal convolutions) with
-   :func:`opsearch.optimize`, tuning its layers briefly, and checks it against PyTorch;
+   :func:`opsearch.optimize`, tuning its layers briefly, checks it against PyTorch and times it
+   against PyTorch eager and ``torch.compile`` (:mod:`opsearch.bench.models`);
 4. writes the HTML report (tuning curves, the table, cost-model accuracy) to ``--out``.
 """
 
@@ -55,6 +56,14 @@ def tcn(channels: int = 32, dilations=(1, 2, 4, 8)):
     return nn.Sequential(*[Block(d) for d in dilations])
 
 
+def tcn_model(batch: int = 4):
+    """The demo's TCN and an input of 1024 steps: ``opsearch model bench opsearch.cli.demo_cmd:tcn_model``."""
+    import torch
+
+    torch.manual_seed(0)
+    return tcn().eval(), (torch.randn(batch, 32, 1024),)
+
+
 @click.command("demo")
 @click.option("--seed", "seeds", multiple=True, metavar="OP:EXAMPLE",
               help=f"Workload to tune (repeatable; default: {', '.join(SEEDS)}).")
@@ -67,12 +76,9 @@ def tcn(channels: int = 32, dilations=(1, 2, 4, 8)):
 def demo(seeds, trials, model_trials, bench_ops, rounds, db_url, out_dir):
     """Tune seed operators on this CPU, compare every operator with PyTorch, run a model with the
     tuned kernels plugged in, and write the report."""
-    import torch
-
     from .. import ops, targets
     from ..bench import report
     from ..bench import suite as bench
-    from ..torch_bridge import optimize
     from .. import db as dbmod
     from ..search import tune
     from .bench_cmd import _print
@@ -103,15 +109,15 @@ def demo(seeds, trials, model_trials, bench_ops, rounds, db_url, out_dir):
                             threads=spec.num_cores, db_url=db.url, progress=lambda m: click.echo("  " + m))
     _print(suite)
 
-    step(3, "a TCN (dilated causal Conv1d blocks) with tuned kernels plugged in by opsearch.optimize")
-    torch.manual_seed(0)
-    model = tcn().eval()
-    x = torch.randn(4, 32, 1024)
-    model, rep = optimize.optimize(model, (x,), target="cpu", db=db, tune=model_trials or False)
-    click.echo(str(rep))
-    err, ours, theirs = optimize.compare_model(model, x)
-    click.echo(f"model output vs PyTorch: relative error {err:.1e}; opsearch {ours:.3f} ms, PyTorch {theirs:.3f} ms, "
-               f"speedup {theirs / ours:.2f}x (median of alternating runs)")
+    step(3, "a TCN (dilated causal Conv1d blocks) with tuned kernels plugged in by opsearch.optimize, "
+            "against PyTorch eager and torch.compile")
+    from ..bench.models import bench_model
+    from .model_cmd import _print_model_bench
+
+    mb = bench_model(tcn_model, name="the demo's TCN", db=db, tune=model_trials or False,
+                     progress=lambda m: click.echo("  " + m))
+    _print_model_bench(mb, layers=False)
+    err = mb.opsearch_error
 
     step(4, f"writing the report to {out_dir}")
     page = report.write_report(db, spec.name, out_dir)

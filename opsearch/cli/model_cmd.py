@@ -1,4 +1,5 @@
-"""``opsearch model train|eval``: the XGBoost ranking cost model from the database's records."""
+"""``opsearch model train|eval``: the XGBoost ranking cost model from the database's records;
+``opsearch model bench``: a whole PyTorch model end to end, eager vs opsearch vs torch.compile."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def _groups(db, kind):
 
 @click.group("model")
 def model() -> None:
-    """Train and evaluate the cost model on the database's records."""
+    """The cost model (train, eval on the database's records) and whole-model benchmarks (bench)."""
 
 
 @model.command("train")
@@ -66,3 +67,53 @@ def evaluate(target_kind, db_url, as_json):
         r = out[name]
         click.echo(f"{name:13s} pairwise accuracy {r['pairwise_accuracy']:.3f}  top-1 recall {r['top1_recall']:.2f}  "
                    f"top-5 recall {r['top5_recall']:.2f}  ({r['groups']} held-out workloads, {r['pairs']} pairs)")
+
+
+@model.command("bench")
+@click.argument("builder", metavar="MODULE:FN")
+@click.option("--batch", "batches", multiple=True, type=click.IntRange(min=1),
+              help="Batch size passed to FN(batch=N) (repeatable; default: FN's own).")
+@click.option("--tune", "trials", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Tune each swapped workload without a tuned record this many trials first (0: no tuning).")
+@click.option("--db", "db_url", help="Database URL (default: $OPSEARCH_DB or the user's SQLite file).")
+@click.option("--rounds", default=7, show_default=True, type=click.IntRange(min=1), help="Alternating timing rounds.")
+@click.option("--no-compile", is_flag=True, help="Leave torch.compile out.")
+@click.option("--layers/--no-layers", default=True, show_default=True, help="Print the per-layer table.")
+@click.option("--json", "as_json", is_flag=True)
+def bench(builder, batches, trials, db_url, rounds, no_compile, layers, as_json):
+    """Time a whole model: PyTorch eager, opsearch.optimize and torch.compile, end to end and per layer.
+
+    MODULE:FN is a file (examples/tcn.py:build) or an importable module (pkg.models:build) and a
+    function returning (model, example_inputs); with --batch it is called as FN(batch=N)."""
+    from ..bench.models import bench_model, load_builder
+
+    build = load_builder(builder)
+    out = []
+    for batch in batches or (None,):
+        say = None if as_json else (lambda m: click.echo(f"  {m}", err=True))
+        r = bench_model(build, name=builder, batch=batch, db=db_url, tune=trials or False, rounds=rounds,
+                        compiled=not no_compile, progress=say)
+        out.append(r)
+        if not as_json:
+            _print_model_bench(r, layers)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in out], indent=2))
+
+
+def _print_model_bench(r, layers: bool) -> None:
+    batch = f", batch {r.batch}" if r.batch is not None else ""
+    click.echo(f"\n{r.name}{batch}: median of {r.rounds} alternating rounds")
+    click.echo(r.optimize_report)
+    if layers:
+        click.echo(f"  {'layer':24s} {'PyTorch':14s} {'opsearch':14s} {'eager us':>9s} {'opsearch us':>11s} {'ratio':>6s}")
+        for t in r.layers:
+            ours = "" if t.opsearch_us is None else f"{t.opsearch_us:11.1f}"
+            ratio = "" if not t.opsearch_us else f"{t.eager_us / t.opsearch_us:5.2f}x"
+            click.echo(f"  {t.name:24s} {t.eager:14s} {t.opsearch:14s} {t.eager_us:9.1f} {ours:>11s} {ratio:>6s}")
+        click.echo(f"  {'sum of the layers':54s} {r.eager_leaves_ms * 1e3:9.1f} {r.opsearch_leaves_ms * 1e3:11.1f}")
+    compiled = "" if r.compiled_ms is None else (
+        f", torch.compile {r.compiled_ms:.3f} ms (compiled in {r.compile_s:.0f} s, error {r.compiled_error:.1e})")
+    click.echo(f"end to end: PyTorch eager {r.eager_ms:.3f} ms, opsearch {r.opsearch_ms:.3f} ms "
+               f"(error {r.opsearch_error:.1e}){compiled}")
+    vs = f"{r.vs_eager:.2f}x eager" + ("" if r.vs_compiled is None else f", {r.vs_compiled:.2f}x torch.compile")
+    click.echo(f"opsearch speedup: {vs}")

@@ -29,12 +29,21 @@ __all__ = [
 ]
 
 
+#: Operator name -> ``fn(args, **tensors)`` that the modules' PyTorch path runs instead of the
+#: operator's own formulation (``OpSpec.baseline``). Empty by default; the model benchmark
+#: (``opsearch.bench.models``) installs the fastest pure-PyTorch implementations
+#: (``opsearch.bench.baselines``) so that a model's eager side is the best PyTorch can do.
+PYTORCH_PATHS: dict = {}
+
+
 def _pytorch(op_name: str, tensors: dict, attrs: dict) -> torch.Tensor:
-    """The operator's pure-PyTorch formulation (``OpSpec.baseline``) on these tensors."""
+    """The operator's pure-PyTorch formulation (``OpSpec.baseline``, or the one installed in
+    :data:`PYTORCH_PATHS`) on these tensors."""
     op = _ops.get(op_name)
     shapes = {k: list(v.shape) for k, v in tensors.items() if v is not None}
     a = op.workload(**shapes, **attrs).args
-    return op.baseline(a, **tensors)
+    impl = PYTORCH_PATHS.get(op_name)
+    return impl(a, **tensors) if impl is not None else op.baseline(a, **tensors)
 
 
 def _conv_init(weight: torch.Tensor, bias: torch.Tensor | None, fan_in: int) -> None:
