@@ -22,7 +22,8 @@ def test_demo_end_to_end(tmp_path):
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     for step in ("[1/4]", "[2/4]", "[3/4]", "[4/4]"):
         assert step in p.stdout
-    assert "rednet_c256_s2" in p.stdout and "model output vs PyTorch: relative error" in p.stdout
+    assert "rednet_c256_s2" in p.stdout and "end to end: PyTorch eager" in p.stdout and "torch.compile" in p.stdout
+    assert "opsearch speedup:" in p.stdout
     page = (out / "index.html").read_text()
     assert "involution2d" in page
 
