@@ -11,6 +11,7 @@ import functools
 from typing import Any
 
 from ..ops.spec import Workload
+from .validate import check_trace
 
 
 @functools.lru_cache(maxsize=64)
@@ -22,12 +23,13 @@ def workload_mod(wl: Workload):
 
 
 def replay(trace: Any, wl_or_mod) -> Any:
-    """Apply a trace (its JSON form) to a workload's IR; raises ValueError if it no longer applies."""
+    """Apply a trace (its JSON form) to a workload's IR; raises ValueError if it no longer applies,
+    and :class:`~opsearch.db.validate.TraceError` (a ValueError) before touching TVM if it holds
+    anything opsearch's search spaces do not produce (``opsearch.db.validate``)."""
     from tvm.s_tir import Schedule, Trace
 
+    check_trace(trace)
     mod = workload_mod(wl_or_mod) if isinstance(wl_or_mod, Workload) else wl_or_mod
-    if not isinstance(trace, list) or len(trace) != 2:
-        raise ValueError("trace must be a MetaSchedule trace in JSON form ([instructions, decisions])")
     sch = Schedule(mod)
     try:
         Trace.apply_json_to_schedule(trace, sch)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..ops.spec import Workload
 from .records import RECORD_SCHEMA, Record
+from .validate import TraceError, check_numbers, check_trace
 
 
 def schedules_dir() -> Path | None:
@@ -113,6 +114,12 @@ def _read(path: Path, target_name: str | None, kind: str, best: dict[str, Record
                 continue
             key = rec.workload.key()
             if key not in best or rec.mean_us < best[key].mean_us:
+                try:  # checked when it would serve: a hostile line must not shadow the good ones
+                    check_trace(rec.trace)
+                    check_numbers(rec.run_us, rec.mean_us)
+                except TraceError as e:
+                    warnings.warn(f"{path}:{n}: skipped shipped record: {e}", stacklevel=2)
+                    continue
                 best[key] = rec
 
 

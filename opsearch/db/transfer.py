@@ -1,8 +1,11 @@
 """Import of exported JSON lines: validate every line, report bad ones by number, add the rest.
 
 A line is accepted when it is a JSON object of the current record schema, its workload is
-valid for the operator (``opsearch.ops``), its target and status are known, and (with
-``replay=True``) its trace replays on the workload's current IR. Records already present are
+valid for the operator (``opsearch.ops``), its target and status are known, its trace holds only
+what opsearch's search spaces produce and its latencies are finite and non-negative
+(``opsearch.db.validate``), and (with ``replay=True``) its trace replays on the workload's current
+IR and, for an ``ok`` record, builds the schedule its ``module_hash`` names. Bad lines add nothing;
+the good lines of the same file are added. Records already present are
 left untouched, so importing a file twice adds nothing. ``run_id`` is not carried across
 databases (runs are local), so imported records have none.
 """
@@ -17,6 +20,7 @@ from typing import IO, Iterable, Protocol
 from .. import ops
 from ..errors import OpsearchError
 from .records import RECORD_SCHEMA, STATUSES, ImportReport, Record, target_name
+from .validate import check_numbers, check_trace
 
 _CHUNK = 2000
 
@@ -38,6 +42,8 @@ def parse_line(line: str, replay: bool = True) -> Record:
         raise ValueError(f"unknown status {d['status']!r}")
     if not isinstance(d["args"], dict):
         raise ValueError("args must be a JSON object")
+    check_trace(d["trace"])
+    check_numbers(d.get("run_us"), d.get("mean_us"))
     try:
         wl = _validated(d["op"], json.dumps(d["args"], sort_keys=True))
         target = target_name(d["target"])
@@ -48,9 +54,13 @@ def parse_line(line: str, replay: bool = True) -> Record:
         raise ValueError(f"bad record: {e}") from None
     rec = replace(rec, target=target, run_id=None)
     if replay:
+        from .replay import module_hash
         from .replay import replay as _replay
 
-        _replay(rec.trace, wl)
+        built = module_hash(_replay(rec.trace, wl).mod)
+        if rec.status == "ok" and built != rec.module_hash:
+            raise ValueError(f"module_hash {str(rec.module_hash)[:24]} is not the schedule its trace builds ({built}): "
+                             "altered, or measured on another definition of the operator")
     return rec
 
 

@@ -150,7 +150,7 @@ def _select(store, wl: Workload, spec) -> kernels.Kernel:
         try:
             k = kernel_from_record(rec, wl, spec)
         except ValueError as e:
-            log.warning("best record of %s no longer replays: %s", wl.op, e)
+            log.warning("best record of %s not used (its trace does not replay here, or is refused): %s", wl.op, e)
         else:
             k.source = f"tuned ({rec.source}, {rec.mean_us:.1f} us)"
             k, lost = check_record(rec, k, wl, spec)
