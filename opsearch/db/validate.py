@@ -82,6 +82,10 @@ def _int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and -(1 << 31) <= v < (1 << 31)
 
 
+def _ints(v) -> bool:
+    return isinstance(v, list) and len(v) <= 64 and all(_int(x) for x in v)
+
+
 def _tiling(v) -> bool:
     return isinstance(v, str) and re.fullmatch(r'"[SR]{1,12}"', v) is not None
 
@@ -110,6 +114,10 @@ ANNOTATIONS: dict[str, tuple[str, Any]] = {
     "pragma_unroll_explicit": ("unroll explicitly (0/1)", _int),
     "pragma_loop_partition_hint": ("let lowering partition the loop (0/1)", _int),
     "warp_execution": ("the loop runs on whole warps (0/1)", _int),
+    # CUDA multi-level tiling on sm_80+: software pipelining of the shared-memory copies
+    "software_pipeline_stage": ("a list of pipeline stages (integers)", _ints),
+    "software_pipeline_order": ("a list of pipeline positions (integers)", _ints),
+    "software_pipeline_async_stages": ("a list of asynchronous stages (integers)", _ints),
 }
 
 _CHECKED = {"Annotate", "Unannotate", "GetSBlock", "Bind", "CacheRead", "CacheWrite", "SetScope", "Tensorize"}

@@ -181,3 +181,30 @@ def test_hostile_shipped_line_is_skipped(tmp_path, monkeypatch, scheduled):
             assert shipped.shipped_best(wl, "llvm:othercpu") is None
     finally:
         shipped._best_by_key.cache_clear()
+
+
+@pytest.mark.parametrize("target", ["cpu", "cuda:sm_90"])
+def test_validator_accepts_the_search_spaces_sketches(target):
+    """Every design-space sketch of our search spaces (one example per operator) passes: the
+    allow-list does not refuse what opsearch's own search produces (postprocessing adds only
+    listed instructions: shipped records hold them)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from opsearch import ops
+    from opsearch.db.replay import plain_json
+    from opsearch.ops.tir import ir_module
+    from opsearch.search.space import design_space
+    from opsearch.targets import register_intrinsics, resolve
+
+    spec = resolve(target)
+    register_intrinsics(spec.kind)
+    n = 0
+    for name in ops.names():
+        op = ops.get(name)
+        wl = op.example(next(iter(op.examples)))
+        gen, _ = design_space(wl, spec)
+        ctx = ms.TuneContext(mod=ir_module(wl), target=spec.tvm(), space_generator=gen, task_name=name, num_threads=1)
+        for sch in ctx.generate_design_space():
+            check_trace(plain_json(sch.trace.as_json()))
+            n += 1
+    assert n >= len(ops.names())
