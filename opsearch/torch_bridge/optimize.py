@@ -81,7 +81,7 @@ class OptimizeReport:
             )
         if self.model_ms:
             on, off = self.model_ms
-            verdict = "kept" if on <= off else "slower: every swap undone"
+            verdict = "kept" if on <= off * (1 + MODEL_TOLERANCE) else "slower: every swap undone"
             rows.append(f"  the whole model: {on:.3f} ms with the swaps, {off:.3f} ms without ({verdict})")
         return "\n".join(rows)
 
@@ -237,6 +237,12 @@ def optimize(model: nn.Module, example_inputs, target: str = "cpu", db: Any = No
     return model, report
 
 
+# The whole-model check undoes the swaps only when the model is slower with them by more than this
+# share: on these VMs both sides of one check moved together by 30% in a slow spell (2.38 against
+# 2.37 ms, swaps that run the model in 1.0 ms otherwise), and a tie must not cost the speedup.
+MODEL_TOLERANCE = 0.03
+
+
 def _undo_slower(model, example_inputs, report: "OptimizeReport", mods, undo) -> None:
     """Undo each swap whose module timed slower than the PyTorch layers it replaced; then time the
     whole model with the remaining swaps and without, and undo them all if the model is slower
@@ -257,7 +263,7 @@ def _undo_slower(model, example_inputs, report: "OptimizeReport", mods, undo) ->
     swapped = [mods[report.modules[i].name] for i in kept]
     on, off = _time_model(model, example_inputs, swapped)
     report.model_ms = (on, off)
-    if on > off:
+    if on > off * (1 + MODEL_TOLERANCE):
         for i in kept:
             undo_swap(i, "the model ran slower with the swaps")
 
