@@ -1,0 +1,164 @@
+"""Fault figures of the schedule database under real tuning runs.
+
+    python benchmarks/fault_bench.py kill [--kills 10] [--seed 0]
+    python benchmarks/fault_bench.py concurrent [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
+
+``kill``: a tune of one small workload (``opsearch tune``, 64 trials, batches of 8) into a fresh
+SQLite file is SIGKILLed (its whole process group, runner workers included) at ``--kills``
+random moments, restarting after each; then it runs to completion. After every kill: SQLite's
+``PRAGMA integrity_check``, the number of records and of distinct candidates (module hashes).
+At the end: whether the budget was reached, and whether the completing run measured only
+candidates not yet stored (its trials equal the records it added).
+
+``concurrent``: 4 tunes of 4 workloads (16 trials each) start at once on one SQLite file and, with
+``--pg``, on one fresh PostgreSQL database: every run's exit status, any ``database is locked``
+message, and whether each workload holds exactly the trials its run reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+EXE = str(Path(sys.executable).with_name("opsearch"))
+OP = "dilated_conv1d"
+
+
+def _args(d: int) -> str:
+    return json.dumps({"x": [1, 16, 256], "weight": [16, 16, 3], "dilation": d})
+
+
+def _tune(url: str, d: int, trials: int, env: dict, out: str) -> subprocess.Popen:
+    cmd = [EXE, "tune", OP, "--args", _args(d), "--trials", str(trials), "--batch", "8", "--db", url,
+           "--out", out, "--json"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+
+
+def _counts(path: str) -> tuple[str, int, int]:
+    con = sqlite3.connect(path)
+    try:
+        ok = con.execute("PRAGMA integrity_check").fetchone()[0]
+        n, distinct = con.execute("SELECT count(*), count(DISTINCT module_hash) FROM records").fetchone()
+    finally:
+        con.close()
+    return ok, n, distinct
+
+
+def kill(args) -> None:
+    rng = random.Random(args.seed)
+    tmp = Path(tempfile.mkdtemp(prefix="opsearch-kill-"))
+    path = tmp / "kill.db"
+    url = f"sqlite:///{path}"
+    env = dict(os.environ, OPSEARCH_CACHE_DIR=str(tmp / "kernels"))
+    rows = []
+    last = 0
+    for i in range(args.kills):
+        p = _tune(url, 2, 64, env, str(tmp / "runs"))
+        at = rng.uniform(4.0, 25.0)
+        t0 = time.monotonic()
+        while p.poll() is None and time.monotonic() - t0 < at:
+            time.sleep(0.05)
+        finished = p.poll() is not None
+        if not finished:
+            os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        ok, n, distinct = _counts(str(path)) if path.exists() else ("no file yet", 0, 0)
+        rows.append((i + 1, at, finished, ok, n, distinct))
+        print(f"kill {i + 1}: at {at:5.1f} s{' (had finished)' if finished else ''}: integrity {ok}, "
+              f"{n} records (+{n - last}), {distinct} distinct", flush=True)
+        last = n
+    _, before, _ = _counts(str(path))
+    p = _tune(url, 2, 64, env, str(tmp / "runs"))
+    out, err = p.communicate()
+    ok, n, distinct = _counts(str(path))
+    res = json.loads(out)["results"][0] if p.returncode == 0 and out.strip().startswith("{") else {}
+    ran, cached = res.get("trials_run"), res.get("cached")
+    print(f"completing run: exit {p.returncode}, {ran} trials ({cached} answered from the database), "
+          f"records {before} -> {n} ({distinct} distinct), integrity {ok}")
+    corrupt = sum(r[3] != "ok" for r in rows if r[3] != "no file yet")
+    measured = None if ran is None else ran - (cached or 0)
+    print("\n| kills | corrupt databases | duplicate records | completing run: trials / from the database / measured / records added |")
+    print("| ---: | ---: | ---: | --- |")
+    print(f"| {args.kills} | {corrupt} | {n - distinct} | {ran} / {cached} / {measured} / {n - before} |")
+
+
+def _pg_url(base: str) -> tuple[str, callable]:
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    from opsearch.db.engine import resolve_url
+
+    name = f"opsearch_fault_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(resolve_url(base), isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+
+    def drop():
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return make_url(resolve_url(base)).set(database=name).render_as_string(hide_password=False), drop
+
+
+def concurrent(args) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="opsearch-conc-"))
+    env = dict(os.environ, OPSEARCH_CACHE_DIR=str(tmp / "kernels"))
+    targets = [("SQLite", f"sqlite:///{tmp / 'conc.db'}", None)]
+    if args.pg:
+        url, drop = _pg_url(args.pg)
+        targets.append(("PostgreSQL", url, drop))
+    print("| database | runs | exit 0 | 'database is locked' | records = trials run, per workload | wall s |")
+    print("| --- | ---: | ---: | ---: | --- | ---: |")
+    for label, url, drop in targets:
+        subprocess.run([EXE, "db", "upgrade", "--db", url], check=True, capture_output=True, env=env)
+        t0 = time.monotonic()
+        procs = [_tune(url, d, 16, env, str(tmp / f"runs{d}")) for d in (1, 2, 4, 8)]
+        outs = [p.communicate() for p in procs]
+        wall = time.monotonic() - t0
+        locked = sum("database is locked" in err for _, err in outs)
+        ran = {}
+        for (out, _), d in zip(outs, (1, 2, 4, 8)):
+            try:
+                ran[d] = json.loads(out)["results"][0]["trials_run"]
+            except (ValueError, IndexError, KeyError):
+                ran[d] = None
+        import opsearch
+        import opsearch.db
+
+        db = opsearch.db.connect(url)
+        op = opsearch.ops.get(OP)
+        stored = {d: db.count(op.workload(**json.loads(_args(d))), "cpu") for d in (1, 2, 4, 8)}
+        db.close()
+        same = all(ran[d] == stored[d] for d in stored)
+        print(f"| {label} | 4 | {sum(p.returncode == 0 for p in procs)} | {locked} | "
+              f"{'yes' if same else 'no'} ({', '.join(f'{stored[d]}/{ran[d]}' for d in stored)}) | {wall:.0f} |", flush=True)
+        if drop:
+            drop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    k = sub.add_parser("kill")
+    k.add_argument("--kills", type=int, default=10)
+    k.add_argument("--seed", type=int, default=0)
+    c = sub.add_parser("concurrent")
+    c.add_argument("--pg", default=None, help="PostgreSQL server URL (a fresh database is created and dropped)")
+    args = ap.parse_args()
+    {"kill": kill, "concurrent": concurrent}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
