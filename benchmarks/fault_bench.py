@@ -2,6 +2,7 @@
 
     python benchmarks/fault_bench.py kill [--kills 10] [--seed 0]
     python benchmarks/fault_bench.py concurrent [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
+    python benchmarks/fault_bench.py rpc-kill
 
 ``kill``: a tune of one small workload (``opsearch tune``, 64 trials, batches of 8) into a fresh
 SQLite file is SIGKILLed (its whole process group, runner workers included) at ``--kills``
@@ -13,6 +14,10 @@ candidates not yet stored (its trials equal the records it added).
 ``concurrent``: 4 tunes of 4 workloads (16 trials each) start at once on one SQLite file and, with
 ``--pg``, on one fresh PostgreSQL database: every run's exit status, any ``database is locked``
 message, and whether each workload holds exactly the trials its run reported.
+
+``rpc-kill``: a tune measuring through a real TVM RPC tracker and server (127.0.0.1:9190/9300)
+whose server is SIGKILLed once the first batch is stored: how the tune ends, and the records by
+status before and after.
 """
 
 from __future__ import annotations
@@ -148,6 +153,67 @@ def concurrent(args) -> None:
             drop()
 
 
+def rpc_kill(args) -> None:
+    """A tune measuring through a real TVM RPC tracker and server on 127.0.0.1; the server is
+    killed once the first batch is stored. The tune must finish or stop with a one-line error,
+    and nothing measured after the kill may be stored as ok."""
+    tmp = Path(tempfile.mkdtemp(prefix="opsearch-rpc-"))
+    path = tmp / "rpc.db"
+    url = f"sqlite:///{path}"
+    env = dict(os.environ, OPSEARCH_CACHE_DIR=str(tmp / "kernels"))
+    py = sys.executable
+    tracker = subprocess.Popen([py, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", "9190",
+                                "--port-end", "9290"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    time.sleep(3)
+    server = subprocess.Popen([py, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1", "--port", "9300",
+                               "--port-end", "9400", "--tracker", "127.0.0.1:9190", "--key", "fault"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(5)
+    try:
+        cmd = [EXE, "tune", OP, "--args", _args(2), "--trials", "48", "--batch", "8", "--db", url,
+               "--rpc", "127.0.0.1:9190:fault", "--out", str(tmp / "runs"), "--json"]
+        t0 = time.monotonic()
+        tune = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                start_new_session=True)
+        before = None
+        while tune.poll() is None and time.monotonic() - t0 < 300:
+            if path.exists():
+                con = sqlite3.connect(path)
+                try:
+                    rows = con.execute("SELECT status, count(*) FROM records GROUP BY status").fetchall()
+                except sqlite3.OperationalError:
+                    rows = []
+                con.close()
+                if sum(n for _, n in rows) >= 8:
+                    before = dict(rows)
+                    break
+            time.sleep(0.2)
+        killed_at = time.monotonic() - t0
+        os.killpg(server.pid, signal.SIGKILL)
+        try:
+            out, err = tune.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            os.killpg(tune.pid, signal.SIGKILL)
+            out, err = tune.communicate()
+        wall = time.monotonic() - t0
+        con = sqlite3.connect(path)
+        after = dict(con.execute("SELECT status, count(*) FROM records GROUP BY status").fetchall())
+        con.close()
+        lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+        print(f"server killed {killed_at:.1f} s into the tune, records by status then: {before}")
+        print(f"tune: exit {tune.returncode} after {wall:.0f} s; stderr's last line: {lines[-1] if lines else ''}")
+        print(f"records by status at the end: {after}; ok records added after the kill: "
+              f"{after.get('ok', 0) - (before or {}).get('ok', 0)}")
+        print(f"tracebacks on stderr: {err.count('Traceback')}")
+    finally:
+        for proc in (server, tracker):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -156,8 +222,9 @@ def main() -> None:
     k.add_argument("--seed", type=int, default=0)
     c = sub.add_parser("concurrent")
     c.add_argument("--pg", default=None, help="PostgreSQL server URL (a fresh database is created and dropped)")
+    sub.add_parser("rpc-kill")
     args = ap.parse_args()
-    {"kill": kill, "concurrent": concurrent}[args.cmd](args)
+    {"kill": kill, "concurrent": concurrent, "rpc-kill": rpc_kill}[args.cmd](args)
 
 
 if __name__ == "__main__":
