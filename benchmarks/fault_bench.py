@@ -118,6 +118,9 @@ def _pg_url(base: str) -> tuple[str, callable]:
 
 
 def concurrent(args) -> None:
+    import opsearch
+    import opsearch.db
+
     tmp = Path(tempfile.mkdtemp(prefix="opsearch-conc-"))
     env = dict(os.environ, OPSEARCH_CACHE_DIR=str(tmp / "kernels"))
     targets = [("SQLite", f"sqlite:///{tmp / 'conc.db'}", None)]
@@ -139,9 +142,6 @@ def concurrent(args) -> None:
                 ran[d] = json.loads(out)["results"][0]["trials_run"]
             except (ValueError, IndexError, KeyError):
                 ran[d] = None
-        import opsearch
-        import opsearch.db
-
         db = opsearch.db.connect(url)
         op = opsearch.ops.get(OP)
         stored = {d: db.count(op.workload(**json.loads(_args(d))), "cpu") for d in (1, 2, 4, 8)}

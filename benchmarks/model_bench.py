@@ -53,7 +53,7 @@ def main() -> None:
         for r in json.loads(p.stdout):
             rows.append((label, r))
             print(r["optimize_report"], file=sys.stderr)
-    print(f"\n| model | batch | eager ms | opsearch ms | torch.compile ms | vs eager | vs torch.compile |")
+    print("\n| model | batch | eager ms | opsearch ms | torch.compile ms | vs eager | vs torch.compile |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for label, r in rows:
         print(f"| {label} | {r['batch']} | {r['eager_ms']:.3f} | {r['opsearch_ms']:.3f} | {r['compiled_ms']:.3f} | "

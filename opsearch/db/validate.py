@@ -28,7 +28,6 @@ MAX_INSTRUCTIONS = 2000  # the longest trace shipped today has 100; MetaSchedule
 MAX_DECISIONS = 1000
 MAX_STRING = 200  # block, loop and variable names; quoted literals
 MAX_DEPTH = 6  # [trace, [instructions], [instruction], [inputs], [list input], value]
-MAX_JSON_CHARS = 1 << 20
 
 
 class TraceError(ValueError):

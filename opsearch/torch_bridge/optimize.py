@@ -50,8 +50,11 @@ class ModuleReport:
     schedule: str  # where the kernels came from: "tuned (...)", "nearest tuned workload (...)", "default schedule"
     kernel_ms: float  # median forward latency on the example inputs, opsearch kernels
     pytorch_ms: float  # the same with use_opsearch=False
-    kept: bool = True  # False: the swap was undone (``undone`` says why)
-    undone: str = ""
+    undone: str = ""  # why the swap was undone ("" while it stands)
+
+    @property
+    def kept(self) -> bool:
+        return not self.undone
 
     @property
     def speedup(self) -> float:
@@ -67,8 +70,8 @@ class OptimizeReport:
     model_ms: tuple[float, float] | None = None
 
     def to_dict(self) -> dict:
-        return {"target": self.target, "modules": [dict(asdict(m), speedup=m.speedup) for m in self.modules],
-                "model_ms": self.model_ms}
+        return {"target": self.target, "model_ms": self.model_ms,
+                "modules": [dict(asdict(m), speedup=m.speedup, kept=m.kept) for m in self.modules]}
 
     def __str__(self) -> str:
         rows = [f"opsearch.optimize on {self.target}: {len(self.modules)} module(s)"]
@@ -81,7 +84,8 @@ class OptimizeReport:
             )
         if self.model_ms:
             on, off = self.model_ms
-            verdict = "kept" if on <= off * (1 + MODEL_TOLERANCE) else "slower: every swap undone"
+            slower = any(m.undone == _MODEL_SLOWER for m in self.modules)
+            verdict = "slower: every swap undone" if slower else "kept"
             rows.append(f"  the whole model: {on:.3f} ms with the swaps, {off:.3f} ms without ({verdict})")
         return "\n".join(rows)
 
@@ -241,6 +245,7 @@ def optimize(model: nn.Module, example_inputs, target: str = "cpu", db: Any = No
 # share: on these VMs both sides of one check moved together by 30% in a slow spell (2.38 against
 # 2.37 ms, swaps that run the model in 1.0 ms otherwise), and a tie must not cost the speedup.
 MODEL_TOLERANCE = 0.03
+_MODEL_SLOWER = "the model ran slower with the swaps"
 
 
 def _undo_slower(model, example_inputs, report: "OptimizeReport", mods, undo) -> None:
@@ -250,7 +255,7 @@ def _undo_slower(model, example_inputs, report: "OptimizeReport", mods, undo) ->
     conv1d on a freshly padded input timed 5.5 ms alone against 0.75 ms on a reused one, so the
     per-module check kept default-schedule layers that made the model 2x slower."""
     def undo_swap(i: int, why: str) -> None:
-        report.modules[i] = replace(report.modules[i], kept=False, undone=why)
+        report.modules[i] = replace(report.modules[i], undone=why)
         for n, old in undo[report.modules[i].name].items():
             _set(model, n, old)
 
@@ -265,12 +270,13 @@ def _undo_slower(model, example_inputs, report: "OptimizeReport", mods, undo) ->
     report.model_ms = (on, off)
     if on > off * (1 + MODEL_TOLERANCE):
         for i in kept:
-            undo_swap(i, "the model ran slower with the swaps")
+            undo_swap(i, _MODEL_SLOWER)
 
 
-def _time_model(model, example_inputs, swapped, rounds: int = 5) -> tuple[float, float]:
-    """Median forward latency (ms) of the whole model with ``swapped`` modules on opsearch kernels
-    and on PyTorch, alternating."""
+def _time_model(model, example_inputs, swapped, rounds: int = 5, budget_s: float = 1.5) -> tuple[float, float]:
+    """Median forward latency (ms) of the whole model with the ``swapped`` modules on opsearch
+    kernels and on PyTorch, alternating for ``rounds`` rounds within about ``budget_s``; leaves
+    them on opsearch kernels."""
     on, off = [], []
     try:
         with torch.no_grad():
@@ -278,8 +284,8 @@ def _time_model(model, example_inputs, swapped, rounds: int = 5) -> tuple[float,
                 for flag, acc in ((False, off), (True, on)):
                     for m in swapped:
                         m.use_opsearch = flag
-                    time.sleep(_SETTLE_S)
-                    acc += _median_ms(lambda: model(*example_inputs), rounds=1)
+                    time.sleep(_SETTLE_S)  # let the other runtime's worker threads go idle
+                    acc += _median_ms(lambda: model(*example_inputs), budget_s=budget_s / (2 * rounds), rounds=1)
     finally:
         for m in swapped:
             m.use_opsearch = True
@@ -323,28 +329,16 @@ def use_opsearch(model: nn.Module, flag: bool) -> None:
 
 def compare_model(model: nn.Module, *inputs, rounds: int = 7, budget_s: float = 3.0) -> tuple[float, float, float]:
     """(relative error, opsearch ms, PyTorch ms) of ``model(*inputs)`` with its opsearch modules
-    on and off: alternating runs, medians; leaves the modules on."""
-    def ms(number):
-        t = time.perf_counter()
-        for _ in range(number):
-            model(*inputs)
-        return (time.perf_counter() - t) / number * 1e3
-
+    on and off: alternating runs, medians (:func:`_time_model`); leaves the modules on."""
     with torch.no_grad():
         use_opsearch(model, False)
         want = model(*inputs)
         use_opsearch(model, True)
         got = model(*inputs)  # compiles (or loads from the disk cache) every kernel once
-        err = float((got - want).norm() / want.norm())
-        number = max(1, int(budget_s / (2 * rounds) / max(ms(1), 1e-3) * 1e3))
-        ours, theirs = [], []
-        for _ in range(rounds):
-            for flag, acc in ((False, theirs), (True, ours)):
-                use_opsearch(model, flag)
-                time.sleep(0.02)  # let the other runtime's worker threads go idle
-                acc.append(ms(number))
-    use_opsearch(model, True)
-    return err, statistics.median(ours), statistics.median(theirs)
+    err = float((got - want).norm() / want.norm())
+    mods = [m for m in model.modules() if isinstance(m, onn.OpsearchModule)]
+    ours, theirs = _time_model(model, inputs, mods, rounds=rounds, budget_s=budget_s)
+    return err, ours, theirs
 
 
 # --------------------------------------------------------------------------- load

@@ -11,30 +11,15 @@ import re
 import pytest
 from click.testing import CliRunner
 
-import opsearch.db
 from opsearch.cli.main import cli
-from opsearch.db import RECORD_SCHEMA
 from opsearch.db.validate import ANNOTATIONS, INSTRUCTIONS, TraceError, check_numbers, check_trace
 
-LLVM = "llvm:znver3"
+from .test_import import _line, scheduled  # noqa: F401 - the fixture: a real schedule of a test workload
 
 
-@pytest.fixture(scope="module")
-def scheduled():
-    """A real schedule of the test workload: (workload, trace, module hash, a loop handle)."""
-    import tvm
-
-    from opsearch import ops
-    from opsearch.db.replay import module_hash, trace_json
-    from opsearch.ops import tir
-
-    wl = ops.get("dilated_conv1d").workload(x=[1, 8, 32], weight=[8, 8, 3])
-    sch = tvm.s_tir.Schedule(tir.ir_module(wl))
-    loops = sch.get_loops(sch.get_sblock("conv"))
-    sch.split(loops[2], [None, 8])
-    trace = trace_json(sch)
-    loop = next(inst[3][0] for inst in trace[0] if inst[0] == "GetLoops")
-    return wl, trace, module_hash(sch.mod), loop
+def _loop(trace) -> str:
+    """A loop handle the trace defines (for instructions appended to it)."""
+    return next(inst[3][0] for inst in trace[0] if inst[0] == "GetLoops")
 
 
 def _with(trace, *insts):
@@ -43,17 +28,10 @@ def _with(trace, *insts):
     return t
 
 
-def _line(wl, trace, h, **kw):
-    d = {"schema": RECORD_SCHEMA, "op": wl.op, "args": wl.json_args(), "target": LLVM, "status": "ok",
-         "mean_us": 2.0, "run_us": [2.0], "module_hash": h, "error": None, "run_id": 7,
-         "created_at": "2026-01-01T00:00:00+00:00", "trace": trace}
-    d.update(kw)
-    return json.dumps(d)
-
-
 def hostile(scheduled) -> list[tuple[str, str, str]]:
     """(line, the reason's expected words, which check catches it: trace / numbers / import)."""
-    wl, trace, h, loop = scheduled
+    wl, trace, h = scheduled
+    loop = _loop(trace)
     deep = [[[[[[[[1]]]]]]]]
     return [
         (_line(wl, _with(trace, ["Annotate", [loop, '"#include <stdlib.h>\\nint f(){system(\\"id\\");}"'],
@@ -131,7 +109,7 @@ def test_import_of_hostile_lines_adds_only_the_good_one(db, scheduled, tmp_path,
     import tvm
 
     monkeypatch.setattr(tvm, "compile", lambda *a, **k: pytest.fail("import compiled something"))
-    wl, trace, h, _ = scheduled
+    wl, trace, h = scheduled
     bad = hostile(scheduled)
     path = tmp_path / "shared.jsonl"
     path.write_text("\n".join([_line(wl, trace, h)] + [line for line, _, _ in bad]) + "\n")
@@ -153,7 +131,8 @@ def test_hostile_record_in_a_shared_database_never_replays(db, scheduled, monkey
 
     from opsearch.runtime.loading import kernel_for
 
-    wl, trace, h, loop = scheduled
+    wl, trace, h = scheduled
+    loop = _loop(trace)
     evil = _with(trace, ["Annotate", [loop, '"int x;"'], ["pragma_import_c"], []])
     db.add_record(wl, "cpu", module_hash="evil", run_us=[0.5], trace=evil)
     monkeypatch.setenv("OPSEARCH_CACHE_DIR", str(tmp_path / "kernels"))
@@ -169,7 +148,8 @@ def test_hostile_record_in_a_shared_database_never_replays(db, scheduled, monkey
 def test_hostile_shipped_line_is_skipped(tmp_path, monkeypatch, scheduled):
     from opsearch.db import shipped
 
-    wl, trace, h, loop = scheduled
+    wl, trace, h = scheduled
+    loop = _loop(trace)
     d = tmp_path / "schedules"
     d.mkdir()
     evil = _with(trace, ["Annotate", [loop, '"int x;"'], ["pragma_import_llvm"], []])
