@@ -9,7 +9,9 @@ SQLite file is SIGKILLed (its whole process group, runner workers included) at `
 random moments, restarting after each; then it runs to completion. After every kill: SQLite's
 ``PRAGMA integrity_check``, the number of records and of distinct candidates (module hashes).
 At the end: whether the budget was reached, and whether the completing run measured only
-candidates not yet stored (its trials equal the records it added).
+candidates not yet stored (its trials equal the records it added). Work lost per kill: the
+seconds between the killed run's last stored record (or its start) and the kill, against the
+longest gap between two stored batches (one batch's work).
 
 ``concurrent``: 4 tunes of 4 workloads (16 trials each) start at once on one SQLite file and, with
 ``--pg``, on one fresh PostgreSQL database: every run's exit status, any ``database is locked``
@@ -60,15 +62,55 @@ def _counts(path: str) -> tuple[str, int, int]:
     return ok, n, distinct
 
 
+def _last_stored(path: Path) -> float | None:
+    """Wall time (epoch seconds) of the newest record, or None."""
+    from datetime import datetime, timezone
+
+    if not path.exists():
+        return None
+    con = sqlite3.connect(path)
+    try:
+        (t,) = con.execute("SELECT max(created_at) FROM records").fetchone()
+    except sqlite3.OperationalError:
+        t = None
+    finally:
+        con.close()
+    if t is None:
+        return None
+    d = datetime.fromisoformat(str(t))
+    return (d if d.tzinfo else d.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _batch_gap(path: Path) -> float:
+    """The longest gap between two consecutive stored batches of one run (records of a batch are
+    stored together, within a second)."""
+    from datetime import datetime, timezone
+
+    con = sqlite3.connect(path)
+    try:
+        rows = con.execute("SELECT run_id, created_at FROM records ORDER BY run_id, created_at").fetchall()
+    finally:
+        con.close()
+    gaps, prev = [], None
+    for run, t in rows:
+        d = datetime.fromisoformat(str(t))
+        ts = (d if d.tzinfo else d.replace(tzinfo=timezone.utc)).timestamp()
+        if prev is not None and prev[0] == run and ts - prev[1] > 1.0:
+            gaps.append(ts - prev[1])
+        prev = (run, ts)
+    return max(gaps, default=0.0)
+
+
 def kill(args) -> None:
     rng = random.Random(args.seed)
     tmp = Path(tempfile.mkdtemp(prefix="opsearch-kill-"))
     path = tmp / "kill.db"
     url = f"sqlite:///{path}"
     env = dict(os.environ, OPSEARCH_CACHE_DIR=str(tmp / "kernels"))
-    rows = []
+    rows, losses = [], []
     last = 0
     for i in range(args.kills):
+        started = time.time()
         p = _tune(url, 2, 64, env, str(tmp / "runs"))
         at = rng.uniform(4.0, 25.0)
         t0 = time.monotonic()
@@ -77,11 +119,16 @@ def kill(args) -> None:
         finished = p.poll() is not None
         if not finished:
             os.killpg(p.pid, signal.SIGKILL)
+        killed = time.time()
         p.wait()
+        newest = _last_stored(path)
+        lost = None if finished else killed - max(started, newest or started)
+        losses.append(lost)
         ok, n, distinct = _counts(str(path)) if path.exists() else ("no file yet", 0, 0)
         rows.append((i + 1, at, finished, ok, n, distinct))
         print(f"kill {i + 1}: at {at:5.1f} s{' (had finished)' if finished else ''}: integrity {ok}, "
-              f"{n} records (+{n - last}), {distinct} distinct", flush=True)
+              f"{n} records (+{n - last}), {distinct} distinct"
+              + ("" if lost is None else f", {lost:.1f} s of work since the last stored record"), flush=True)
         last = n
     _, before, _ = _counts(str(path))
     p = _tune(url, 2, 64, env, str(tmp / "runs"))
@@ -93,9 +140,13 @@ def kill(args) -> None:
           f"records {before} -> {n} ({distinct} distinct), integrity {ok}")
     corrupt = sum(r[3] != "ok" for r in rows if r[3] != "no file yet")
     measured = None if ran is None else ran - (cached or 0)
-    print("\n| kills | corrupt databases | duplicate records | completing run: trials / from the database / measured / records added |")
-    print("| ---: | ---: | ---: | --- |")
-    print(f"| {args.kills} | {corrupt} | {n - distinct} | {ran} / {cached} / {measured} / {n - before} |")
+    lost = [x for x in losses if x is not None]
+    gap = _batch_gap(path)
+    print("\n| kills | corrupt databases | duplicate records | completing run: trials / from the database / measured / records added "
+          "| work lost per kill: median / max s | longest gap between stored batches s |")
+    print("| ---: | ---: | ---: | --- | --- | ---: |")
+    print(f"| {args.kills} | {corrupt} | {n - distinct} | {ran} / {cached} / {measured} / {n - before} "
+          f"| {sorted(lost)[len(lost) // 2] if lost else 0:.1f} / {max(lost, default=0):.1f} | {gap:.1f} |")
 
 
 def _pg_url(base: str) -> tuple[str, callable]:

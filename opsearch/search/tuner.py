@@ -5,7 +5,7 @@ and evolutionary search, with our own pieces where stock tuning is slow or wrong
 machines: persistent build/measure workers (``runner.py``), intrinsics registered per target
 (``opsearch.targets.register_intrinsics``), our ranking cost model pretrained from the database (``opsearch.costmodel``),
 cross-run deduplication (``dedup.py``), records written as measured with their error text
-(``opsearch.db.metaschedule``), budgets counted from the database so an interrupted run resumes,
+(``opsearch.db.metaschedule``), an RPC runner that stops when its servers leave (``rpc.py``), budgets counted from the database so an interrupted run resumes,
 and the best candidate of every workload checked against the operator's reference before the
 run reports it.
 """
@@ -115,54 +115,6 @@ class TuneResult:
 Progress = Callable[[dict], None]
 
 
-def parse_rpc(rpc: str) -> tuple[str, int, str]:
-    parts = rpc.rsplit(":", 2)
-    if len(parts) != 3 or not parts[1].isdigit() or not parts[0] or not parts[2]:
-        raise OpsearchError(f"--rpc must be HOST:PORT:KEY, got '{rpc}'")
-    return parts[0], int(parts[1]), parts[2]
-
-
-def check_tracker(host: str, port: int, key: str, timeout: float = 10.0) -> None:
-    """Fail early, in one line, when the tracker is unreachable or has no server for ``key``."""
-    import socket
-
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError as e:
-        raise OpsearchError(f"cannot reach RPC tracker {host}:{port}: {e.strerror or e}") from None
-    from tvm import rpc
-
-    try:
-        summary = rpc.connect_tracker(host, port).summary()
-    except Exception as e:  # noqa: BLE001
-        raise OpsearchError(f"RPC tracker {host}:{port} did not answer: {str(e).splitlines()[-1]}") from None
-    keys = {str(k) for k in summary.get("queue_info", {})}
-    if key not in keys:
-        raise OpsearchError(f"RPC tracker {host}:{port} has no server with key '{key}' (keys: {', '.join(sorted(keys)) or 'none'})")
-
-
-def check_remote_device(host: str, port: int, key: str, kind: str, timeout: float = 30.0) -> None:
-    """Fail early, in one line, when the servers under ``key`` have no device of ``kind`` (a CPU
-    server asked to time CUDA kernels): otherwise every candidate would fail at run time and the
-    whole budget would be spent recording the same error."""
-    from tvm import rpc
-
-    try:
-        session = rpc.connect_tracker(host, port).request(key, priority=1, session_timeout=int(timeout))
-    except Exception as e:  # noqa: BLE001
-        raise OpsearchError(f"RPC tracker {host}:{port} gave no session for key '{key}': {str(e).strip().splitlines()[-1]}") from None
-    try:
-        present = bool(session.device("cpu" if kind == "llvm" else kind, 0).exist)
-    except Exception as e:  # noqa: BLE001 - a runtime built without this device kind raises
-        present, why = False, str(e).strip().splitlines()[-1]
-    else:
-        why = "device 0 does not exist"
-    del session  # frees the server now: a traceback would otherwise hold the session open
-    if not present:
-        raise OpsearchError(f"RPC server with key '{key}' at {host}:{port} has no {kind} device ({why}): "
-                            f"it cannot measure {kind} kernels")
-
-
 class Tuner:
     """One tuning run. ``Tuner(workloads, target, db, config).run()`` -> list of TuneResult."""
 
@@ -181,12 +133,15 @@ class Tuner:
                 f"no GPU here to measure {self.target.name}: pass --rpc HOST:PORT:KEY (a tracker with GPU "
                 "servers) or --no-measure to compile and rank candidates without timing them")
         if self.config.rpc:
+            from .rpc import parse_rpc
+
             self.rpc = parse_rpc(self.config.rpc)
         self.db = db if db is not None and not isinstance(db, str) else dbmod.connect(db)
         self.progress = progress or (lambda event: None)
         self.interrupted = False
         self.default_hashes: set[str] = set()  # default schedules measured as trial 1 (never seeds)
         self.started = 0.0
+        self._rpc_runner = None  # the RPC runner, when measuring through a tracker
         self._runner = None  # the local runner, made on first use and shut down when the run ends
         self._queued_handoff = None  # the files of first trials queued on the runner
         self._plan_now: dict[Workload, WorkloadProgress] = {}  # the run's plan, once made
@@ -342,17 +297,19 @@ class Tuner:
         if cfg.rpc:
             from tvm.s_tir import meta_schedule as ms
 
+            from .rpc import WatchedRPCRunner, check_remote_device, check_tracker
+
             host, port, key = self.rpc
             check_tracker(host, port, key)
             check_remote_device(host, port, key, self.target.kind)
             mc = cfg.measure_config
-            runner = ms.runner.RPCRunner(
+            self._rpc_runner = WatchedRPCRunner(
+                host, port, key,
                 rpc_config=ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=key,
                                                session_timeout_sec=int(mc.timeout_sec)),
                 evaluator_config=ms.runner.EvaluatorConfig(number=mc.number, repeat=mc.repeat,
-                                                           min_repeat_ms=mc.min_repeat_ms),
-                max_workers=1)
-            return PoolBuilder(check_cuda=self.target.kind == "cuda"), runner
+                                                           min_repeat_ms=mc.min_repeat_ms))
+            return PoolBuilder(check_cuda=self.target.kind == "cuda"), self._rpc_runner
         return ModuleHandoff(), self._local_runner()
 
     def _cost_model(self, workload_of):
@@ -491,6 +448,12 @@ class Tuner:
                 builder=builder, runner=runner, database=adapter, cost_model=cost_model,
                 measure_callbacks=callbacks, task_scheduler="gradient" if len(tasks) > 1 else "round-robin")
         except Exception as e:
+            lost = self._rpc_runner.lost if self._rpc_runner is not None else None
+            if lost is not None:  # MetaSchedule wraps our error: say it in our one line
+                from .rpc import RPCServerLost
+
+                status = "failed"
+                raise RPCServerLost(lost) from None
             if not (_stopped_task_picked(e) and (self.interrupted or set(stopped.values()) & STOPS)):
                 status = "failed"
                 raise
