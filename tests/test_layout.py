@@ -21,7 +21,9 @@ LAYERS = [
     {"search"},
     {"torch_bridge"},
     {"bench"},  # the model benchmark runs models through the torch bridge
-    {"functional", "nn", "cli"},  # functional, nn: the public names of the torch bridge's modules
+    # functional, nn: the public names of the torch bridge's modules; gpu_runner: run on a GPU
+    # machine without TVM (it reads bundles with runtime.bundle and times bench.baselines)
+    {"functional", "nn", "cli", "gpu_runner"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 

@@ -218,6 +218,22 @@ def import_(file, no_replay, url, as_json) -> None:
         sys.exit(1)
 
 
+@db.command("import-measurements")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@db_option
+@json_option
+def import_measurements_cmd(file, url, as_json) -> None:
+    """Store the measurements FILE of ``python -m opsearch.gpu_runner`` (all or nothing)."""
+    from ..db.measurements import import_measurements
+
+    report = import_measurements(_connect(url), file)
+    if as_json:
+        return _emit(report.to_json())
+    statuses = ", ".join(f"{n} {s}" for s, n in sorted(report.by_status.items()))
+    click.echo(f"{report.target} on {report.device}: {statuses}; {report.filled} unmeasured candidates measured, "
+               f"{report.added} added, {report.kept} already measured (kept)")
+
+
 @db.command("compare")
 @click.argument("target_a")
 @click.argument("target_b")

@@ -54,9 +54,14 @@ def _workloads(op_name, example, args, pending, db, target):
 @click.option("--out", "out_dir", default="opsearch-runs", show_default=True, help="Where the tuning-curve PNG goes.")
 @click.option("--tuner", type=click.Choice(["opsearch", "stock"]), default="opsearch", show_default=True,
               help="'stock': stock MetaSchedule tune_tir as a baseline (keep its records in their own --db).")
+@click.option("--export-candidates", "export_dir", type=click.Path(file_okay=False),
+              help="With --no-measure on a CUDA target: write the candidates as a bundle for "
+                   "`python -m opsearch.gpu_runner` (a GPU machine without TVM).")
+@click.option("--export-limit", type=int, default=16, show_default=True,
+              help="Candidates per workload in the bundle (the default schedule and the newest unmeasured).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output only.")
 def tune(op_name, example, args, pending, target, trials, trials_per_workload, time_limit, patience, batch, db_url,
-         rpc, no_measure, full_timing, out_dir, tuner, as_json):
+         rpc, no_measure, full_timing, out_dir, tuner, export_dir, export_limit, as_json):
     """Tune OP's workload(s) for a target and store every candidate in the database."""
     from .. import db as dbmod
     from .. import targets
@@ -73,6 +78,10 @@ def tune(op_name, example, args, pending, target, trials, trials_per_workload, t
             raise OpsearchError(f"--tuner stock runs tune_tir as its users do; it does not take {', '.join(unsupported)}")
         if spec.kind != "llvm":
             raise OpsearchError(f"--tuner stock measures on this CPU only; got target {spec.name}")
+    if export_dir and (spec.kind != "cuda" or not no_measure):
+        raise OpsearchError("--export-candidates writes a CUDA bundle: it needs a cuda:sm_XX --target and --no-measure")
+    if export_dir and export_limit < 1:
+        raise OpsearchError(f"--export-limit must be positive, got {export_limit}")
     db = dbmod.connect(db_url)
     wls = _workloads(op_name, example, args, pending, db, spec.name)
     if not wls:
@@ -88,10 +97,20 @@ def tune(op_name, example, args, pending, target, trials, trials_per_workload, t
         results = Tuner(wls, spec, db, cfg, progress).run()
     rows = _summarise(results, db, db_url, spec, measure=not no_measure)
     plot = None if no_measure else _plot(results, db, spec, out_dir)
+    bundle = None
+    if export_dir:
+        from ..runtime.bundle import export_bundle
+
+        m = export_bundle(db, wls, spec, export_dir, limit=export_limit)
+        bundle = {"dir": str(export_dir), "candidates": len(m["candidates"]), "skipped": m["skipped"]}
     if as_json:
-        click.echo(json.dumps({"target": spec.name, "results": rows, "plot": plot}, indent=2))
+        click.echo(json.dumps({"target": spec.name, "results": rows, "plot": plot, "bundle": bundle}, indent=2))
         return
     _print_table(rows, spec.name, no_measure)
+    if bundle:
+        click.echo(f"bundle: {bundle['candidates']} candidates in {export_dir} "
+                   f"({len(bundle['skipped'])} skipped{': ' + bundle['skipped'][0] if bundle['skipped'] else ''}); "
+                   f"measure it with `python -m opsearch.gpu_runner {export_dir} OUT.json`")
     if plot:
         click.echo(f"tuning curve: {plot}")
 

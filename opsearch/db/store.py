@@ -176,6 +176,41 @@ class Database:
         self._remember(wl_ids, tg_ids)
         return added
 
+    def store_measurements(self, records: Iterable[Record]) -> tuple[int, int, int]:
+        """Commit measurements taken elsewhere (a GPU machine) in one transaction: a candidate
+        stored as ``unmeasured`` gets its measurement, an absent one is added, one already
+        measured keeps its measurement (never overwritten). Returns (filled, added, kept)."""
+        records = list(records)
+        if not records:
+            return 0, 0, 0
+        keys = {r.workload: r.workload.key() for r in records}
+
+        def write(s: Session):
+            new_wls = [(wl, None, None) for wl, k in keys.items() if k not in self._wl_ids]
+            new_tgs = {r.target for r in records if r.target not in self._tg_ids}
+            wl_ids, tg_ids = self._ids(s, new_wls, [target_spec(t) for t in sorted(new_tgs)])
+            wl_ids.update(self._wl_ids)
+            tg_ids.update(self._tg_ids)
+            filled = kept = 0
+            fresh = []
+            for r in records:
+                wid, tid = wl_ids[keys[r.workload]], tg_ids[r.target]
+                row = s.execute(sa.select(RecordRow).where(RecordRow.workload_id == wid, RecordRow.target_id == tid,
+                                                           RecordRow.module_hash == r.module_hash)).scalar_one_or_none()
+                if row is None:
+                    fresh.append(_record_row(r, wid, tid))
+                elif row.status == "unmeasured":
+                    row.status, row.run_us, row.mean_us, row.error = r.status, list(r.run_us), r.mean_us, r.error
+                    filled += 1
+                else:
+                    kept += 1
+            added = self._insert_rows(s, fresh) if fresh else 0
+            return (filled, added, kept), wl_ids, tg_ids
+
+        counts, wl_ids, tg_ids = self._run(write, write=True)
+        self._remember(wl_ids, tg_ids)
+        return counts
+
     def _remember(self, wl_ids: dict[str, int], tg_ids: dict[str, int]) -> None:
         """Cache ids of committed workloads/targets (rows are never deleted by opsearch)."""
         if len(self._wl_ids) < 100_000:

@@ -32,7 +32,7 @@ class RecordUnmeasured(PyMeasureCallback):
 
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
         from ..db.records import Record
-        from ..db.replay import module_hash, trace_json
+        from ..db.replay import module_hash, replay, trace_json
 
         wl = self.task_workloads[task_id]
         records = []
@@ -40,7 +40,10 @@ class RecordUnmeasured(PyMeasureCallback):
             if b.artifact_path and str(b.artifact_path).startswith("opsearch-known:"):
                 continue
             status, error = ("build_error", b.error_msg.strip()) if b.error_msg else ("unmeasured", None)
-            records.append(Record.new(wl, self.target.name, module_hash(cand.sch.mod), status=status, error=error,
-                                      trace=trace_json(cand.sch), args_info=[a.as_json() for a in cand.args_info],
+            trace = trace_json(cand.sch)
+            # The hash of the module the trace rebuilds, as for measured records: what a bundle
+            # exports and a measurement imported later names (cand.sch.mod can differ from it).
+            records.append(Record.new(wl, self.target.name, module_hash(replay(trace, wl).mod), status=status,
+                                      error=error, trace=trace, args_info=[a.as_json() for a in cand.args_info],
                                       run_id=self.run_id))
         self.db.add_records(records)

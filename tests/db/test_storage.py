@@ -254,3 +254,23 @@ def test_foreign_database_is_refused(db_url):
         conn.execute(sa.text("CREATE TABLE something_else (id INTEGER)"))
     with pytest.raises(DatabaseError, match="is not an opsearch database"):
         opsearch.db.connect(db_url)
+
+
+def test_store_measurements_fills_unmeasured_and_keeps_measured(db, wl):
+    """Measurements taken elsewhere (a GPU machine): an unmeasured candidate gets its times, an
+    absent one is added, one measured before keeps its first measurement."""
+    from opsearch.db.records import Record
+
+    t = "cuda:sm_90"
+    db.add_records([Record.new(wl, t, "h1", trace=[[], []]), Record.new(wl, t, "h2", run_us=[5.0, 7.0], trace=[[], []])])
+    filled, added, kept = db.store_measurements([
+        Record.new(wl, t, "h1", run_us=[3.0, 3.5], trace=[[], []]),
+        Record.new(wl, t, "h2", run_us=[1.0], trace=[[], []]),
+        Record.new(wl, t, "h3", status="wrong_result", error="relative error 5e-02", trace=[[], []]),
+    ])
+    assert (filled, added, kept) == (1, 1, 1)
+    by_hash = {r.module_hash: r for r in db.history(wl, t)}
+    assert by_hash["h1"].status == "ok" and by_hash["h1"].run_us == (3.0, 3.5) and by_hash["h1"].mean_us == 3.25
+    assert by_hash["h2"].run_us == (5.0, 7.0)  # never overwritten
+    assert by_hash["h3"].status == "wrong_result" and by_hash["h3"].mean_us is None
+    assert db.best(wl, t, shipped=False).module_hash == "h1"
