@@ -42,7 +42,8 @@ def _workloads(op_name, example, args, pending, db, target):
 @click.option("--target", default="cpu", show_default=True, help="cpu, llvm:<mcpu> or cuda:sm_XX.")
 @click.option("--trials", default=64, show_default=True, type=int, help="Total trial budget (trials already in the database count).")
 @click.option("--trials-per-workload", type=int, help="Cap per workload.")
-@click.option("--time-limit", type=float, help="Seconds; stops after the batch in flight.")
+@click.option("--time", "--time-limit", "time_limit", metavar="DURATION",
+              help="Stop after this long (600, 90s, 10m, 1h), after the batch in flight; rerun to resume.")
 @click.option("--patience", type=int, help="Stop a workload after this many trials without improvement.")
 @click.option("--batch", default=16, show_default=True, type=int, help="Candidates measured per search iteration.")
 @click.option("--db", "db_url", help="Database URL (default: $OPSEARCH_DB or the user's SQLite file).")
@@ -70,10 +71,14 @@ def tune(op_name, example, args, pending, target, trials, trials_per_workload, t
 
     if trials <= 0:
         raise OpsearchError(f"--trials must be positive, got {trials}")
+    if time_limit is not None:
+        from .common import parse_duration
+
+        time_limit = parse_duration(time_limit)
     spec = targets.resolve(target)
     if tuner == "stock":
         unsupported = [flag for flag, v in (("--rpc", rpc), ("--no-measure", no_measure), ("--patience", patience),
-                                            ("--time-limit", time_limit), ("--full-timing", full_timing)) if v]
+                                            ("--time", time_limit), ("--full-timing", full_timing)) if v]
         if unsupported:
             raise OpsearchError(f"--tuner stock runs tune_tir as its users do; it does not take {', '.join(unsupported)}")
         if spec.kind != "llvm":

@@ -37,3 +37,22 @@ def test_bad_tune_input(args, message, tmp_path):
     assert p.returncode == 2, (p.returncode, p.stderr)
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], p.stderr
+
+
+@pytest.mark.parametrize("text, seconds", [("600", 600.0), ("90s", 90.0), ("10m", 600.0), ("1.5h", 5400.0)])
+def test_time_budget_durations(text, seconds):
+    from opsearch.cli.common import parse_duration
+
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["ten minutes", "-5m", "0", "5d"])
+def test_bad_time_budget_is_one_line(bad, tmp_path):
+    from click.testing import CliRunner
+
+    from opsearch.cli.main import cli
+
+    res = CliRunner().invoke(cli, ["tune", "dilated_conv1d", "--example", "tcn_d8", "--time", bad,
+                                   "--db", f"sqlite:///{tmp_path / 'x.db'}"])
+    assert res.exit_code != 0 and "--time must be" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "x.db").exists()
