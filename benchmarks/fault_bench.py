@@ -62,10 +62,16 @@ def _counts(path: str) -> tuple[str, int, int]:
     return ok, n, distinct
 
 
-def _last_stored(path: Path) -> float | None:
-    """Wall time (epoch seconds) of the newest record, or None."""
+def _epoch(t) -> float:
+    """A stored ``created_at`` (ISO text; UTC when it has no zone) as epoch seconds."""
     from datetime import datetime, timezone
 
+    d = datetime.fromisoformat(str(t))
+    return (d if d.tzinfo else d.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _last_stored(path: Path) -> float | None:
+    """Wall time (epoch seconds) of the newest record, or None."""
     if not path.exists():
         return None
     con = sqlite3.connect(path)
@@ -75,17 +81,12 @@ def _last_stored(path: Path) -> float | None:
         t = None
     finally:
         con.close()
-    if t is None:
-        return None
-    d = datetime.fromisoformat(str(t))
-    return (d if d.tzinfo else d.replace(tzinfo=timezone.utc)).timestamp()
+    return None if t is None else _epoch(t)
 
 
 def _batch_gap(path: Path) -> float:
     """The longest gap between two consecutive stored batches of one run (records of a batch are
     stored together, within a second)."""
-    from datetime import datetime, timezone
-
     con = sqlite3.connect(path)
     try:
         rows = con.execute("SELECT run_id, created_at FROM records ORDER BY run_id, created_at").fetchall()
@@ -93,8 +94,7 @@ def _batch_gap(path: Path) -> float:
         con.close()
     gaps, prev = [], None
     for run, t in rows:
-        d = datetime.fromisoformat(str(t))
-        ts = (d if d.tzinfo else d.replace(tzinfo=timezone.utc)).timestamp()
+        ts = _epoch(t)
         if prev is not None and prev[0] == run and ts - prev[1] > 1.0:
             gaps.append(ts - prev[1])
         prev = (run, ts)

@@ -37,6 +37,9 @@ from typing import Any, Callable
 
 from .runtime.bundle import BundleError, load_bundle
 
+# The same values as opsearch.db.measurements.RESULTS_KIND and opsearch.db.records.RECORD_SCHEMA,
+# spelled here because opsearch.db needs SQLAlchemy, which the GPU machine lacks
+# (tests/search/test_gpu_bundle.py imports both and checks they agree).
 RESULTS_KIND = "opsearch-cuda-measurements"
 RECORD_SCHEMA = 1
 L2_FLUSH_BYTES = 256 << 20  # H200's L2 is 50 MB: writing 256 MB evicts it
@@ -172,10 +175,10 @@ def measure_candidates(m: dict, launcher, repeats: int = 30, seed: int | None = 
         wl = c["_workload"]
         op = ops.get(wl.op)
         try:
-            t64, args = _inputs(wl, seed, device)
-            if wl not in refs:
-                refs[wl] = op.reference(wl.args, **t64)
-            ref = refs[wl]
+            if wl not in refs:  # inputs and reference once per workload (candidates only read them)
+                t64, args = _inputs(wl, seed, device)
+                refs[wl] = (args, op.reference(wl.args, **t64))
+            args, ref = refs[wl]
             out = torch.empty(c["output"]["shape"], dtype=_torch_dtype(c["output"]["dtype"]), device=device)
             spaces = [torch.empty(w["elems"], dtype=_torch_dtype(w["dtype"]), device=device) for w in c["workspaces"]]
             run = launcher.bind(c, [*args, out], spaces)

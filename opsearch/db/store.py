@@ -158,23 +158,25 @@ class Database:
         records = list(records)
         if not records:
             return 0
-        keys = {}
-        for r in records:
-            if r.workload not in keys:
-                keys[r.workload] = r.workload.key()
+        keys = {r.workload: r.workload.key() for r in records}
 
         def write(s: Session):
-            new_wls = [(wl, None, None) for wl, k in keys.items() if k not in self._wl_ids]
-            new_tgs = {r.target for r in records if r.target not in self._tg_ids}
-            wl_ids, tg_ids = self._ids(s, new_wls, [target_spec(t) for t in sorted(new_tgs)])
-            wl_ids.update(self._wl_ids)
-            tg_ids.update(self._tg_ids)
+            wl_ids, tg_ids = self._record_ids(s, records, keys)
             rows = [_record_row(r, wl_ids[keys[r.workload]], tg_ids[r.target]) for r in records]
             return self._insert_rows(s, rows), wl_ids, tg_ids
 
         added, wl_ids, tg_ids = self._run(write, write=True)
         self._remember(wl_ids, tg_ids)
         return added
+
+    def _record_ids(self, s: Session, records: list[Record], keys: dict) -> tuple[dict, dict]:
+        """Ids of the records' workloads (by key) and targets (by name), inserting new ones."""
+        new_wls = [(wl, None, None) for wl, k in keys.items() if k not in self._wl_ids]
+        new_tgs = {r.target for r in records if r.target not in self._tg_ids}
+        wl_ids, tg_ids = self._ids(s, new_wls, [target_spec(t) for t in sorted(new_tgs)])
+        wl_ids.update(self._wl_ids)
+        tg_ids.update(self._tg_ids)
+        return wl_ids, tg_ids
 
     def store_measurements(self, records: Iterable[Record]) -> tuple[int, int, int]:
         """Commit measurements taken elsewhere (a GPU machine) in one transaction: a candidate
@@ -186,11 +188,7 @@ class Database:
         keys = {r.workload: r.workload.key() for r in records}
 
         def write(s: Session):
-            new_wls = [(wl, None, None) for wl, k in keys.items() if k not in self._wl_ids]
-            new_tgs = {r.target for r in records if r.target not in self._tg_ids}
-            wl_ids, tg_ids = self._ids(s, new_wls, [target_spec(t) for t in sorted(new_tgs)])
-            wl_ids.update(self._wl_ids)
-            tg_ids.update(self._tg_ids)
+            wl_ids, tg_ids = self._record_ids(s, records, keys)
             filled = kept = 0
             fresh = []
             for r in records:

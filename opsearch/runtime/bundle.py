@@ -152,7 +152,8 @@ def _candidates(db, wl: Workload, target: TargetSpec, limit: int | None) -> list
     from ..db.replay import trace_json
     from ..ops.tir import default_schedule
 
-    out = [("default", trace_json(default_schedule(wl, target)), default_schedule(wl, target))]
+    sch = default_schedule(wl, target)
+    out = [("default", trace_json(sch), sch)]
     recs = [r for r in db.history(wl, target) if r.status == "unmeasured"]
     recs.sort(key=lambda r: (r.created_at or datetime.min.replace(tzinfo=timezone.utc), r.id or 0), reverse=True)
     for r in recs[: None if limit is None else max(0, limit - 1)]:

@@ -51,20 +51,23 @@ def _summary(host: str, port: int, timeout: float) -> dict:
         raise OpsearchError(f"RPC tracker {host}:{port} did not answer: {str(e).strip().splitlines()[-1]}") from None
 
 
+def _servers_in(summary: dict, key: str) -> int:
+    names = [str(s.get("key", "")) for s in summary.get("server_info", [])]
+    return sum(n == f"server:{key}" or n.startswith(f"server:{key}:") for n in names)
+
+
 def count_servers(host: str, port: int, key: str, timeout: float = 10.0) -> int:
     """How many servers are registered with the tracker under ``key`` now, free or busy.
 
     The tracker's ``queue_info`` keeps a key after its last server died; ``server_info`` lists the
     live registrations (``server:KEY``), so that is what is counted."""
-    summary = _summary(host, port, timeout)
-    names = [str(s.get("key", "")) for s in summary.get("server_info", [])]
-    return sum(n == f"server:{key}" or n.startswith(f"server:{key}:") for n in names)
+    return _servers_in(_summary(host, port, timeout), key)
 
 
 def check_tracker(host: str, port: int, key: str, timeout: float = 10.0) -> None:
     """Fail early, in one line, when the tracker is unreachable or has no server for ``key``."""
     summary = _summary(host, port, timeout)
-    if count_servers(host, port, key, timeout) == 0:
+    if _servers_in(summary, key) == 0:
         keys = {str(s.get("key", "")).removeprefix("server:").split(":")[0] for s in summary.get("server_info", [])}
         raise OpsearchError(f"RPC tracker {host}:{port} has no server with key '{key}' (keys: {', '.join(sorted(keys)) or 'none'})")
 

@@ -307,3 +307,11 @@ def test_runner_imports_without_tvm(exported):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(len(m["candidates"]))
+
+
+def test_runner_writes_the_formats_the_database_reads():
+    from opsearch import gpu_runner
+    from opsearch.db import measurements, records
+
+    assert gpu_runner.RESULTS_KIND == measurements.RESULTS_KIND
+    assert gpu_runner.RECORD_SCHEMA == records.RECORD_SCHEMA
