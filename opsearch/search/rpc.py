@@ -134,9 +134,13 @@ class WatchedRPCRunner(PyRunner):
     def shutdown(self) -> None:
         if self._inner is not None:
             pool, self._inner = self._inner.pool, None
-            # A worker blocked in the tracker's request() holds its pipe's read lock: the pool's own
-            # shutdown closes that pipe first and would wait on the lock forever. Killing the
-            # worker processes first ends the read (EOF), then the pool shuts down.
+            # A worker blocked in the tracker's request() holds its pipe's read lock, and TVM's
+            # PopenPoolExecutor.shutdown closes that pipe under the pool's lock: it waits forever,
+            # the lock stays taken, and every queued candidate's thread (then interpreter exit,
+            # which joins them) waits on it. So: cancel the queued candidates, kill the worker
+            # processes (the blocked read ends with EOF and its thread exits), and mark the pool
+            # shut down so its destructor does not try again.
+            pool._threadpool.shutdown(wait=False, cancel_futures=True)
             for worker in list(getattr(pool, "_worker_map", {}).values()):
                 proc = getattr(worker, "_proc", None)
                 if proc is not None:
@@ -144,10 +148,7 @@ class WatchedRPCRunner(PyRunner):
                         proc.kill()
                     except OSError:
                         pass
-            try:
-                pool.shutdown(wait=False)
-            except Exception:  # noqa: BLE001 - already gone
-                pass
+            pool._shutdown = True
 
     def run(self, runner_inputs: list[RunnerInput]):
         if self.lost is not None:

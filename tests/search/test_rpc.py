@@ -4,6 +4,7 @@ gives a one-line error; a server killed mid-run ends the tune on the others or i
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -97,6 +98,15 @@ def _server(tracker, key):
     return server
 
 
+def _no_threads_left(before: set, within: float = 20.0) -> None:
+    """Every thread started since ``before`` ends (Python's exit joins the runner's pool threads)."""
+    deadline = time.monotonic() + within
+    for t in set(threading.enumerate()) - before:
+        t.join(max(0.0, deadline - time.monotonic()))
+    left = [t.name for t in set(threading.enumerate()) - before if t.is_alive()]
+    assert left == [], f"threads still running after the tune: {left}"
+
+
 def _kill_on_run(monkeypatch, server, nth):
     """Kill ``server`` right after the runner has sent out its ``nth`` batch (mid-batch)."""
     from opsearch.search.rpc import WatchedRPCRunner
@@ -126,12 +136,14 @@ def test_last_server_killed_mid_batch_stops_in_one_line(rpc_tracker, tmp_path, m
     db = dbmod.connect(f"sqlite:///{tmp_path / 'lost.db'}")
     wl = ops.get("dilated_conv1d").workload(x=[1, 8, 64], weight=[8, 8, 3], dilation=2)
     t0 = time.monotonic()
+    threads = set(threading.enumerate())
     try:
         with pytest.raises(RPCServerLost, match=rf"RPC server with key '{key}' left tracker 127.0.0.1:\d+ mid-run") as info:
             tune(wl, "cpu", db, trials=12, batch=4, rpc=f"127.0.0.1:{rpc_tracker.port}:{key}")
     finally:
         server.terminate()
     assert time.monotonic() - t0 < 120
+    _no_threads_left(threads)  # an abandoned candidate's thread would block interpreter exit
     assert "\n" not in str(info.value) and "rerun" in str(info.value)
     assert len(calls) == 2
     history = db.history(wl, "cpu")
