@@ -89,3 +89,20 @@ def test_state_dict_keys():
     assert set(onn.ShiftConv2d(5, 4).state_dict()) == {"shifts", "weight", "bias"}
     assert set(onn.FFTConv1d(4, 8).state_dict()) == {"filter", "D", "window"}
     assert onn.scnet_shifts(10).tolist()[:2] == [[0, 1], [0, 1]]
+
+
+@pytest.mark.parametrize("shape,heads,k,bias", [((2, 8, 13), 2, 5, True), ((3, 12, 7), 3, 3, False)])
+def test_dynamic_conv1d_kernels_are_the_predictors_softmax(shape, heads, k, bias, gen):
+    """The predicted kernels equal softmax over K of nn.Linear(x[:, :, t]) (float64, computed
+    the plain way), laid out [N, H, K, T]; gradients reach the predictor."""
+    m = onn.DynamicConv1d(shape[1], k, heads=heads).double()
+    if not bias:
+        m.predictor.bias = None
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    n, _, t = shape
+    want = torch.softmax(m.predictor(x.transpose(1, 2)).view(n, t, heads, k), dim=-1).permute(0, 2, 3, 1)
+    got = m.kernels(x)
+    assert got.shape == (n, heads, k, t) and got.is_contiguous()
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    (got * torch.randn(got.shape, generator=gen, dtype=torch.float64)).sum().backward()
+    assert m.predictor.weight.grad is not None and m.predictor.weight.grad.abs().sum() > 0
