@@ -67,7 +67,7 @@ def tune(op_name, example, args, pending, target, trials, trials_per_workload, t
     from .. import db as dbmod
     from .. import targets
     from ..search.runner import MeasureConfig
-    from ..search.tuner import TuneConfig, Tuner
+    from ..search import TuneConfig, Tuner
 
     if trials <= 0:
         raise OpsearchError(f"--trials must be positive, got {trials}")

@@ -3,7 +3,7 @@
 Every query and write goes through :meth:`Database._run`, the one session helper: it opens a
 session (SQLite writers with ``BEGIN IMMEDIATE``), commits, rolls back on error, retries
 transient lock/serialisation failures and maps SQLAlchemy errors to :class:`DatabaseError`.
-ORM rows become :class:`Record`/:class:`WorkloadInfo` in ``_record``/``_workload_info`` only.
+ORM rows become :class:`Record`/:class:`WorkloadInfo` in ``opsearch.db.rows`` only.
 
 Thread/process safety: one ``Database`` may be shared by threads (SQLAlchemy pools the
 connections); any number of processes may write the same database at once: records are
@@ -20,7 +20,7 @@ import json
 import platform
 import random
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import IO, Any, Callable, Iterable, Iterator, TypeVar
 
 import sqlalchemy as sa
@@ -37,6 +37,7 @@ from .models import (BaselineRow, CostModelRow, PendingRow, RecordRow, RunRow, T
                      utcnow)
 from .records import (STATUSES, Comparison, ImportReport, Info, Record, RunInfo, WorkloadInfo, as_utc, target_name,
                       target_spec, workload_from_json)
+from .rows import TOP_K, as_workload, record_row, records_query, run_info, to_records, workload_info
 from .transfer import import_lines
 
 T = TypeVar("T")
@@ -162,7 +163,7 @@ class Database:
 
         def write(s: Session):
             wl_ids, tg_ids = self._record_ids(s, records, keys)
-            rows = [_record_row(r, wl_ids[keys[r.workload]], tg_ids[r.target]) for r in records]
+            rows = [record_row(r, wl_ids[keys[r.workload]], tg_ids[r.target]) for r in records]
             return self._insert_rows(s, rows), wl_ids, tg_ids
 
         added, wl_ids, tg_ids = self._run(write, write=True)
@@ -196,7 +197,7 @@ class Database:
                 row = s.execute(sa.select(RecordRow).where(RecordRow.workload_id == wid, RecordRow.target_id == tid,
                                                            RecordRow.module_hash == r.module_hash)).scalar_one_or_none()
                 if row is None:
-                    fresh.append(_record_row(r, wid, tid))
+                    fresh.append(record_row(r, wid, tid))
                 elif row.status == "unmeasured":
                     row.status, row.run_us, row.mean_us, row.error = r.status, list(r.run_us), r.mean_us, r.error
                     filled += 1
@@ -306,7 +307,7 @@ class Database:
                          started_at=utcnow())
             s.add(row)
             s.flush()
-            return _run_info(row)
+            return run_info(row)
 
         return self._run(write, write=True)
 
@@ -315,7 +316,7 @@ class Database:
                                       .values(status=status, finished_at=utcnow())), write=True)
 
     def runs(self) -> list[RunInfo]:
-        return self._run(lambda s: [_run_info(r) for r in s.scalars(sa.select(RunRow).order_by(RunRow.id))])
+        return self._run(lambda s: [run_info(r) for r in s.scalars(sa.select(RunRow).order_by(RunRow.id))])
 
     def add_baseline(self, workload: Workload, target: str | TargetSpec, implementation: str, latency_us: float) -> None:
         """Store (or replace) a reference implementation's latency."""
@@ -370,7 +371,7 @@ class Database:
 
         >>> db.best("dilated_conv1d", "llvm:znver3", x=[1, 8, 32], weight=[8, 8, 3])  # doctest: +SKIP
         """
-        wl = _workload(op, args)
+        wl = as_workload(op, args)
         name = target_name(target)
         found = self.top_k(wl, name, 1)
         if found:
@@ -384,7 +385,7 @@ class Database:
     def top_k(self, workload: Workload, target: str | TargetSpec, k: int) -> list[Record]:
         """The ``k`` fastest ``ok`` records of a workload on a target, fastest first."""
         params = {"key": workload.key(), "target": target_name(target), "k": k}
-        return self._run(lambda s: _records(s.execute(_TOP_K, params)))
+        return self._run(lambda s: to_records(s.execute(TOP_K, params)))
 
     def records(self, op: str | None = None, family: str | None = None, target: str | TargetSpec | None = None,
                 status: str | None = None, since: datetime | str | None = None, limit: int | None = None,
@@ -392,7 +393,7 @@ class Database:
         """Records matching every given filter, oldest first (the newest ``limit`` if given)."""
         if status is not None and status not in STATUSES:
             raise DatabaseError(f"unknown status '{status}': expected one of {', '.join(STATUSES)}")
-        q = _records_query()
+        q = records_query()
         if op is not None:
             q = q.where(WorkloadRow.op == op)
         if family is not None:
@@ -408,8 +409,8 @@ class Database:
             q = q.where(WorkloadRow.key == workload.key())
         if limit is not None:
             q = q.order_by(RecordRow.id.desc()).limit(limit)
-            return list(reversed(self._run(lambda s: _records(s.execute(q)))))
-        return self._run(lambda s: _records(s.execute(q.order_by(RecordRow.id))))
+            return list(reversed(self._run(lambda s: to_records(s.execute(q)))))
+        return self._run(lambda s: to_records(s.execute(q.order_by(RecordRow.id))))
 
     def count(self, workload: Workload | None = None, target: str | TargetSpec | None = None) -> int:
         """How many records (of a workload, on a target, when given)."""
@@ -422,7 +423,7 @@ class Database:
 
     def get(self, record_id: int) -> Record:
         """The record with this id; raises :class:`DatabaseError` if there is none."""
-        found = self._run(lambda s: _records(s.execute(_records_query().where(RecordRow.id == record_id))))
+        found = self._run(lambda s: to_records(s.execute(records_query().where(RecordRow.id == record_id))))
         if not found:
             raise DatabaseError(f"no record with id {record_id} in {self.url}")
         return found[0]
@@ -462,7 +463,7 @@ class Database:
             targets: dict[int, list[str]] = {}
             for wid, tname in s.execute(pairs):
                 targets.setdefault(wid, []).append(tname)
-            return [_workload_info(w, n, n_ok, best, targets.get(w.id, ())) for w, n, n_ok, best in s.execute(q)]
+            return [workload_info(w, n, n_ok, best, targets.get(w.id, ())) for w, n, n_ok, best in s.execute(q)]
 
         return self._run(read)
 
@@ -478,8 +479,8 @@ class Database:
                                          order_by=(RecordRow.mean_us, RecordRow.id)).label("rank")
         inner = (sa.select(RecordRow.id, rank).join(TargetRow)
                  .where(TargetRow.name == name, RecordRow.status == "ok").subquery())
-        q = _records_query().join(inner, inner.c.id == RecordRow.id).where(inner.c.rank == 1)
-        return self._run(lambda s: _records(s.execute(q)))
+        q = records_query().join(inner, inner.c.id == RecordRow.id).where(inner.c.rank == 1)
+        return self._run(lambda s: to_records(s.execute(q)))
 
     def targets(self) -> list[TargetSpec]:
         """Every stored target with the TVM configuration it was first stored with."""
@@ -504,10 +505,10 @@ class Database:
         """Every record (of one target if given) in id order, read in chunks."""
         last = 0
         while True:
-            q = _records_query().where(RecordRow.id > last)
+            q = records_query().where(RecordRow.id > last)
             if target is not None:
                 q = q.where(TargetRow.name == target_name(target))
-            batch = self._run(lambda s: _records(s.execute(q.order_by(RecordRow.id).limit(chunk))))
+            batch = self._run(lambda s: to_records(s.execute(q.order_by(RecordRow.id).limit(chunk))))
             yield from batch
             if len(batch) < chunk:
                 return
@@ -536,61 +537,3 @@ class Database:
     def import_(self, fp: IO[str], replay: bool = True) -> ImportReport:
         """Import JSON lines, validating each; see :func:`opsearch.db.transfer.import_lines`."""
         return import_lines(self, fp, replay=replay)
-
-
-# ----------------------------------------------------------------------------- conversions
-def _workload(op: str | Workload, args: dict) -> Workload:
-    if isinstance(op, Workload):
-        if args:
-            raise TypeError("pass either a Workload or an operator name with its arguments, not both")
-        return op
-    return ops.get(op).workload(**args)
-
-
-_RECORD_COLUMNS = (RecordRow.id, RecordRow.workload_id, RecordRow.module_hash, RecordRow.status, RecordRow.run_us,
-                   RecordRow.mean_us, RecordRow.error, RecordRow.trace, RecordRow.args_info, RecordRow.run_id,
-                   RecordRow.created_at)
-
-
-def _records_query():
-    # Workload args come as raw JSON text: _records decodes them once per workload, not per row.
-    return (sa.select(*_RECORD_COLUMNS, WorkloadRow.op, sa.type_coerce(WorkloadRow.args, sa.Text), TargetRow.name)
-            .join(WorkloadRow, RecordRow.workload_id == WorkloadRow.id)
-            .join(TargetRow, RecordRow.target_id == TargetRow.id))
-
-
-# Built once: the best-record lookup is the hot path (compiled-statement cache hit every call).
-_TOP_K = (_records_query()
-          .where(WorkloadRow.key == sa.bindparam("key"), TargetRow.name == sa.bindparam("target"),
-                 RecordRow.status == "ok")
-          .order_by(RecordRow.mean_us, RecordRow.id).limit(sa.bindparam("k")))
-
-
-def _records(rows) -> list[Record]:
-    """Rows of :func:`_records_query` to :class:`Record` (the one place rows become records)."""
-    cache: dict[int, Workload] = {}
-    out = []
-    for rid, wid, mhash, status, run_us, mean_us, error, trace, args_info, run_id, created, op, args, tname in rows:
-        wl = cache.get(wid)
-        if wl is None:
-            wl = cache[wid] = workload_from_json(op, json.loads(args) if isinstance(args, str) else args)
-        out.append(Record(wl, tname, mhash, status, tuple(run_us or ()), mean_us, error, trace, args_info, run_id,
-                          as_utc(created), rid))
-    return out
-
-
-def _record_row(r: Record, workload_id: int, target_id: int) -> dict[str, Any]:
-    return {"workload_id": workload_id, "target_id": target_id, "run_id": r.run_id, "trace": r.trace,
-            "args_info": r.args_info, "run_us": list(r.run_us), "mean_us": r.mean_us, "status": r.status,
-            "error": r.error, "module_hash": r.module_hash,
-            "created_at": r.created_at or datetime.now(timezone.utc)}
-
-
-def _workload_info(w: WorkloadRow, n: int, n_ok: int, best: float | None, targets) -> WorkloadInfo:
-    return WorkloadInfo(w.id, workload_from_json(w.op, w.args), w.family, w.structural_hash, n, n_ok, best,
-                        tuple(targets))
-
-
-def _run_info(r: RunRow) -> RunInfo:
-    return RunInfo(r.id, r.user, r.host, as_utc(r.started_at), r.finished_at and as_utc(r.finished_at),
-                   dict(r.settings or {}), r.opsearch_version, r.tvm_version, r.status)

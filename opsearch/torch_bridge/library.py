@@ -26,7 +26,8 @@ Kernels come from :func:`kernel_for`, the one place that picks a kernel for a wo
 the default schedule, through the disk cache; tuned records later). :func:`configure` sets the
 target and database the ops use.
 
-Backward (``torch.library.register_autograd``), per operator:
+Backward (``torch.library.register_autograd``; the formulas are in :mod:`opsearch.torch_bridge.backward`), per
+operator:
 
 - ``dilated_conv2d``: TE kernels. Input gradient = ``dilated_conv2d`` of the output gradient
   with the flipped, transposed kernel (stride 1; padding ``(K-1)·d - p`` >= 0); weight gradient =
@@ -67,6 +68,7 @@ from ..errors import InputError
 from ..ops.spec import OpSpec, Workload
 from ..runtime import kernels
 from . import native
+from .backward import backward_fn, differentiable
 
 os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")
 
@@ -254,11 +256,6 @@ def _schema(op: OpSpec, lead: str = "", ret: str = "Tensor") -> str:
     return f"({', '.join(parts)}) -> {ret}"
 
 
-def _differentiable(op: OpSpec, tensors) -> list[int]:
-    """Indices of present floating-point tensor inputs."""
-    return [i for i, t in enumerate(tensors) if t is not None and t.is_floating_point()]
-
-
 class _Vjp:
     """The PyTorch fallback backward: ``torch.func.vjp`` through ``op.baseline`` (functorch, as plain
     autograd is switched off below the dispatcher's Autograd key where this op runs)."""
@@ -270,7 +267,7 @@ class _Vjp:
     def __call__(self, grad, *args):
         tensors, attrs = list(args[: self.n]), args[self.n :]
         a = workload_of(self.op, tensors, attrs).args
-        idx = _differentiable(self.op, tensors)
+        idx = differentiable(self.op, tensors)
         names = [p.name for p in self.op.tensors]
 
         def f(*diff):
@@ -285,85 +282,10 @@ class _Vjp:
 
     def fake(self, grad, *args):
         tensors = args[: self.n]
-        return [torch.empty_like(tensors[i]) for i in _differentiable(self.op, tensors)]
+        return [torch.empty_like(tensors[i]) for i in differentiable(self.op, tensors)]
 
 
 # --------------------------------------------------------------------------- autograd
-def _call(name: str, *args):
-    return getattr(torch.ops.opsearch, name)(*args)
-
-
-def _vjp_grads(name: str, grad, tensors, attrs) -> list:
-    """Fallback gradients for every tensor input (None for integer or absent ones)."""
-    op = _ops.get(name)
-    got = iter(_call(f"{name}_vjp", grad, *tensors, *attrs))
-    idx = set(_differentiable(op, tensors))
-    return [next(got) if i in idx else None for i in range(len(tensors))]
-
-
-def _flip_transpose(w: torch.Tensor, groups: int) -> torch.Tensor:
-    """[O, C/g, *K] -> [C, O/g, *K], spatially flipped: the kernel of the input gradient."""
-    o, cg, *k = w.shape
-    dims = tuple(range(2, w.dim()))
-    wt = w.flip(dims).reshape(groups, o // groups, cg, *k).transpose(1, 2)
-    return wt.reshape(groups * cg, o // groups, *k)
-
-
-def _conv2d_grads(needs, grad, x, w, b, stride, padding, dilation, groups):
-    kh, kw = w.shape[2:]
-    back = [(k - 1) * d - p for k, d, p in zip((kh, kw), dilation, padding)]
-    gx = gw = gb = None
-    te_x = stride == [1, 1] and min(back) >= 0
-    te_w = groups == 1
-    if (needs[0] and not te_x) or (needs[1] and not te_w):
-        gx, gw, _ = _vjp_grads("dilated_conv2d", grad, [x, w, None], [stride, padding, dilation, groups])
-    if needs[0] and te_x:
-        gx = _call("dilated_conv2d", grad, _flip_transpose(w, groups), None, [1, 1], back, dilation, groups)
-    if needs[1] and te_w:
-        gt = _call("dilated_conv2d", x.transpose(0, 1), grad.transpose(0, 1), None, dilation, padding, stride, 1)
-        gw = gt[:, :, :kh, :kw].transpose(0, 1).contiguous()
-    if b is not None and needs[2]:
-        gb = grad.sum((0, 2, 3))
-    return gx, gw, gb
-
-
-def _conv1d_grads(needs, grad, x, w, b, dilation, causal):
-    import torch.nn.functional as F
-
-    k = w.shape[2]
-    lo = (k - 1) * dilation if causal else (k - 1) * dilation // 2
-    hi = (k - 1) * dilation - lo
-    gx = gw = gb = None
-    if needs[0]:
-        gp = F.pad(grad, (hi, lo)).unsqueeze(2)
-        wt = _flip_transpose(w, 1).unsqueeze(2)
-        gx = _call("dilated_conv2d", gp, wt, None, [1, 1], [0, 0], [1, dilation], 1).squeeze(2)
-    if needs[1]:
-        xp = F.pad(x, (lo, hi)).transpose(0, 1).unsqueeze(2)
-        gt = grad.transpose(0, 1).unsqueeze(2)
-        gw = _call("dilated_conv2d", xp, gt, None, [1, dilation], [0, 0], [1, 1], 1).squeeze(2).transpose(0, 1).contiguous()
-    if b is not None and needs[2]:
-        gb = grad.sum((0, 2))
-    return gx, gw, gb
-
-
-_TE_BACKWARD = {"dilated_conv2d": _conv2d_grads, "dilated_conv1d": _conv1d_grads}
-
-
-def _backward_fn(op: OpSpec):
-    n = len(op.tensors)
-
-    def backward(tensors, needs, attrs, grad):
-        te = _TE_BACKWARD.get(op.name)
-        if te is not None:
-            grads = list(te(needs, grad.contiguous(), *tensors, *attrs))
-        else:
-            grads = _vjp_grads(op.name, grad.contiguous(), tensors, attrs)
-        return [g if need else None for g, need in zip(grads, needs[:n])]
-
-    return backward
-
-
 def _autograd_kernel(op: OpSpec, fwd: _Forward, overload):
     """The operator's Autograd-key kernel (what ``torch.library.register_autograd`` would install,
     minus its generic per-call argument walking).
@@ -374,7 +296,7 @@ def _autograd_kernel(op: OpSpec, fwd: _Forward, overload):
     dispatch mode, a CPU tensor), it calls the CPU kernel itself instead of a second dispatch;
     otherwise it redispatches."""
     n = len(op.tensors)
-    backward = _backward_fn(op)
+    backward = backward_fn(op)
 
     class Fn(torch.autograd.Function):  # renamed below: grad_fn shows as <name>Backward
         @staticmethod

@@ -10,7 +10,7 @@ import torch
 
 import opsearch.functional as F
 from opsearch import ops
-from opsearch.ops.fft import plan, radices, small_dft, smooth_length, stockham_stages
+from opsearch.ops.fft_stages import plan, radices, small_dft, smooth_length, stockham_stages
 from tests.conftest import relative_error
 
 LENGTHS = [16, 17, 100, 1000, 1009, 1024, 3000, 4096, 16384]

@@ -159,7 +159,7 @@ def test_params_override_reaches_xgboost():
 def test_tuner_pretrains_the_model_only_when_asked(tuned_db, pretrain):
     """``TuneConfig.pretrain`` alone decides whether the search starts from the database's records
     (seeding is the separate ``transfer``), so the two can be measured apart."""
-    from opsearch.search.tuner import TuneConfig, Tuner
+    from opsearch.search import TuneConfig, Tuner
 
     db, results = tuned_db
     wl = next(iter(results))
