@@ -12,6 +12,8 @@ Stock ``tune_tir`` gets a ``LocalBuilder(timeout_sec=--stock-build-timeout)``: i
 timeout fails every batch on 2 cores (each worker imports every tensor intrinsic, 22-26 s), which
 would compare against nothing. ``--store-db URL --store-at N`` writes stock's re-timed best after
 N trials as the ``stock-metaschedule`` baseline of the workload, which ``opsearch bench`` shows.
+``--json PATH`` also writes every figure of the table, and each side's best latency so far after
+every trial (its own measurements, last round), to PATH (``benchmarks/run_all.py`` plots those).
 
     .venv/bin/python benchmarks/search_bench.py --trials 256 --checkpoints 64,256 --batch 32
 """
@@ -120,6 +122,7 @@ def main() -> None:
                     help="opsearch's evolutionary population (default: TuneConfig's; stock keeps its 512)")
     ap.add_argument("--sides", default="opsearch,stock", help="comma-separated, in run order (default %(default)s)")
     ap.add_argument("--stock-batch", type=int, help="stock's candidates per iteration (default: --batch)")
+    ap.add_argument("--json", metavar="PATH", help="also write the figures and the tuning curves to PATH as JSON")
     ap.add_argument("--side", choices=list(SIDES))
     ap.add_argument("--retime")
     a = ap.parse_args()
@@ -164,26 +167,38 @@ def main() -> None:
     print(f"{'side':10s} {'wall s':>8s} {'trials/min':>11s} {'valid':>6s}"
           + "".join(f" {'best@' + str(n) + ' own us':>16s} {'retimed us':>11s}" for n in cps))
     tpm = {}
+    report = {"workload": a.example, "trials": a.trials, "batch": a.batch, "stock_batch": a.stock_batch or a.batch,
+              "rounds": a.rounds, "checkpoints": cps, "population": a.population or None, "sides": {}, "vs_stock": {}}
     for side, rs in runs.items():
         wall = statistics.median(r["wall_s"] for r in rs)
         tpm[side] = statistics.median(r["trials"] / r["wall_s"] * 60 for r in rs)
         valid = statistics.median(sum(1 for a_, b in zip(r["curve"], [None] + r["curve"]) if a_ is not None) for r in rs)
         cells = ""
+        own_at, retimed_at = {}, {}
         for n in cps:
             own = [r["curve"][min(n, len(r["curve"])) - 1] for r in rs if r["curve"]]
             own = [v for v in own if v]
             cells += f" {statistics.median(own):16.1f}" if own else f" {'none valid':>16s}"
             cells += f" {retimed.get(f'{side}@{n}', float('nan')):11.1f}"
+            own_at[str(n)] = statistics.median(own) if own else None
+            retimed_at[str(n)] = retimed.get(f"{side}@{n}")
         print(f"{side:10s} {wall:8.1f} {tpm[side]:11.1f} {valid:6.0f}{cells}")
+        report["sides"][side] = {"wall_s": wall, "trials_per_min": tpm[side], "valid": valid, "best_own_us": own_at,
+                                 "best_retimed_us": retimed_at, "curve_us": rs[-1]["curve"]}
     for ours in (x for x in sides if x != "stock"):
         if "stock" not in tpm:
             break
         print(f"trials/min ratio {ours}/stock: {tpm[ours] / tpm['stock']:.2f}x")
+        vs = report["vs_stock"][ours] = {"trials_per_min_ratio": tpm[ours] / tpm["stock"], "retimed_latency_ratio": {}}
         for n in cps:
             o, st = retimed.get(f"{ours}@{n}"), retimed.get(f"stock@{n}")
             if o and st:
                 print(f"best after {n} trials (re-timed): {ours}/stock latency ratio {o / st:.3f} "
                       f"({'ours <= stock' if o <= st else 'stock faster'})")
+                vs["retimed_latency_ratio"][str(n)] = o / st
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(report, f, indent=1)
     if a.store_db:
         n = a.store_at or cps[-1]
         st = retimed.get(f"stock@{n}")

@@ -17,6 +17,9 @@ reported separately; the timer covers the first ``opsearch.functional.dilated_co
 ``--compare REV``: the same measurements for the code at git revision REV (extracted with
 ``git archive`` to a temporary directory and put first on ``PYTHONPATH``) side by side with the
 working tree, each in its own processes, alternating for ``--rounds`` rounds (minimum per row).
+
+``--markdown``: the same figures as two markdown tables (per call; first call) instead of the
+text report.
 """
 
 from __future__ import annotations
@@ -142,12 +145,48 @@ def _report(label: str, best: dict, fc: dict) -> None:
           f"{ms('import_tvm_ms')} ms; import opsearch.functional {ms('import_opsearch_ms')} ms")
 
 
+def _markdown(results: dict[str, tuple[dict, dict]]) -> None:
+    """The figures of :func:`_report` as markdown tables, one column per code version (label ->
+    (per-call minima, first-call figures))."""
+    labels = list(results)
+    print("| variant (tiny dilated_conv2d, min batch mean) | " + " | ".join(f"{k}: µs (overhead)" for k in labels) + " |")
+    print("| --- |" + " ---: |" * len(labels))
+    for name in results[labels[0]][0]:
+        cells = []
+        for k in labels:
+            best = results[k][0]
+            us, base = best.get(name, float("nan")), best["direct TVM function (preallocated output)"]
+            cells.append(f"{us:.2f} ({us - base:+.2f})")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print()
+
+    def span(vals):
+        vals = sorted(vals)
+        return f"{vals[0]:.1f}" if vals[0] == vals[-1] else f"{vals[0]:.1f}–{vals[-1]:.1f}"
+
+    rows = {
+        "compile, first call of a cold process (ms)": lambda fc: f"{fc['compile_ms']:.1f}",
+        "first call from the disk cache, wall (ms)": lambda fc: span(r["first_ms"] for r in fc["warm"]),
+        "first call from the disk cache, process CPU (ms)": lambda fc: span(r["first_cpu_ms"] for r in fc["warm"]),
+        "fresh processes timed": lambda fc: str(len(fc["warm"])),
+        "before the timer: import torch (ms)": lambda fc: span(r["import_torch_ms"] for r in fc["warm"]),
+        "before the timer: import tvm (ms)": lambda fc: span(r["import_tvm_ms"] for r in fc["warm"]),
+        "before the timer: import opsearch.functional (ms)": lambda fc: span(r["import_opsearch_ms"] for r in fc["warm"]),
+        "SQLAlchemy imported": lambda fc: ", ".join(str(v) for v in sorted({r["sqlalchemy_imported"] for r in fc["warm"]})),
+    }
+    print("| first call in a fresh process | " + " | ".join(labels) + " |")
+    print("| --- |" + " ---: |" * len(labels))
+    for name, cell in rows.items():
+        print(f"| {name} | " + " | ".join(cell(results[k][1]) for k in labels) + " |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=400)
     ap.add_argument("--batches", type=int, default=30)
     ap.add_argument("--compare", metavar="REV", help="also measure the code at this git revision")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds with --compare")
+    ap.add_argument("--markdown", action="store_true", help="print markdown tables instead of the text report")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -156,6 +195,8 @@ def main():
         best = per_call(args.calls, args.batches)
         with tempfile.TemporaryDirectory() as tmp:
             fc = first_call(tmp, dict(os.environ))
+        if args.markdown:
+            return _markdown({"working tree": (best, fc)})
         return _report("working tree", best, fc)
     root = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True,
                           check=True, cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
@@ -172,7 +213,8 @@ def main():
         for r in range(args.rounds):
             for label, env in envs.items():
                 got = _run_child(env, args.calls, args.batches)
-                print(f"[{label}] round {r + 1}: opsearch from {got.pop('opsearch')}", flush=True)
+                print(f"[{label}] round {r + 1}: opsearch from {got.pop('opsearch')}", flush=True,
+                      file=sys.stderr if args.markdown else sys.stdout)
                 best[label] = {k: min(v, best[label].get(k, float("inf"))) for k, v in got.items()}
                 d = os.path.join(tmp, f"fc-{label.replace(' ', '-')}")
                 if r == 0:
@@ -180,6 +222,8 @@ def main():
                     fcs[label] = first_call(d, env, warm_runs=1)
                 else:
                     fcs[label]["warm"] += first_call(d, env, warm_runs=1, cold=False)["warm"]
+        if args.markdown:
+            return _markdown({label: (best[label], fcs[label]) for label in envs})
         for label in envs:
             _report(label, best[label], fcs[label])
 
