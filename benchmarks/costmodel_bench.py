@@ -237,6 +237,19 @@ def table(title: str, models, rows) -> str:
     return "\n".join(lines)
 
 
+def md_table(title: str, models, rows) -> str:
+    """:func:`table` as a markdown table (``--markdown``): pairwise accuracy / top-1 / top-5 per model."""
+    if not rows:
+        return f"{title}: no workload has training data (a single workload or a single family)."
+    lines = [f"**{title}**", "", "| workload | n | " + " | ".join(f"{m}: pair / top1 / top5" for m in models) + " |",
+             "| --- | ---: |" + " ---: |" * len(models)]
+    for r in [*rows, mean_row(models, rows)]:
+        cells = " | ".join(" / ".join("—" if math.isnan(r[m][k]) else f"{r[m][k]:.3f}" for k in METRICS) for m in models)
+        name = "**mean**" if r["workload"] == "mean" else r["workload"]
+        lines.append(f"| {name} | {r['n']} | {cells} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     global NTHREAD
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -246,6 +259,7 @@ def main(argv=None) -> int:
     ap.add_argument("--min-records", type=int, default=8, help="skip workloads with fewer ok records")
     ap.add_argument("--threads", type=int, default=NTHREAD, help="XGBoost threads for both models (default: 1)")
     ap.add_argument("--json", help="also write every number to this file")
+    ap.add_argument("--markdown", action="store_true", help="print the two tables as markdown")
     args = ap.parse_args(argv)
     NTHREAD = args.threads
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
@@ -274,11 +288,12 @@ def main(argv=None) -> int:
     m_ho, r_ho = held_out(groups, args.holdout, t_ho, rng)
     t_on = Timer()
     m_on, r_on = online(groups, t_on, rng)
+    render = md_table if args.markdown else table
     print()
-    print(table(f"1. held-out (leave one {args.holdout} out): train on the others, rank the held-out one", m_ho, r_ho))
+    print(render(f"1. held-out (leave one {args.holdout} out): train on the others, rank the held-out one", m_ho, r_ho))
     print()
-    print(table("2. online: train on the first half of a workload (measurement order), rank the second half",
-                m_on, r_on))
+    print(render("2. online: train on the first half of a workload (measurement order), rank the second half",
+                 m_on, r_on))
     print()
     f = ("features", "replay+extract")
     print(f"features (replay + extract, once, for ours): {timer.s[f]:.1f} s ({timer.cpu[f]:.1f} CPU)")

@@ -69,7 +69,7 @@ class Step:
     argv: tuple[str, ...]  # run from the repository root
     timeout_s: int
     estimate_min: float  # expected wall time on a 2-core VM
-    kind: str  # renderer: "suite", "search", "dblines" or "markdown" (tables printed on stdout)
+    kind: str  # renderer: "suite", "search", "dblines", "tune" or "markdown" (tables printed on stdout)
     json_out: str | None = None  # a file the command writes, read back after it ends
     image: tuple[str, str] | None = None  # (PNG name, alt text) shown at the end of the section
 
@@ -134,6 +134,23 @@ FAULT_ABOUT = (
     "duplicate records should be 0, the completing run should measure only candidates not yet stored, and a "
     "kill should lose at most about one batch of work (the longest gap between stored batches).")
 
+CORPUS_ABOUT = (
+    "Fills a scratch database for the two steps after it: opsearch's tuner on every example workload of "
+    "{op}, {per} trials each, from an empty database. Best = the best candidate re-timed like the default "
+    "schedule (µs, lower is better).")
+COSTMODEL_ABOUT = (
+    "The cost model's ranking on the records the corpus steps stored, ours (XGBoost rank:pairwise) against "
+    "stock MetaSchedule's XGBModel on the same splits and features. Held-out: train on every other workload, "
+    "rank a workload never seen; online: train on the first half of a workload's measurements, rank the second "
+    "half. pair = pairwise ranking accuracy, top1 / top5 = how often the truly fastest candidate is ranked "
+    "first / in the first five (higher is better; random ranking gives about 0.5 pair accuracy).")
+TRANSFER_ABOUT = (
+    "A dilated_conv2d shape that is in no database (x 1×64×48×48, dilation 3), tuned cold from an empty database "
+    "and warm from a copy of the corpus database (the cost model pretrained on the other shapes' records, the "
+    "search seeded with the nearest shapes' best schedules). Read: how many trials each side needed to get within "
+    "5% of the cold run's best; warm should need at most a third of cold's.")
+
+
 NOT_RUN = [
     ("benchmarks/model_interference.py",
      ("a diagnostic: how much slower an opsearch layer runs inside a model than alone (thread-pool "
@@ -141,13 +158,6 @@ NOT_RUN = [
     ("benchmarks/stale_records.py",
      ("a diagnostic: which shipped records a changed default schedule makes obsolete; run it after changing "
       "an operator's default.")),
-    ("benchmarks/costmodel_bench.py",
-     ("needs a database with many measured records per workload. The files in `schedules/` keep the 4 best "
-      "records of each workload, below the benchmark's 8 per workload for a train/test split, and filling a "
-      "database takes about 17 minutes of tuning (the commands are in its docstring).")),
-    ("benchmarks/transfer_bench.py",
-     ("tunes a new shape cold for 512 trials and warm from a database of other shapes' tuned records; with "
-      "that database's own tuning it takes 10-15 minutes, beyond what this command's 30 minutes leave.")),
 ]
 
 
@@ -199,6 +209,24 @@ def steps(smoke: bool = False, pg: bool = False, work: Path | None = None) -> li
                         json_out=js,
                         image=(CURVES_PNG, "best latency so far against trials, opsearch and stock MetaSchedule")
                         if last else None))
+
+    corpus = work / "corpus.db"
+    per = "4" if smoke else "32"
+    for op, n, est in (("dilated_conv2d", 3, 1.5), ("dilated_conv1d", 2, 1.0)):
+        out.append(Step(f"corpus-{op}", f"Tuning corpus: {op}, {per} trials per example workload",
+                        CORPUS_ABOUT.format(op=op, per=per),
+                        (OPSEARCH, "tune", op, "--example", "all", "--trials", str(n * int(per)),
+                         "--trials-per-workload", per, "--db", f"sqlite:///{corpus}", "--json"),
+                        timeout_s=300 if smoke else 600, estimate_min=0.5 if smoke else est, kind="tune"))
+    out.append(Step("costmodel", "Cost model accuracy: ours against stock XGBModel", COSTMODEL_ABOUT,
+                    (PY, "benchmarks/costmodel_bench.py", "--db", f"sqlite:///{corpus}", "--markdown",
+                     *(["--min-records", "2"] if smoke else [])),
+                    timeout_s=300 if smoke else 600, estimate_min=0.3 if smoke else 1.0, kind="markdown"))
+    cold, warm = ("8", "4") if smoke else ("96", "32")
+    out.append(Step("transfer", f"Transfer: a new shape, cold ({cold} trials) and warm ({warm})", TRANSFER_ABOUT,
+                    (PY, "benchmarks/transfer_bench.py", "--pretrain-db", str(corpus), "--cold-trials", cold,
+                     "--warm-trials", warm, "--markdown"),
+                    timeout_s=300 if smoke else 600, estimate_min=0.7 if smoke else 2.0, kind="markdown"))
 
     calls = ["--calls", "20", "--batches", "2"] if smoke else ["--calls", "200", "--batches", "10"]
     out.append(Step("torch-overhead", "The PyTorch bridge: per-call overhead and first call", OVERHEAD_ABOUT,
@@ -328,6 +356,19 @@ def render_dblines(stdout: str) -> str:
     return "\n".join(lines)
 
 
+def render_tune(data: dict) -> str:
+    """``opsearch tune --json``: one row per workload tuned."""
+    lines = ["| workload | trials run | best µs | default schedule µs | default / best |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for r in data["results"]:
+        args = " ".join(f"{k}={'x'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in r["args"].items()
+                        if v is not None and k != "dtype")
+        ratio = r["default_us"] / r["best_us"] if r.get("default_us") and r.get("best_us") else None
+        lines.append(f"| {r['op']} {args} | {r['trials_run']} | {_us(r.get('best_us'))} | {_us(r.get('default_us'))} | "
+                     f"{_x(ratio)} |")
+    return "\n".join(lines)
+
+
 def render_markdown_output(stdout: str) -> str:
     """A script's markdown tables as they are; its other output lines under them as a short log."""
     tables, other, block = [], [], []
@@ -338,6 +379,9 @@ def render_markdown_output(stdout: str) -> str:
         if block:
             tables.append("\n".join(block))
             block = []
+        if ln.startswith("**"):  # a table's caption: kept in place, above its table
+            tables.append(ln.strip())
+            continue
         if ln.strip() and not ln.startswith("#"):
             other.append(ln.rstrip())
     if block:
@@ -364,6 +408,8 @@ def render_step_body(step: Step, res: StepResult) -> str:
             return render_search(json.loads(res.json_text))
         if step.kind == "dblines":
             return render_dblines(res.stdout)
+        if step.kind == "tune":
+            return render_tune(json.loads(res.stdout))
         return render_markdown_output(res.stdout)
     except Exception as e:  # noqa: BLE001 - one unreadable output must not lose the page
         return f"**Its output could not be read:** {type(e).__name__}: {_cell(str(e).splitlines()[0] if str(e) else '')}"

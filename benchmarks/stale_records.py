@@ -37,7 +37,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(host_cores())
     op = ops.get(args.op)
-    print(f"| example | file | record µs | default µs | default / record |\n| --- | --- | ---: | ---: | ---: |")
+    print("| example | file | record µs | default µs | default / record |\n| --- | --- | ---: | ---: | ---: |")
     for name in args.examples:
         wl = op.example(name)
         key = json.dumps(wl.json_args(), sort_keys=True)

@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--tol", type=float, default=0.05)
     ap.add_argument("--ablation", action="store_true", help="also run seeds-only and pretrain-only warm sides")
+    ap.add_argument("--markdown", action="store_true", help="print the sides as a markdown table")
     ap.add_argument("--side", help=argparse.SUPPRESS)
     ap.add_argument("--retime", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -135,11 +136,21 @@ def main() -> None:
     retimed = _sub("--retime", f.name, *wl_args)
     print(f"new workload: {a.workload or json.dumps(NEW)}; {t}; pretrain db {a.pretrain_db}")
     print(f"cold reference (best of {len(cold['lat'])} trials, own measurement): {ref:.1f} us")
-    print(f"{'side':8s} {'trials run':>10s} {'wall s':>8s} {'trials to within %d%%' % round(a.tol * 100):>22s} {'best (own) us':>14s}")
+    within = "trials to within %d%%" % round(a.tol * 100)
+    if a.markdown:
+        print(f"\n| side | trials run | wall s | {within} of the cold best | best (own) µs |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+    else:
+        print(f"{'side':8s} {'trials run':>10s} {'wall s':>8s} {within:>22s} {'best (own) us':>14s}")
     for name, side in sides.items():
         n = needed[name]
         own = min((v for v in side["lat"] if v is not None), default=float("nan"))
-        print(f"{name:8s} {len(side['lat']):10d} {side['wall_s']:8.1f} {str(n) if n else 'never':>22s} {own:14.1f}")
+        if a.markdown:
+            print(f"| {name} | {len(side['lat'])} | {side['wall_s']:.1f} | {n or 'never'} | {own:,.1f} |")
+        else:
+            print(f"{name:8s} {len(side['lat']):10d} {side['wall_s']:8.1f} {str(n) if n else 'never':>22s} {own:14.1f}")
+    if a.markdown:
+        print()
     print("re-timed side by side: " + ", ".join(f"{k} {v:.1f} us" for k, v in retimed.items()))
     if n_cold and n_warm:
         print(f"warm needs {n_warm / n_cold:.2f} of the cold trials (goal <= 0.33): "

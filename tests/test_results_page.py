@@ -151,8 +151,11 @@ def test_images_history_and_the_benchmarks_left_out(page):
     assert page.rstrip("\n").endswith(history.rstrip("\n"))
     assert "\n## Earlier machines\n\n" + history.rstrip("\n") in page
     assert "git history" in history and len(history.splitlines()) <= 15
-    for script in ("model_interference.py", "stale_records.py", "costmodel_bench.py", "transfer_bench.py"):
+    for script in ("model_interference.py", "stale_records.py"):
         assert f"- `benchmarks/{script}`: " in page
+    for script in ("costmodel_bench.py", "transfer_bench.py"):  # run, on the corpus the tune steps build
+        assert f"- `benchmarks/{script}`: " not in page
+        assert any(f"benchmarks/{script}" in s.command for s in run_all.steps())
     assert "left out of this one (`--only`): `fault-kill`" in page
     # no image link for a plot that was not written
     bare = run_all.render_page(INFO, _results()[:1], "h\n")
@@ -171,7 +174,16 @@ def test_steps_fit_the_budget_and_smoke_is_smaller():
     assert sum(s.estimate_min for s in full) <= 30
     assert sum(s.estimate_min for s in smoke) < sum(s.estimate_min for s in full)
     assert all(s.timeout_s > 60 * s.estimate_min for s in full)
-    assert "--pg" not in run_all.steps(pg=False)[5].command and "--pg" in run_all.steps(pg=True)[5].command
+    db = {False: None, True: None}
+    for pg in db:
+        db[pg] = next(s for s in run_all.steps(pg=pg) if s.name == "db").command
+    assert "--pg" not in db[False] and "--pg" in db[True]
+    # the cost-model and transfer steps read the database the corpus steps fill, after them
+    names = [s.name for s in full]
+    corpus = [s for s in full if s.name.startswith("corpus-")]
+    assert len(corpus) == 2 and max(names.index(s.name) for s in corpus) < names.index("costmodel") < names.index("transfer")
+    path = str(run_all.workdir(False) / "corpus.db")
+    assert all(path in s.command for s in corpus + [full[names.index("costmodel")], full[names.index("transfer")]])
     with pytest.raises(SystemExit):
         run_all.select(full, ["no-such-step"])
 
@@ -201,3 +213,26 @@ def test_plots_are_written(tmp_path):
     assert run_all.plot_curves([json.loads(_search_json())], tmp_path / "c.png")
     for name in ("s.png", "c.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tune_and_captioned_tables():
+    """A corpus step's ``opsearch tune --json`` becomes a row per workload; the cost-model
+    benchmark's markdown keeps each table under its caption."""
+    step = next(s for s in run_all.steps() if s.name == "corpus-dilated_conv2d")
+    out = json.dumps({"target": "llvm:znver4", "results": [
+        {"op": "dilated_conv2d", "args": {"x": [1, 64, 56, 56], "weight": [64, 64, 3, 3], "bias": None, "dilation": [4, 4],
+                                          "dtype": "float32"}, "trials_run": 32, "best_us": 1500.0, "default_us": 1800.0}]})
+    body = run_all.render_step_body(step, run_all.StepResult("2026-12-03 10:00:00", 60.0, 0.5, 0, out, ""))
+    assert "| dilated_conv2d x=1x64x56x56 weight=64x64x3x3 dilation=4x4 | 32 | 1,500.0 | 1,800.0 | 1.20× |" in body
+    costmodel = _load("costmodel_bench")
+    nan = float("nan")
+    rows = [{"workload": "a", "n": 32, "ours": {"pairwise_accuracy": 0.7, "top1_recall": 1.0, "top5_recall": 1.0},
+             "stock": {"pairwise_accuracy": 0.6, "top1_recall": 0.0, "top5_recall": nan}},
+            {"workload": "b", "n": 30, "ours": {"pairwise_accuracy": 0.5, "top1_recall": 0.0, "top5_recall": 1.0},
+             "stock": {"pairwise_accuracy": 0.55, "top1_recall": 1.0, "top5_recall": 1.0}}]
+    text = "db line\n\n" + costmodel.md_table("1. held-out", ["ours", "stock"], rows) + "\n\nfeatures: 1.0 s\n"
+    step = next(s for s in run_all.steps() if s.name == "costmodel")
+    body = run_all.render_step_body(step, run_all.StepResult("2026-12-03 10:00:00", 60.0, 0.5, 0, text, ""))
+    assert body.index("**1. held-out**") < body.index("| workload | n | ours: pair / top1 / top5 |")
+    assert "| a | 32 | 0.700 / 1.000 / 1.000 | 0.600 / 0.000 / — |" in body
+    assert "| **mean** | " in body and "features: 1.0 s" in body
