@@ -43,7 +43,9 @@ HISTORY = ROOT / "benchmarks" / "history.md"
 SUITE_PNG = "suite_speedups.png"
 CURVES_PNG = "tuning_curves.png"
 PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-SEARCH_WORKLOADS = ("dilated_conv2d:context_d4", "shift_conv2d:scnet_64")
+# (OP:EXAMPLE, trials, checkpoints, estimated minutes): one workload at a real budget (256 trials:
+# stock's 256 take ~7 min on 2 cores), one at 64
+SEARCH_WORKLOADS = (("dilated_conv2d:context_d4", 256, "64,128,256", 9.0), ("shift_conv2d:scnet_64", 64, "16,32,64", 3.0))
 
 
 def _rel(path: str | os.PathLike) -> str:
@@ -194,10 +196,10 @@ def steps(smoke: bool = False, pg: bool = False, work: Path | None = None) -> li
     models = ["--only", "demo TCN", "--rounds", "1"] if smoke else []
     out.append(Step("models", "Whole models end to end: eager, opsearch and torch.compile", MODELS_ABOUT,
                     (PY, "benchmarks/model_bench.py", "--db", db, *models),
-                    timeout_s=300 if smoke else 900, estimate_min=0.7 if smoke else 3.5, kind="markdown"))
+                    timeout_s=300 if smoke else 900, estimate_min=0.7 if smoke else 2.0, kind="markdown"))
 
-    trials, cps, batch, stock_batch = ("8", "4,8", "4", "8") if smoke else ("64", "16,32,64", "32", "64")
-    for i, example in enumerate(SEARCH_WORKLOADS):
+    for i, (example, n_trials, n_cps, est) in enumerate(SEARCH_WORKLOADS):
+        trials, cps, batch, stock_batch = ("8", "4,8", "4", "8") if smoke else (str(n_trials), n_cps, "32", "64")
         op, ex = example.split(":")
         js = str(work / f"search-{op}-{ex}.json")
         last = i == len(SEARCH_WORKLOADS) - 1
@@ -205,7 +207,7 @@ def steps(smoke: bool = False, pg: bool = False, work: Path | None = None) -> li
                         SEARCH_ABOUT.format(workload=f"{op} `{ex}`"),
                         (PY, "benchmarks/search_bench.py", "--example", example, "--trials", trials, "--checkpoints",
                          cps, "--batch", batch, "--stock-batch", stock_batch, "--json", js),
-                        timeout_s=300 if smoke else 600, estimate_min=2.0 if smoke else 4.5, kind="search",
+                        timeout_s=300 if smoke else int(120 * est), estimate_min=2.0 if smoke else est, kind="search",
                         json_out=js,
                         image=(CURVES_PNG, "best latency so far against trials, opsearch and stock MetaSchedule")
                         if last else None))

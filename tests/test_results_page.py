@@ -133,7 +133,7 @@ def test_failed_and_timed_out_steps_get_one_line_not_a_traceback(page):
     assert failed == [("**Failed: exit status 1.** Last line of its error output: "
                        "`RuntimeError: the kernel cache is not writable`")]
     timed = [ln for ln in page.splitlines() if ln.startswith("**Not measured")]
-    assert timed == [("**Not measured: stopped after its 10 min timeout.** Last line of its error output: "
+    assert timed == [("**Not measured: stopped after its 6 min timeout.** Last line of its error output: "
                       "`stock: batch 2`")]
 
 
