@@ -587,14 +587,9 @@ def machine_info() -> dict:
     """The machine and the code: CPU, LLVM's name for it, cores, versions, the git commit."""
     from importlib import metadata
 
-    info: dict = {}
-    try:
-        for ln in Path("/proc/cpuinfo").read_text().splitlines():
-            if ln.startswith("model name"):
-                info["cpu_model"] = ln.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from opsearch.targets import host_cores, host_cpu_model  # no TVM import
+
+    info: dict = {"cpu_model": host_cpu_model()}
     for ln in _run(["lscpu"]).splitlines():
         key, _, val = ln.partition(":")
         if key.strip() == "CPU family":
@@ -603,9 +598,10 @@ def machine_info() -> dict:
             info["cpu_model_number"] = val.strip()
         elif key.strip() == "Model name" and not info.get("cpu_model"):
             info["cpu_model"] = val.strip()
-    mcpu = _run([sys.executable, "-c", "import tvm; print(tvm.target.codegen.llvm_get_system_cpu())"], timeout=180)
+    # opsearch.targets.host_cpu imports TVM: asked in a child, so this process stays light while steps run
+    mcpu = _run([sys.executable, "-c", "from opsearch.targets import host_cpu; print(host_cpu())"], timeout=180)
     info["mcpu"] = mcpu.strip().splitlines()[-1] if mcpu.strip() else None
-    info["cores"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    info["cores"] = host_cores()
     info["python"] = platform.python_version()
     for key, dist in (("torch", "torch"), ("tvm", "apache-tvm")):
         try:

@@ -66,6 +66,16 @@ def host_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+@functools.lru_cache(maxsize=1)
+def host_cpu_model() -> str:
+    """The host CPU's marketing name (``/proc/cpuinfo`` "model name"), or "" where unknown."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+    except OSError:
+        return ""
+
+
 @functools.lru_cache(maxsize=None)
 def host_cpu() -> str:
     """LLVM's name for this host's CPU (e.g. ``znver3``); imports TVM."""

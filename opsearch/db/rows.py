@@ -30,7 +30,7 @@ RECORD_COLUMNS = (RecordRow.id, RecordRow.workload_id, RecordRow.module_hash, Re
 
 
 def records_query():
-    # Workload args come as raw JSON text: _records decodes them once per workload, not per row.
+    # Workload args come as raw JSON text: to_records decodes them once per workload, not per row.
     return (sa.select(*RECORD_COLUMNS, WorkloadRow.op, sa.type_coerce(WorkloadRow.args, sa.Text), TargetRow.name)
             .join(WorkloadRow, RecordRow.workload_id == WorkloadRow.id)
             .join(TargetRow, RecordRow.target_id == TargetRow.id))
@@ -44,7 +44,7 @@ TOP_K = (records_query()
 
 
 def to_records(rows) -> list[Record]:
-    """Rows of :func:`_records_query` to :class:`Record` (the one place rows become records)."""
+    """Rows of :func:`records_query` to :class:`Record` (the one place rows become records)."""
     cache: dict[int, Workload] = {}
     out = []
     for rid, wid, mhash, status, run_us, mean_us, error, trace, args_info, run_id, created, op, args, tname in rows:

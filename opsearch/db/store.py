@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from .. import ops
 from ..errors import DatabaseError, OpsearchError
 from ..ops.spec import Workload
-from ..targets import TargetSpec
+from ..targets import TargetSpec, host_cpu_model
 from . import engine as _engine
 from .models import (BaselineRow, CostModelRow, PendingRow, RecordRow, RunRow, TargetRow, WorkloadRow,
                      utcnow)
@@ -59,12 +59,7 @@ def connect(url: str | None = None) -> "Database":
 
 @functools.lru_cache(maxsize=1)
 def _host() -> str:
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
-    except OSError:
-        pass
+    model = host_cpu_model()
     return f"{platform.node()}: {model or platform.processor() or platform.machine()}".strip()
 
 

@@ -17,19 +17,19 @@ def differentiable(op: OpSpec, tensors) -> list[int]:
     return [i for i, t in enumerate(tensors) if t is not None and t.is_floating_point()]
 
 
-def call_op(name: str, *args):
+def _call_op(name: str, *args):
     return getattr(torch.ops.opsearch, name)(*args)
 
 
-def vjp_grads(name: str, grad, tensors, attrs) -> list:
+def _vjp_grads(name: str, grad, tensors, attrs) -> list:
     """Fallback gradients for every tensor input (None for integer or absent ones)."""
     op = _ops.get(name)
-    got = iter(call_op(f"{name}_vjp", grad, *tensors, *attrs))
+    got = iter(_call_op(f"{name}_vjp", grad, *tensors, *attrs))
     idx = set(differentiable(op, tensors))
     return [next(got) if i in idx else None for i in range(len(tensors))]
 
 
-def flip_transpose(w: torch.Tensor, groups: int) -> torch.Tensor:
+def _flip_transpose(w: torch.Tensor, groups: int) -> torch.Tensor:
     """[O, C/g, *K] -> [C, O/g, *K], spatially flipped: the kernel of the input gradient."""
     o, cg, *k = w.shape
     dims = tuple(range(2, w.dim()))
@@ -37,25 +37,25 @@ def flip_transpose(w: torch.Tensor, groups: int) -> torch.Tensor:
     return wt.reshape(groups * cg, o // groups, *k)
 
 
-def conv2d_grads(needs, grad, x, w, b, stride, padding, dilation, groups):
+def _conv2d_grads(needs, grad, x, w, b, stride, padding, dilation, groups):
     kh, kw = w.shape[2:]
     back = [(k - 1) * d - p for k, d, p in zip((kh, kw), dilation, padding)]
     gx = gw = gb = None
     te_x = stride == [1, 1] and min(back) >= 0
     te_w = groups == 1
     if (needs[0] and not te_x) or (needs[1] and not te_w):
-        gx, gw, _ = vjp_grads("dilated_conv2d", grad, [x, w, None], [stride, padding, dilation, groups])
+        gx, gw, _ = _vjp_grads("dilated_conv2d", grad, [x, w, None], [stride, padding, dilation, groups])
     if needs[0] and te_x:
-        gx = call_op("dilated_conv2d", grad, flip_transpose(w, groups), None, [1, 1], back, dilation, groups)
+        gx = _call_op("dilated_conv2d", grad, _flip_transpose(w, groups), None, [1, 1], back, dilation, groups)
     if needs[1] and te_w:
-        gt = call_op("dilated_conv2d", x.transpose(0, 1), grad.transpose(0, 1), None, dilation, padding, stride, 1)
+        gt = _call_op("dilated_conv2d", x.transpose(0, 1), grad.transpose(0, 1), None, dilation, padding, stride, 1)
         gw = gt[:, :, :kh, :kw].transpose(0, 1).contiguous()
     if b is not None and needs[2]:
         gb = grad.sum((0, 2, 3))
     return gx, gw, gb
 
 
-def conv1d_grads(needs, grad, x, w, b, dilation, causal):
+def _conv1d_grads(needs, grad, x, w, b, dilation, causal):
     import torch.nn.functional as F
 
     k = w.shape[2]
@@ -64,29 +64,29 @@ def conv1d_grads(needs, grad, x, w, b, dilation, causal):
     gx = gw = gb = None
     if needs[0]:
         gp = F.pad(grad, (hi, lo)).unsqueeze(2)
-        wt = flip_transpose(w, 1).unsqueeze(2)
-        gx = call_op("dilated_conv2d", gp, wt, None, [1, 1], [0, 0], [1, dilation], 1).squeeze(2)
+        wt = _flip_transpose(w, 1).unsqueeze(2)
+        gx = _call_op("dilated_conv2d", gp, wt, None, [1, 1], [0, 0], [1, dilation], 1).squeeze(2)
     if needs[1]:
         xp = F.pad(x, (lo, hi)).transpose(0, 1).unsqueeze(2)
         gt = grad.transpose(0, 1).unsqueeze(2)
-        gw = call_op("dilated_conv2d", xp, gt, None, [1, dilation], [0, 0], [1, 1], 1).squeeze(2).transpose(0, 1).contiguous()
+        gw = _call_op("dilated_conv2d", xp, gt, None, [1, dilation], [0, 0], [1, 1], 1).squeeze(2).transpose(0, 1).contiguous()
     if b is not None and needs[2]:
         gb = grad.sum((0, 2))
     return gx, gw, gb
 
 
-TE_BACKWARD = {"dilated_conv2d": conv2d_grads, "dilated_conv1d": conv1d_grads}
+_TE_BACKWARD = {"dilated_conv2d": _conv2d_grads, "dilated_conv1d": _conv1d_grads}
 
 
 def backward_fn(op: OpSpec):
     n = len(op.tensors)
 
     def backward(tensors, needs, attrs, grad):
-        te = TE_BACKWARD.get(op.name)
+        te = _TE_BACKWARD.get(op.name)
         if te is not None:
             grads = list(te(needs, grad.contiguous(), *tensors, *attrs))
         else:
-            grads = vjp_grads(op.name, grad.contiguous(), tensors, attrs)
+            grads = _vjp_grads(op.name, grad.contiguous(), tensors, attrs)
         return [g if need else None for g, need in zip(grads, needs[:n])]
 
     return backward
