@@ -236,3 +236,11 @@ def test_tune_and_captioned_tables():
     assert body.index("**1. held-out**") < body.index("| workload | n | ours: pair / top1 / top5 |")
     assert "| a | 32 | 0.700 / 1.000 / 1.000 | 0.600 / 0.000 / — |" in body
     assert "| **mean** | " in body and "features: 1.0 s" in body
+
+
+def test_the_fresh_clone_figures_are_included_when_given():
+    text = "`make demo`: exit 0, 257 s.\n"
+    page = run_all.render_page(INFO, _results()[:1], "h\n", fresh_clone=text)
+    head = "## The README's two commands on a fresh clone\n\n"
+    assert head + text in page and page.index(head) < page.index("## Not run by this command")
+    assert "fresh clone" not in run_all.render_page(INFO, _results()[:1], "h\n")
