@@ -141,6 +141,23 @@ def involution2d(a, x, kernel):
     return (cols * kernel.unsqueeze(2)).sum(3).view(n, c, ho, wo)
 
 
+# ----------------------------------------------------------------------------- attention
+def _dct_prepare(a, x, freqs, w1, w2):
+    from ..ops.attention import dct_basis
+
+    return {"x": x, "basis": dct_basis(freqs, x.shape[1], *x.shape[2:], dtype=x.dtype), "w1": w1, "w2": w2}
+
+
+@register("dct_channel_attention", "FcaNet's layer: the [C, H, W] DCT basis built once, pooling as one einsum, the SE MLP (F.linear), x * gate", _dct_prepare)
+def dct_channel_attention(a, x, basis, w1, w2):
+    import torch
+    import torch.nn.functional as F
+
+    z = torch.einsum("nchw,chw->nc", x, basis)
+    s = torch.sigmoid(F.linear(torch.relu(F.linear(z, w1)), w2))
+    return x * s[:, :, None, None]
+
+
 # ----------------------------------------------------------------------------- fft
 def _fft_prepare(a, u, k):
     import torch

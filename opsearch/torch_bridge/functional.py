@@ -23,6 +23,7 @@ from . import library as _library
 __all__ = [
     "dilated_conv2d", "dilated_conv1d", "shift_conv2d", "shift_linear", "adder_conv2d",
     "condconv2d", "lightweight_conv1d", "dynamic_conv1d", "involution2d", "fft_conv1d",
+    "dct_channel_attention",
 ]
 
 _TORCH_DTYPES = {"float32": torch.float32, "int32": torch.int32, "int8": torch.int8}
@@ -122,3 +123,9 @@ def involution2d(x, kernel, kernel_size=None, stride=1, padding=0, dilation=1):
 def fft_conv1d(u, k, n1=0):
     """Causal long convolution y[b,h,t] = sum_{s<=t} k[h,s] u[b,h,t-s] via a DFT-matrix FFT."""
     return _run("fft_conv1d", (u, k), (n1,))
+
+
+def dct_channel_attention(x, freqs, w1, w2):
+    """FcaNet: x[N,C,H,W] rescaled per channel by sigmoid(w2 @ relu(w1 @ z)), z the 2-D DCT
+    component at freqs[g] = (u, v) of each channel group g (G groups of C/G channels)."""
+    return _run("dct_channel_attention", (x, freqs, w1, w2), ())

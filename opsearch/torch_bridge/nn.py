@@ -25,7 +25,7 @@ from . import functional as F
 
 __all__ = [
     "DilatedConv2d", "DilatedConv1d", "ShiftConv2d", "ShiftLinear", "AdderConv2d", "CondConv2d",
-    "LightweightConv1d", "DynamicConv1d", "Involution2d", "FFTConv1d", "OpsearchModule",
+    "LightweightConv1d", "DynamicConv1d", "Involution2d", "FFTConv1d", "DctChannelAttention", "OpsearchModule",
 ]
 
 
@@ -429,3 +429,35 @@ class FFTConv1d(OpsearchModule):
         else:
             y = _pytorch(self.op_name, dict(u=u, k=k), {})
         return y + u * self.D.view(1, -1, 1)
+
+
+# --------------------------------------------------------------------------- attention
+class DctChannelAttention(OpsearchModule):
+    """FcaNet's multi-spectral channel attention (Qin et al. 2021) on x[N, C, H, W].
+
+    The channels fall into ``groups`` groups; group g is pooled with the 2-D DCT basis function
+    of frequency ``freqs[g] = (u, v)`` (FcaNet's top-``groups`` components scaled to a
+    ``height`` x ``width`` map, an int32 buffer), then ``fc`` (FcaNet's own
+    ``Linear(C, C/reduction, bias=False), ReLU, Linear(C/reduction, C, bias=False), Sigmoid``,
+    so its state_dict keys match) gives each channel its gate. Unlike FcaNet, a map of another
+    size is not average-pooled to ``height`` x ``width`` first: the basis follows the input.
+    """
+
+    op_name = "dct_channel_attention"
+
+    def __init__(self, channels, height, width, reduction=16, groups=16, use_opsearch: bool = True):
+        super().__init__()
+        from ..ops.attention import fcanet_freqs
+
+        if channels // reduction < 1:
+            raise ValueError(f"DctChannelAttention: reduction={reduction} leaves no hidden units for {channels} channels")
+        self.register_buffer("freqs", fcanet_freqs(channels, height, width, groups))
+        self.fc = nn.Sequential(nn.Linear(channels, channels // reduction, bias=False), nn.ReLU(inplace=True),
+                                nn.Linear(channels // reduction, channels, bias=False), nn.Sigmoid())
+        self.use_opsearch = use_opsearch
+
+    def forward(self, x):
+        tensors = dict(x=x, freqs=self.freqs, w1=self.fc[0].weight, w2=self.fc[2].weight)
+        if self.use_opsearch:
+            return F.dct_channel_attention(**tensors)
+        return _pytorch(self.op_name, tensors, {})

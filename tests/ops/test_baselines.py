@@ -39,6 +39,8 @@ CASES = [
     ("shift_linear", dict(x=[5, 3, 17], sign=[6, 17], shift=[6, 17], dtype="int32")),
     ("adder_conv2d", dict(x=[2, 3, 9, 7], weight=[5, 3, 3, 3], padding=1, stride=2)),
     ("adder_conv2d", dict(x=[1, 4, 6, 5], weight=[2, 4, 2, 3])),
+    ("dct_channel_attention", dict(x=[2, 12, 13, 11], freqs=[4, 2], w1=[3, 12], w2=[12, 3])),
+    ("dct_channel_attention", dict(x=[1, 5, 7, 6], freqs=[5, 2], w1=[4, 5], w2=[5, 4])),
 ]
 
 

@@ -64,6 +64,13 @@ CASES = [
     ("involution2d", dict(x=[2, 8, 11, 12], kernel=[2, 2, 9, 5, 5], kernel_size=3, stride=2)),
     ("fft_conv1d", dict(u=[2, 3, 64], k=[3, 64])),
     ("fft_conv1d", dict(u=[1, 2, 97], k=[2, 97])),
+    ("dct_channel_attention", dict(x=[2, 12, 13, 11], freqs=[4, 2], w1=[3, 12], w2=[12, 3])),
+    ("dct_channel_attention", dict(x=[1, 6, 7, 9], freqs=[1, 2], w1=[5, 6], w2=[6, 5])),
+    # the per-sample schedule: 4-lane pooling (H*W = 196), hidden widths in 4 lanes (12), in
+    # none (7, 2), a gate over 20 and 48 channels
+    ("dct_channel_attention", dict(x=[3, 32, 14, 14], freqs=[16, 2], w1=[2, 32], w2=[32, 2])),
+    ("dct_channel_attention", dict(x=[2, 20, 6, 8], freqs=[5, 2], w1=[12, 20], w2=[20, 12])),
+    ("dct_channel_attention", dict(x=[2, 48, 4, 4], freqs=[3, 2], w1=[7, 48], w2=[48, 7])),
 ]
 
 

@@ -24,6 +24,8 @@ def _modules():
         (lambda: onn.DynamicConv1d(8, 5, heads=2, causal=True), (2, 8, 13)),
         (lambda: onn.Involution2d(8, 3, stride=2, group_channels=4, reduction_ratio=2), (2, 8, 9, 9)),
         (lambda: onn.FFTConv1d(4, 32), (2, 4, 29)),
+        (lambda: onn.DctChannelAttention(16, 7, 7, reduction=4), (2, 16, 7, 7)),
+        (lambda: onn.DctChannelAttention(12, 9, 11, reduction=3, groups=4), (3, 12, 9, 11)),
     ]
 
 
