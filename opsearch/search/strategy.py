@@ -32,13 +32,17 @@ def _field(obj, name: str):
 @derived_object
 class BudgetedSearch(PySearchStrategy):
     """``inner`` (a MetaSchedule search strategy) proposing at most ``max_trials`` candidates;
-    ``untrained() -> bool`` (optional) says when the cost model has no data yet."""
+    ``untrained() -> bool`` (optional) says when the cost model has no data yet. ``shared``
+    (optional) is a one-item list, the trials left to the whole run, which every task's strategy
+    draws its batches from: a run's total budget is kept to the trial (MetaSchedule's own global
+    cap is checked between batches, so two tasks' batches could overrun it)."""
 
-    def __init__(self, inner, max_trials: int, untrained=None):
+    def __init__(self, inner, max_trials: int, untrained=None, shared: list[int] | None = None):
         super().__init__()
         self.inner = inner
         self.max_trials = max_trials
         self.untrained = untrained
+        self.shared = shared
         self.cold_searches = 0  # searches run without genetic iterations
 
     def _initialize_with_tune_context(self, context) -> None:
@@ -51,6 +55,15 @@ class BudgetedSearch(PySearchStrategy):
         self.inner.post_tuning()
 
     def generate_measure_candidates(self):
+        if self.shared is not None and self.shared[0] <= 0:
+            return None  # the run's budget is spent: this task ends
+        batch = self._generate()
+        if batch is not None and self.shared is not None:
+            batch = list(batch)[: self.shared[0]]
+            self.shared[0] -= len(batch)
+        return batch
+
+    def _generate(self):
         if self.untrained is None or not isinstance(self.inner, EvolutionarySearch) or not self.untrained():
             return self.inner.generate_measure_candidates()
         # The field is read-only to Python (def_ro); FFIProperty.set is tvm_ffi's documented way
@@ -68,4 +81,4 @@ class BudgetedSearch(PySearchStrategy):
         self.inner.notify_runner_results(measure_candidates, results)
 
     def clone(self):
-        return BudgetedSearch(self.inner.clone(), self.max_trials, self.untrained)
+        return BudgetedSearch(self.inner.clone(), self.max_trials, self.untrained, self.shared)

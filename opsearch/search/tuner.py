@@ -278,9 +278,12 @@ class Tuner:
                          ", ".join(f"{k} {v:.1f}" for k, v in r.phase_s.items()))
                 self._runner.shutdown()
                 self._runner = None
-        # A task that ends under its budget without another reason ran out of new candidates.
+        # A task that ends under its budget without another reason ran out of new candidates,
+        # unless the run's total budget (--trials, shared by its workloads) is spent.
+        shared_spent = sum(p.measured for p in plan.values()) >= cfg.trials - sum(p.spent_before for p in plan.values())
         return [self._result(wl, plan[wl], stopped.get(wl) or ("space exhausted" if plan[wl].measured < plan[wl].budget
-                                                               else "budget")) for wl in self.workloads]
+                                                               and not shared_spent else "budget"))
+                for wl in self.workloads]
 
     def _tune(self, active: list[Workload], plan: dict, stopped: dict) -> None:
         import tvm_ffi
@@ -308,6 +311,7 @@ class Tuner:
             return cost_model.booster is None
 
         tasks, task_wl = [], []
+        run_left = [min(self.global_left, sum(left.values()))]  # drawn on by every task's batches
         for wl in active:
             space, multistage = design_space(wl, self.target, mods[wl])
             # Evolving schedules of many stages is costly (each mutation replays every stage):
@@ -316,7 +320,7 @@ class Tuner:
             tasks.append(ms.TuneContext(
                 mod=mods[wl], target=tvm_target, space_generator=space,
                 search_strategy=BudgetedSearch(ms.search_strategy.EvolutionarySearch(population_size=population), left[wl],
-                                               untrained),
+                                               untrained, run_left),
                 task_name=f"{wl.op}", rand_state=cfg.seed, num_threads=self.target.num_cores or "physical"))
             task_wl.append(wl)
 

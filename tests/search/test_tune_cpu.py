@@ -64,6 +64,20 @@ def test_each_workload_keeps_to_its_own_budget_when_others_have_more_left(tmp_pa
     assert db.count(a, "cpu") <= 12 and db.count(b, "cpu") == 12  # a candidate proposed again is not stored twice
 
 
+def test_workloads_sharing_a_spent_budget_stop_for_budget_not_an_exhausted_space(tmp_path):
+    """--trials is the run's total: when two workloads spend it between them, neither ran out of
+    candidates, though each measured less than the whole budget."""
+    from opsearch import db as dbmod
+    from opsearch.search import tune
+
+    a = ops.get("dilated_conv1d").workload(x=[1, 8, 40], weight=[8, 8, 3], dilation=2)
+    b = ops.get("lightweight_conv1d").workload(x=[1, 8, 33], weight=[2, 5])
+    db = dbmod.connect(f"sqlite:///{tmp_path / 's.db'}")
+    ra, rb = tune([a, b], "cpu", db, trials=8, batch=4, verify=False, include_shipped=False)
+    assert ra.trials_run + rb.trials_run == 8 and min(ra.trials_run, rb.trials_run) < 8  # to the trial
+    assert (ra.stopped, rb.stopped) == ("budget", "budget")
+
+
 def test_bad_budget_is_rejected():
     from opsearch.errors import OpsearchError
     from opsearch.search import tune
