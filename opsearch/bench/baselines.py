@@ -174,6 +174,27 @@ def fft_conv1d(a, u, k_spectrum):
     return torch.fft.irfft(torch.fft.rfft(u, n=2 * n) * k_spectrum, n=2 * n)[..., :n]
 
 
+def _spectral_prepare(a, x, weight):
+    import torch
+
+    m1 = weight.shape[2] // 2
+    r = torch.view_as_complex(weight.contiguous())
+    return {"x": x, "low": r[:, :, :m1].contiguous(), "high": r[:, :, m1:].contiguous()}
+
+
+@register("spectral_conv2d", "FNO's SpectralConv2d: torch.fft.rfft2, einsum over the two corners of modes (complex weights made once), zeros elsewhere, irfft2", _spectral_prepare)
+def spectral_conv2d(a, x, low, high):
+    import torch
+
+    n, _, h, w = x.shape
+    o, m1, m2 = low.shape[1], low.shape[2], low.shape[3]
+    xf = torch.fft.rfft2(x)
+    out = torch.zeros(n, o, h, w // 2 + 1, dtype=xf.dtype)
+    out[:, :, :m1, :m2] = torch.einsum("bixy,ioxy->boxy", xf[:, :, :m1, :m2], low)
+    out[:, :, h - m1:, :m2] = torch.einsum("bixy,ioxy->boxy", xf[:, :, h - m1:, :m2], high)
+    return torch.fft.irfft2(out, s=(h, w))
+
+
 # ----------------------------------------------------------------------------- shift-add
 def _shift_conv_prepare(a, x, shifts, weight, bias=None):
     import torch

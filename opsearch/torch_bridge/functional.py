@@ -23,7 +23,7 @@ from . import library as _library
 __all__ = [
     "dilated_conv2d", "dilated_conv1d", "shift_conv2d", "shift_linear", "adder_conv2d",
     "condconv2d", "lightweight_conv1d", "dynamic_conv1d", "involution2d", "fft_conv1d",
-    "dct_channel_attention",
+    "dct_channel_attention", "spectral_conv2d",
 ]
 
 _TORCH_DTYPES = {"float32": torch.float32, "int32": torch.int32, "int8": torch.int8}
@@ -129,3 +129,9 @@ def dct_channel_attention(x, freqs, w1, w2):
     """FcaNet: x[N,C,H,W] rescaled per channel by sigmoid(w2 @ relu(w1 @ z)), z the 2-D DCT
     component at freqs[g] = (u, v) of each channel group g (G groups of C/G channels)."""
     return _run("dct_channel_attention", (x, freqs, w1, w2), ())
+
+
+def spectral_conv2d(x, weight):
+    """FNO layer: irfft2 of the lowest modes of rfft2(x) mixed per mode by the complex
+    weight[C, O, 2*m1, m2] (as [..., 2] re/im; rows 0..m1-1 low, m1..2m1-1 high)."""
+    return _run("spectral_conv2d", (x, weight), ())

@@ -25,7 +25,8 @@ from . import functional as F
 
 __all__ = [
     "DilatedConv2d", "DilatedConv1d", "ShiftConv2d", "ShiftLinear", "AdderConv2d", "CondConv2d",
-    "LightweightConv1d", "DynamicConv1d", "Involution2d", "FFTConv1d", "DctChannelAttention", "OpsearchModule",
+    "LightweightConv1d", "DynamicConv1d", "Involution2d", "FFTConv1d", "DctChannelAttention", "SpectralConv2d",
+    "OpsearchModule",
 ]
 
 
@@ -429,6 +430,33 @@ class FFTConv1d(OpsearchModule):
         else:
             y = _pytorch(self.op_name, dict(u=u, k=k), {})
         return y + u * self.D.view(1, -1, 1)
+
+
+# --------------------------------------------------------------------------- spectral
+class SpectralConv2d(OpsearchModule):
+    """The Fourier Neural Operator's spectral layer (Li et al. 2021) on x[N, C, H, W]: rfft2,
+    the lowest ``modes1`` rows (top and bottom) x ``modes2`` columns mixed by complex weights,
+    zeros elsewhere, irfft2. ``weight[C, O, 2*modes1, modes2, 2]`` holds FNO's ``weights1`` and
+    ``weights2`` as one real tensor, ``torch.view_as_real(torch.cat([weights1, weights2], 2))``,
+    initialised like FNO (uniform [0, 1/(C*O)) in each of re and im)."""
+
+    op_name = "spectral_conv2d"
+
+    def __init__(self, in_channels, out_channels, modes1, modes2, use_opsearch: bool = True):
+        super().__init__()
+        self.modes1, self.modes2 = modes1, modes2
+        scale = 1 / (in_channels * out_channels)
+        self.weight = nn.Parameter(scale * torch.rand(in_channels, out_channels, 2 * modes1, modes2, 2))
+        self.use_opsearch = use_opsearch
+
+    def extra_repr(self):
+        c, o = self.weight.shape[:2]
+        return f"{c}, {o}, modes1={self.modes1}, modes2={self.modes2}"
+
+    def forward(self, x):
+        if self.use_opsearch:
+            return F.spectral_conv2d(x, self.weight)
+        return _pytorch(self.op_name, dict(x=x, weight=self.weight), {})
 
 
 # --------------------------------------------------------------------------- attention

@@ -41,6 +41,8 @@ CASES = [
     ("adder_conv2d", dict(x=[1, 4, 6, 5], weight=[2, 4, 2, 3])),
     ("dct_channel_attention", dict(x=[2, 12, 13, 11], freqs=[4, 2], w1=[3, 12], w2=[12, 3])),
     ("dct_channel_attention", dict(x=[1, 5, 7, 6], freqs=[5, 2], w1=[4, 5], w2=[5, 4])),
+    ("spectral_conv2d", dict(x=[2, 3, 13, 10], weight=[3, 4, 6, 4, 2])),
+    ("spectral_conv2d", dict(x=[1, 2, 7, 9], weight=[2, 2, 2, 5, 2])),
 ]
 
 

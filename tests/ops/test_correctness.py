@@ -71,6 +71,10 @@ CASES = [
     ("dct_channel_attention", dict(x=[3, 32, 14, 14], freqs=[16, 2], w1=[2, 32], w2=[32, 2])),
     ("dct_channel_attention", dict(x=[2, 20, 6, 8], freqs=[5, 2], w1=[12, 20], w2=[20, 12])),
     ("dct_channel_attention", dict(x=[2, 48, 4, 4], freqs=[3, 2], w1=[7, 48], w2=[48, 7])),
+    # odd maps, every row and column mode kept (the Nyquist column of an even width), one row pair
+    ("spectral_conv2d", dict(x=[2, 3, 9, 11], weight=[3, 4, 4, 3, 2])),
+    ("spectral_conv2d", dict(x=[1, 2, 8, 8], weight=[2, 3, 8, 5, 2])),
+    ("spectral_conv2d", dict(x=[2, 5, 7, 6], weight=[5, 2, 2, 4, 2])),
 ]
 
 

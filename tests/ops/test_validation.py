@@ -38,6 +38,12 @@ BAD_WORKLOADS = [
     ("involution2d", dict(x=[1, 8, 16, 16], kernel=[1, 2, 9, 16, 16], kernel_size=3), r"K\*K=9, Ho=14, Wo=14"),
     ("fft_conv1d", dict(u=[1, 4, 64], k=[4, 32]), r"'k' must have shape \[H, N\] = \[4, 64\]"),
     ("fft_conv1d", dict(u=[1, 4, 64], k=[4, 64], n1=7), r"'n1' \(7\) must divide the sequence length N=64"),
+    ("spectral_conv2d", dict(x=[1, 3, 8, 8], weight=[3, 2, 5, 3, 2]), r"spectral_conv2d: 'weight' dim 2 holds the low and the high rows, 2\*m1, so it must be even, got 5"),
+    ("spectral_conv2d", dict(x=[1, 3, 8, 8], weight=[3, 2, 10, 3, 2]), r"2\*m1 = 10 row modes exceed the height H=8"),
+    ("spectral_conv2d", dict(x=[1, 3, 8, 8], weight=[3, 2, 4, 6, 2]), r"m2 = 6 column modes exceed W/2\+1 = 5"),
+    ("spectral_conv2d", dict(x=[1, 3, 8, 8], weight=[4, 2, 4, 3, 2]), r"'weight' must have shape \[3, O, 2\*m1, m2, 2\]"),
+    ("dct_channel_attention", dict(x=[1, 6, 7, 7], freqs=[4, 2], w1=[3, 6], w2=[6, 3]), r"'freqs' groups G=4 must divide the channels C=6"),
+    ("dct_channel_attention", dict(x=[1, 8, 7, 7], freqs=[4, 2], w1=[3, 8], w2=[8, 2]), r"'w2' must have shape \[8, 3\], got \[8, 2\]"),
 ]
 
 

@@ -22,6 +22,7 @@ CASES = [
     ("involution2d", dict(x=[1, 4, 7, 8], kernel=[1, 2, 9, 7, 8], kernel_size=3, padding=1)),
     ("fft_conv1d", dict(u=[2, 3, 24], k=[3, 24])),
     ("dct_channel_attention", dict(x=[2, 6, 5, 7], freqs=[3, 2], w1=[2, 6], w2=[6, 2])),
+    ("spectral_conv2d", dict(x=[2, 3, 7, 6], weight=[3, 2, 4, 3, 2])),
 ]
 IDS = [f"{c[0]}-{i}" for i, c in enumerate(CASES)]
 

@@ -26,6 +26,7 @@ def _modules():
         (lambda: onn.FFTConv1d(4, 32), (2, 4, 29)),
         (lambda: onn.DctChannelAttention(16, 7, 7, reduction=4), (2, 16, 7, 7)),
         (lambda: onn.DctChannelAttention(12, 9, 11, reduction=3, groups=4), (3, 12, 9, 11)),
+        (lambda: onn.SpectralConv2d(3, 4, 3, 4), (2, 3, 9, 10)),
     ]
 
 
