@@ -158,6 +158,33 @@ def dct_channel_attention(a, x, basis, w1, w2):
     return x * s[:, :, None, None]
 
 
+def _na_prepare(a, q, k, v):
+    from ..ops.attention import neighborhood
+
+    h, w = q.shape[2:4]
+    return {"q": q, "k": k, "v": v, "rows": neighborhood(h, a["kernel_size"], a["dilation"]),
+            "cols": neighborhood(w, a["kernel_size"], a["dilation"])}
+
+
+@register("neighborhood_attention2d", "per window offset (k*k of them): index_select of the key and value maps at each query's neighbour (indices made once), multiply-sum logits, softmax, addcmul_; picked over gathering [.., k*k, D] and two batched matmuls (2x slower at dinat_t_s1_d8)", _na_prepare)
+def neighborhood_attention2d(a, q, k, v, rows, cols):
+    import torch
+
+    ks = rows.shape[1]
+    logits = []
+    for ti in range(ks):
+        kr = k.index_select(2, rows[:, ti])
+        for tj in range(ks):
+            logits.append((q * kr.index_select(3, cols[:, tj])).sum(-1))
+    p = torch.softmax(torch.stack(logits, -1) * q.shape[-1] ** -0.5, -1)
+    out = torch.zeros_like(q)
+    for ti in range(ks):
+        vr = v.index_select(2, rows[:, ti])
+        for tj in range(ks):
+            out.addcmul_(vr.index_select(3, cols[:, tj]), p[..., ti * ks + tj, None])
+    return out
+
+
 # ----------------------------------------------------------------------------- fft
 def _fft_prepare(a, u, k):
     import torch

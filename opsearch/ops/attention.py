@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from .registry import register
-from .spec import OpSpec, TensorParam, prod
+from .spec import Attr, OpSpec, TensorParam, prod
 
 # FcaNet's "top16" frequencies on its 7x7 DCT grid (Qin et al. 2021, table of the 16 components
 # that scored best one at a time on ImageNet), as (u, v); a layer scales them by H // 7, W // 7.
@@ -154,6 +154,116 @@ class DctChannelAttention(OpSpec):
         z = (x * dct_basis(freqs, c, h, w, dtype=x.dtype)).sum((2, 3))
         s = torch.sigmoid(torch.relu(z @ w1.T) @ w2.T)
         return x * s[:, :, None, None]
+
+
+def neighborhood(size: int, kernel: int, dilation: int):
+    """Row (or column) of each query's neighbours, NATTEN's rule: position i attends within its
+    dilation lattice (the positions = i mod dilation) to the ``kernel`` lattice points nearest it,
+    the window shifted inward at the borders. Returns an int64 torch tensor [size, kernel]."""
+    import torch
+
+    i = torch.arange(size)
+    r, ip = i % dilation, i // dilation
+    length = (size - r + dilation - 1) // dilation  # lattice points in i's residue class
+    start = torch.minimum(torch.clamp(ip - kernel // 2, min=0), length - kernel)
+    return (start[:, None] + torch.arange(kernel)[None, :]) * dilation + r[:, None]
+
+
+@register
+class NeighborhoodAttention2d(OpSpec):
+    name = "neighborhood_attention2d"
+    family = "attention"
+    doc = ("Dilated neighborhood attention (NAT/DiNAT, 2-D): each query attends to the k x k keys "
+           "nearest it on its dilation lattice (windows shifted inward at the borders), softmax "
+           "of q.k / sqrt(D), weighted sum of the values.")
+    tensors = (
+        TensorParam("q", ("N", "heads", "H", "W", "D")),
+        TensorParam("k", ("N", "heads", "H", "W", "D")),
+        TensorParam("v", ("N", "heads", "H", "W", "D")),
+    )
+    attrs = (
+        Attr("kernel_size", "int", 7, minimum=1, doc="odd window side k"),
+        Attr("dilation", "int", 1, minimum=1),
+    )
+    # DiNAT-T (Hassani & Shi 2022): 7x7 windows, 32 channels per head; a stage-1 block at its
+    # largest dilation (56x56, 2 heads, dilation 8) and a stage-2 one (28x28, 4 heads, 4).
+    examples = {
+        "dinat_t_s1_d8": dict(q=[2, 2, 56, 56, 32], k=[2, 2, 56, 56, 32], v=[2, 2, 56, 56, 32], kernel_size=7, dilation=8),
+        "dinat_t_s2_d4": dict(q=[2, 4, 28, 28, 32], k=[2, 4, 28, 28, 32], v=[2, 4, 28, 28, 32], kernel_size=7, dilation=4),
+    }
+    tolerance = 1e-5
+
+    def check(self, a):
+        ks, d = a["kernel_size"], a["dilation"]
+        if ks % 2 == 0:
+            raise self.fail("kernel_size", f"must be odd, got {ks}")
+        for name in ("k", "v"):
+            if a[name] != a["q"]:
+                raise self.fail(name, f"must have q's shape {list(a['q'])}, got {list(a[name])}")
+        h, w = a["q"][2:4]
+        if min(h, w) // d < ks:
+            raise self.fail("kernel_size", f"{ks} needs at least {ks} points on every dilation-{d} lattice: "
+                                           f"H // dilation and W // dilation must be >= {ks}, got {h // d} and {w // d}")
+
+    def output_shape(self, a):
+        return a["q"]
+
+    def _flops(self, a):
+        n, nh, h, w, dh = a["q"]
+        kk = a["kernel_size"] ** 2
+        return n * nh * h * w * kk * (4 * dh + 4)  # q.k and p.v, softmax
+
+    def compute(self, a, ins):
+        from tvm import te, tirx
+
+        q, key, v = ins["q"], ins["k"], ins["v"]
+        n, nh, h, w, dh = a["q"]
+        ks, d = a["kernel_size"], a["dilation"]
+
+        def nbr(i, t, size):  # neighbour t of position i along an axis of ``size``
+            r, ip = tirx.floormod(i, d), tirx.floordiv(i, d)
+            length = tirx.floordiv(size - r + d - 1, d)
+            start = tirx.min(tirx.max(ip - ks // 2, 0), length - ks)
+            return (start + t) * d + r
+
+        rc = te.reduce_axis((0, dh), "rc")
+        scale = tirx.const(1.0 / math.sqrt(dh), "float32")
+        logits = te.compute(
+            (n, nh, h, w, ks, ks),
+            lambda b, m, i, j, ti, tj: te.sum(q[b, m, i, j, rc] * scale * key[b, m, nbr(i, ti, h), nbr(j, tj, w), rc],
+                                              axis=rc),
+            name="logits",
+        )
+        ri, rj = te.reduce_axis((0, ks), "ri"), te.reduce_axis((0, ks), "rj")
+        mx = te.compute((n, nh, h, w), lambda b, m, i, j: te.max(logits[b, m, i, j, ri, rj], axis=[ri, rj]), name="rowmax")
+        ex = te.compute((n, nh, h, w, ks, ks), lambda b, m, i, j, ti, tj: tirx.exp(logits[b, m, i, j, ti, tj] - mx[b, m, i, j]),
+                        name="exp")
+        si, sj = te.reduce_axis((0, ks), "si"), te.reduce_axis((0, ks), "sj")
+        total = te.compute((n, nh, h, w), lambda b, m, i, j: te.sum(ex[b, m, i, j, si, sj], axis=[si, sj]), name="expsum")
+        vi, vj = te.reduce_axis((0, ks), "vi"), te.reduce_axis((0, ks), "vj")
+        acc = te.compute(
+            a["q"],
+            lambda b, m, i, j, c: te.sum(ex[b, m, i, j, vi, vj] * v[b, m, nbr(i, vi, h), nbr(j, vj, w), c], axis=[vi, vj]),
+            name="weighted",
+        )
+        return te.compute(a["q"], lambda b, m, i, j, c: acc[b, m, i, j, c] / total[b, m, i, j], name="attend")
+
+    keep_stages = ("exp",)
+
+    def reference(self, a, q, k, v):
+        """Explicit gather of each query's k x k neighbours (index tensors from
+        :func:`neighborhood`), softmax over them, weighted sum."""
+        import torch
+
+        n, nh, h, w, dh = q.shape
+        ks, d = a["kernel_size"], a["dilation"]
+        rows, cols = neighborhood(h, ks, d), neighborhood(w, ks, d)  # [H, k], [W, k]
+        r = rows[:, None, :, None].expand(h, w, ks, ks)
+        c = cols[None, :, None, :].expand(h, w, ks, ks)
+        keys, vals = k[:, :, r, c], v[:, :, r, c]  # [N, heads, H, W, k, k, D]
+        logits = torch.einsum("nmijd,nmijabd->nmijab", q, keys) / math.sqrt(dh)
+        p = torch.softmax(logits.reshape(n, nh, h, w, ks * ks), -1).reshape(logits.shape)
+        return torch.einsum("nmijab,nmijabd->nmijd", p, vals)
 
 
 def fcanet_freqs(channels: int, height: int, width: int, groups: int = 16) -> "object":

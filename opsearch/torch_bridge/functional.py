@@ -23,7 +23,7 @@ from . import library as _library
 __all__ = [
     "dilated_conv2d", "dilated_conv1d", "shift_conv2d", "shift_linear", "adder_conv2d",
     "condconv2d", "lightweight_conv1d", "dynamic_conv1d", "involution2d", "fft_conv1d",
-    "dct_channel_attention", "spectral_conv2d",
+    "dct_channel_attention", "spectral_conv2d", "neighborhood_attention2d",
 ]
 
 _TORCH_DTYPES = {"float32": torch.float32, "int32": torch.int32, "int8": torch.int8}
@@ -135,3 +135,9 @@ def spectral_conv2d(x, weight):
     """FNO layer: irfft2 of the lowest modes of rfft2(x) mixed per mode by the complex
     weight[C, O, 2*m1, m2] (as [..., 2] re/im; rows 0..m1-1 low, m1..2m1-1 high)."""
     return _run("spectral_conv2d", (x, weight), ())
+
+
+def neighborhood_attention2d(q, k, v, kernel_size=7, dilation=1):
+    """NAT / DiNAT: q, k, v [N, heads, H, W, D]; each query attends to the kernel_size^2 keys
+    nearest it on its dilation lattice (NATTEN's windows), softmax(q.k / sqrt(D)) @ v."""
+    return _run("neighborhood_attention2d", (q, k, v), (kernel_size, dilation))

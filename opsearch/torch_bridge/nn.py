@@ -26,7 +26,7 @@ from . import functional as F
 __all__ = [
     "DilatedConv2d", "DilatedConv1d", "ShiftConv2d", "ShiftLinear", "AdderConv2d", "CondConv2d",
     "LightweightConv1d", "DynamicConv1d", "Involution2d", "FFTConv1d", "DctChannelAttention", "SpectralConv2d",
-    "OpsearchModule",
+    "NeighborhoodAttention2d", "OpsearchModule",
 ]
 
 
@@ -489,3 +489,38 @@ class DctChannelAttention(OpsearchModule):
         if self.use_opsearch:
             return F.dct_channel_attention(**tensors)
         return _pytorch(self.op_name, tensors, {})
+
+
+class NeighborhoodAttention2d(OpsearchModule):
+    """A NAT / DiNAT attention layer on channels-last maps x[N, H, W, C] (NATTEN's
+    ``NeighborhoodAttention2D`` without relative position biases): ``qkv = nn.Linear(C, 3C)``,
+    ``heads`` heads of C/heads channels, each query attending to the ``kernel_size``^2 keys
+    nearest it on its ``dilation`` lattice (``neighborhood_attention2d``), then ``proj =
+    nn.Linear(C, C)``."""
+
+    op_name = "neighborhood_attention2d"
+
+    def __init__(self, dim, heads, kernel_size=7, dilation=1, use_opsearch: bool = True):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"NeighborhoodAttention2d: heads={heads} must divide dim={dim}")
+        if kernel_size % 2 == 0:
+            raise ValueError(f"NeighborhoodAttention2d: kernel_size must be odd, got {kernel_size}")
+        self.heads, self.kernel_size, self.dilation = heads, kernel_size, dilation
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.use_opsearch = use_opsearch
+
+    def extra_repr(self):
+        return f"heads={self.heads}, kernel_size={self.kernel_size}, dilation={self.dilation}"
+
+    def forward(self, x):
+        n, h, w, c = x.shape
+        q, k, v = self.qkv(x).view(n, h, w, 3, self.heads, c // self.heads).permute(3, 0, 4, 1, 2, 5).unbind(0)
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        attrs = dict(kernel_size=self.kernel_size, dilation=self.dilation)
+        if self.use_opsearch:
+            y = F.neighborhood_attention2d(q, k, v, **attrs)
+        else:
+            y = _pytorch(self.op_name, dict(q=q, k=k, v=v), attrs)
+        return self.proj(y.permute(0, 2, 3, 1, 4).reshape(n, h, w, c))

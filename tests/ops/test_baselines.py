@@ -43,6 +43,8 @@ CASES = [
     ("dct_channel_attention", dict(x=[1, 5, 7, 6], freqs=[5, 2], w1=[4, 5], w2=[5, 4])),
     ("spectral_conv2d", dict(x=[2, 3, 13, 10], weight=[3, 4, 6, 4, 2])),
     ("spectral_conv2d", dict(x=[1, 2, 7, 9], weight=[2, 2, 2, 5, 2])),
+    ("neighborhood_attention2d", dict(q=[2, 3, 9, 11, 5], k=[2, 3, 9, 11, 5], v=[2, 3, 9, 11, 5], kernel_size=3, dilation=2)),
+    ("neighborhood_attention2d", dict(q=[1, 2, 13, 7, 8], k=[1, 2, 13, 7, 8], v=[1, 2, 13, 7, 8], kernel_size=5)),
 ]
 
 

@@ -75,6 +75,11 @@ CASES = [
     ("spectral_conv2d", dict(x=[2, 3, 9, 11], weight=[3, 4, 4, 3, 2])),
     ("spectral_conv2d", dict(x=[1, 2, 8, 8], weight=[2, 3, 8, 5, 2])),
     ("spectral_conv2d", dict(x=[2, 5, 7, 6], weight=[5, 2, 2, 4, 2])),
+    # windows shifted at every border, lattices of unequal length (9 rows at dilation 2), k = 1
+    ("neighborhood_attention2d", dict(q=[2, 3, 9, 11, 5], k=[2, 3, 9, 11, 5], v=[2, 3, 9, 11, 5], kernel_size=3, dilation=2)),
+    ("neighborhood_attention2d", dict(q=[1, 2, 13, 7, 8], k=[1, 2, 13, 7, 8], v=[1, 2, 13, 7, 8], kernel_size=5)),
+    ("neighborhood_attention2d", dict(q=[1, 1, 10, 12, 16], k=[1, 1, 10, 12, 16], v=[1, 1, 10, 12, 16], kernel_size=3, dilation=3)),
+    ("neighborhood_attention2d", dict(q=[1, 2, 5, 4, 3], k=[1, 2, 5, 4, 3], v=[1, 2, 5, 4, 3], kernel_size=1, dilation=2)),
 ]
 
 
@@ -162,3 +167,17 @@ def test_unaligned_inputs_are_accepted(gen):
     y = F.fft_conv1d(u, k)
     ref = ops.get("fft_conv1d").reference(None, u.double(), k.double())
     assert relative_error(y, ref) <= 1e-4
+
+
+@pytest.mark.parametrize("size,kernel,dilation", [(9, 3, 2), (13, 5, 1), (56, 7, 8), (30, 7, 4), (5, 1, 2), (11, 3, 3)])
+def test_neighborhoods_are_the_nearest_windows_on_each_lattice(size, kernel, dilation):
+    """Brute force, independent of the formula: among the windows of ``kernel`` consecutive points
+    of a query's dilation lattice that contain it, the one whose middle point is nearest."""
+    from opsearch.ops.attention import neighborhood
+
+    got = neighborhood(size, kernel, dilation).tolist()
+    for i in range(size):
+        lattice = list(range(i % dilation, size, dilation))
+        windows = [lattice[s : s + kernel] for s in range(len(lattice) - kernel + 1) if i in lattice[s : s + kernel]]
+        best = min(windows, key=lambda win: abs(win[kernel // 2] - i))
+        assert got[i] == best, (i, got[i], best)

@@ -44,6 +44,9 @@ BAD_WORKLOADS = [
     ("spectral_conv2d", dict(x=[1, 3, 8, 8], weight=[4, 2, 4, 3, 2]), r"'weight' must have shape \[3, O, 2\*m1, m2, 2\]"),
     ("dct_channel_attention", dict(x=[1, 6, 7, 7], freqs=[4, 2], w1=[3, 6], w2=[6, 3]), r"'freqs' groups G=4 must divide the channels C=6"),
     ("dct_channel_attention", dict(x=[1, 8, 7, 7], freqs=[4, 2], w1=[3, 8], w2=[8, 2]), r"'w2' must have shape \[8, 3\], got \[8, 2\]"),
+    ("neighborhood_attention2d", dict(q=[1, 1, 8, 8, 4], k=[1, 1, 8, 8, 4], v=[1, 1, 8, 8, 4], kernel_size=4), r"'kernel_size' must be odd, got 4"),
+    ("neighborhood_attention2d", dict(q=[1, 1, 8, 8, 4], k=[1, 1, 8, 9, 4], v=[1, 1, 8, 8, 4], kernel_size=3), r"'k' must have q's shape \[1, 1, 8, 8, 4\], got \[1, 1, 8, 9, 4\]"),
+    ("neighborhood_attention2d", dict(q=[1, 1, 8, 13, 4], k=[1, 1, 8, 13, 4], v=[1, 1, 8, 13, 4], kernel_size=5, dilation=2), r"H // dilation and W // dilation must be >= 5, got 4 and 6"),
 ]
 
 

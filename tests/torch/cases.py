@@ -23,6 +23,7 @@ CASES = [
     ("fft_conv1d", dict(u=[2, 3, 24], k=[3, 24])),
     ("dct_channel_attention", dict(x=[2, 6, 5, 7], freqs=[3, 2], w1=[2, 6], w2=[6, 2])),
     ("spectral_conv2d", dict(x=[2, 3, 7, 6], weight=[3, 2, 4, 3, 2])),
+    ("neighborhood_attention2d", dict(q=[1, 2, 7, 6, 3], k=[1, 2, 7, 6, 3], v=[1, 2, 7, 6, 3], kernel_size=3, dilation=2)),
 ]
 IDS = [f"{c[0]}-{i}" for i, c in enumerate(CASES)]
 

@@ -27,6 +27,7 @@ def _modules():
         (lambda: onn.DctChannelAttention(16, 7, 7, reduction=4), (2, 16, 7, 7)),
         (lambda: onn.DctChannelAttention(12, 9, 11, reduction=3, groups=4), (3, 12, 9, 11)),
         (lambda: onn.SpectralConv2d(3, 4, 3, 4), (2, 3, 9, 10)),
+        (lambda: onn.NeighborhoodAttention2d(12, 3, kernel_size=3, dilation=2), (2, 9, 7, 12)),
     ]
 
 
