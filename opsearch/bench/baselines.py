@@ -185,6 +185,44 @@ def neighborhood_attention2d(a, q, k, v, rows, cols):
     return out
 
 
+# ----------------------------------------------------------------------------- deformable
+def _deform_prepare(a, x, offset, mask, weight, bias=None):
+    import torch
+
+    ho, wo = offset.shape[2:]
+    o, cg, kh, kw = weight.shape
+    (sh, sw), (ph, pw), (dh, dw) = a["stride"], a["padding"], a["dilation"]
+    taps = kh * kw
+    tap = torch.arange(taps)
+    # each tap's regular sampling position [taps, Ho, Wo], (y, x)
+    base_y = ((torch.arange(ho) * sh - ph)[None, :, None] + (tap // kw * dh)[:, None, None]).expand(taps, ho, wo)
+    base_x = ((torch.arange(wo) * sw - pw)[None, None, :] + (tap % kw * dw)[:, None, None]).expand(taps, ho, wo)
+    g = a["groups"]
+    return {"x": x, "offset": offset, "mask": mask, "base": torch.stack([base_x, base_y], -1).to(x.dtype),
+            "weight": weight.reshape(g, o // g, cg * taps), "bias": bias}
+
+
+@register("deformable_conv2d", "F.grid_sample (bilinear, zeros outside) of every tap at once from grids built on precomputed regular positions, times the mask, then the convolution as one batched matmul per group (the pure-PyTorch DCN; torchvision's compiled ops do not load against this CPU build of torch)", _deform_prepare)
+def deformable_conv2d(a, x, offset, mask, base, weight, bias=None):
+    import torch
+    import torch.nn.functional as F
+
+    n, c, h, w = x.shape
+    taps, ho, wo = base.shape[:3]
+    og = offset.shape[1] // (2 * taps)
+    off = offset.view(n * og, taps, 2, ho, wo).permute(0, 1, 3, 4, 2).flip(-1)  # (dy, dx) -> (x, y)
+    pos = base + off  # [N*G, taps, Ho, Wo, 2] in pixels
+    size = torch.tensor([w, h], dtype=x.dtype)
+    grid = (2 * pos + 1) / size - 1  # align_corners=False: pixel p -> (2p + 1) / size - 1
+    cols = F.grid_sample(x.view(n * og, c // og, h, w), grid.view(n * og, taps * ho, wo, 2), mode="bilinear",
+                         padding_mode="zeros", align_corners=False)  # [N*G, C/G, taps*Ho, Wo]
+    cols = cols.view(n, og, c // og, taps, ho * wo) * mask.view(n, og, 1, taps, ho * wo)
+    g = weight.shape[0]
+    y = torch.matmul(weight, cols.reshape(n, g, -1, ho * wo))  # [N, g, O/g, Ho*Wo]
+    y = y.reshape(n, -1, ho, wo)
+    return y if bias is None else y + bias.view(1, -1, 1, 1)
+
+
 # ----------------------------------------------------------------------------- fft
 def _fft_prepare(a, u, k):
     import torch

@@ -1,6 +1,6 @@
 """Operator library: ``names()``, ``get(name)`` and the declarations of every operator family."""
 
-from . import attention, dilated, dynamic, fft, shift_add, spectral  # noqa: F401  (registration)
+from . import attention, deformable, dilated, dynamic, fft, shift_add, spectral  # noqa: F401  (registration)
 from .registry import all_ops, get, names, sample_inputs
 from .spec import Attr, OpSpec, TensorParam, Workload
 

@@ -23,7 +23,7 @@ from . import library as _library
 __all__ = [
     "dilated_conv2d", "dilated_conv1d", "shift_conv2d", "shift_linear", "adder_conv2d",
     "condconv2d", "lightweight_conv1d", "dynamic_conv1d", "involution2d", "fft_conv1d",
-    "dct_channel_attention", "spectral_conv2d", "neighborhood_attention2d",
+    "dct_channel_attention", "spectral_conv2d", "neighborhood_attention2d", "deformable_conv2d",
 ]
 
 _TORCH_DTYPES = {"float32": torch.float32, "int32": torch.int32, "int8": torch.int8}
@@ -141,3 +141,9 @@ def neighborhood_attention2d(q, k, v, kernel_size=7, dilation=1):
     """NAT / DiNAT: q, k, v [N, heads, H, W, D]; each query attends to the kernel_size^2 keys
     nearest it on its dilation lattice (NATTEN's windows), softmax(q.k / sqrt(D)) @ v."""
     return _run("neighborhood_attention2d", (q, k, v), (kernel_size, dilation))
+
+
+def deformable_conv2d(x, offset, mask, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """DCNv2, ``torchvision.ops.deform_conv2d``'s arguments and layout: each tap samples x
+    bilinearly at its position + offset[:, 2*(g*KK + t) : +2] = (dy, dx), times mask[:, g*KK + t]."""
+    return _run("deformable_conv2d", (x, offset, mask, weight, bias), (stride, padding, dilation, groups))

@@ -26,7 +26,7 @@ from . import functional as F
 __all__ = [
     "DilatedConv2d", "DilatedConv1d", "ShiftConv2d", "ShiftLinear", "AdderConv2d", "CondConv2d",
     "LightweightConv1d", "DynamicConv1d", "Involution2d", "FFTConv1d", "DctChannelAttention", "SpectralConv2d",
-    "NeighborhoodAttention2d", "OpsearchModule",
+    "NeighborhoodAttention2d", "DeformableConv2d", "OpsearchModule",
 ]
 
 
@@ -430,6 +430,43 @@ class FFTConv1d(OpsearchModule):
         else:
             y = _pytorch(self.op_name, dict(u=u, k=k), {})
         return y + u * self.D.view(1, -1, 1)
+
+
+# --------------------------------------------------------------------------- deformable
+class DeformableConv2d(OpsearchModule):
+    """Modulated deformable convolution, DCNv2 (Zhu et al. 2019), as mmcv's
+    ``ModulatedDeformConv2dPack``: ``conv_offset`` (an ``nn.Conv2d`` with the layer's kernel,
+    stride, padding and dilation, initialised to zero so training starts from the regular grid)
+    predicts 3 * G * KH * KW maps per position: the first two thirds are the offsets, the last
+    the masks (through a sigmoid). ``weight``/``bias`` are initialised like ``nn.Conv2d``."""
+
+    op_name = "deformable_conv2d"
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 offset_groups=1, bias=True, use_opsearch: bool = True):
+        super().__init__()
+        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"DeformableConv2d: groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
+        if in_channels % offset_groups:
+            raise ValueError(f"DeformableConv2d: offset_groups={offset_groups} must divide in_channels={in_channels}")
+        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, kh, kw))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        _conv_init(self.weight, self.bias, in_channels // groups * kh * kw)
+        self.conv_offset = nn.Conv2d(in_channels, 3 * offset_groups * kh * kw, (kh, kw), stride, padding, dilation)
+        nn.init.zeros_(self.conv_offset.weight)
+        nn.init.zeros_(self.conv_offset.bias)
+        self.use_opsearch = use_opsearch
+
+    def forward(self, x):
+        o1, o2, m = self.conv_offset(x).chunk(3, dim=1)
+        offset, mask = torch.cat((o1, o2), dim=1).contiguous(), torch.sigmoid(m).contiguous()
+        attrs = dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
+        tensors = dict(x=x, offset=offset, mask=mask, weight=self.weight, bias=self.bias)
+        if self.use_opsearch:
+            return F.deformable_conv2d(**tensors, **attrs)
+        return _pytorch(self.op_name, tensors, attrs)
 
 
 # --------------------------------------------------------------------------- spectral

@@ -45,6 +45,9 @@ CASES = [
     ("spectral_conv2d", dict(x=[1, 2, 7, 9], weight=[2, 2, 2, 5, 2])),
     ("neighborhood_attention2d", dict(q=[2, 3, 9, 11, 5], k=[2, 3, 9, 11, 5], v=[2, 3, 9, 11, 5], kernel_size=3, dilation=2)),
     ("neighborhood_attention2d", dict(q=[1, 2, 13, 7, 8], k=[1, 2, 13, 7, 8], v=[1, 2, 13, 7, 8], kernel_size=5)),
+    ("deformable_conv2d", dict(x=[2, 4, 9, 11], offset=[2, 18, 9, 11], mask=[2, 9, 9, 11], weight=[5, 4, 3, 3], padding=1)),
+    ("deformable_conv2d", dict(x=[1, 6, 10, 7], offset=[1, 36, 5, 3], mask=[1, 18, 5, 3], weight=[6, 2, 2, 3], bias=[6],
+                               stride=2, padding=[1, 0], dilation=[2, 1], groups=3)),
 ]
 
 

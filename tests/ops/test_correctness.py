@@ -80,6 +80,14 @@ CASES = [
     ("neighborhood_attention2d", dict(q=[1, 2, 13, 7, 8], k=[1, 2, 13, 7, 8], v=[1, 2, 13, 7, 8], kernel_size=5)),
     ("neighborhood_attention2d", dict(q=[1, 1, 10, 12, 16], k=[1, 1, 10, 12, 16], v=[1, 1, 10, 12, 16], kernel_size=3, dilation=3)),
     ("neighborhood_attention2d", dict(q=[1, 2, 5, 4, 3], k=[1, 2, 5, 4, 3], v=[1, 2, 5, 4, 3], kernel_size=1, dilation=2)),
+    # register tiles (rows of 11 and 9 / 12 lanes), two offset groups with conv groups, stride and
+    # dilation; a 3-wide row (the generic default); samples landing past every border
+    ("deformable_conv2d", dict(x=[2, 4, 9, 11], offset=[2, 18, 9, 11], mask=[2, 9, 9, 11], weight=[5, 4, 3, 3], padding=1)),
+    ("deformable_conv2d", dict(x=[1, 6, 10, 7], offset=[1, 24, 5, 3], mask=[1, 12, 5, 3], weight=[4, 3, 2, 3], bias=[4],
+                               stride=2, padding=[1, 0], dilation=[2, 1], groups=2)),
+    ("deformable_conv2d", dict(x=[2, 8, 13, 12], offset=[2, 36, 11, 12], mask=[2, 18, 11, 12], weight=[16, 8, 3, 3],
+                               bias=[16], padding=[0, 1])),
+    ("deformable_conv2d", dict(x=[1, 3, 8, 9], offset=[1, 54, 8, 9], mask=[1, 27, 8, 9], weight=[2, 3, 3, 3], padding=1)),
 ]
 
 

@@ -47,6 +47,9 @@ BAD_WORKLOADS = [
     ("neighborhood_attention2d", dict(q=[1, 1, 8, 8, 4], k=[1, 1, 8, 8, 4], v=[1, 1, 8, 8, 4], kernel_size=4), r"'kernel_size' must be odd, got 4"),
     ("neighborhood_attention2d", dict(q=[1, 1, 8, 8, 4], k=[1, 1, 8, 9, 4], v=[1, 1, 8, 8, 4], kernel_size=3), r"'k' must have q's shape \[1, 1, 8, 8, 4\], got \[1, 1, 8, 9, 4\]"),
     ("neighborhood_attention2d", dict(q=[1, 1, 8, 13, 4], k=[1, 1, 8, 13, 4], v=[1, 1, 8, 13, 4], kernel_size=5, dilation=2), r"H // dilation and W // dilation must be >= 5, got 4 and 6"),
+    ("deformable_conv2d", dict(x=[1, 4, 8, 8], offset=[1, 18, 8, 8], mask=[1, 9, 6, 6], weight=[4, 4, 3, 3], padding=1), r"'mask' must have shape \[1, 9, 8, 8\] \(G\*KH\*KW = 1\*9\), got \[1, 9, 6, 6\]"),
+    ("deformable_conv2d", dict(x=[1, 4, 8, 8], offset=[1, 18, 6, 6], mask=[1, 9, 6, 6], weight=[4, 4, 3, 3], padding=1), r"'offset' must have shape \[1, 18, 8, 8\], got \[1, 18, 6, 6\]"),
+    ("deformable_conv2d", dict(x=[1, 4, 8, 8], offset=[1, 20, 8, 8], mask=[1, 10, 8, 8], weight=[4, 4, 3, 3], padding=1), r"'offset' dim 1 must be 2\*G\*KH\*KW = 2\*G\*9"),
 ]
 
 

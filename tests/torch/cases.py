@@ -24,6 +24,7 @@ CASES = [
     ("dct_channel_attention", dict(x=[2, 6, 5, 7], freqs=[3, 2], w1=[2, 6], w2=[6, 2])),
     ("spectral_conv2d", dict(x=[2, 3, 7, 6], weight=[3, 2, 4, 3, 2])),
     ("neighborhood_attention2d", dict(q=[1, 2, 7, 6, 3], k=[1, 2, 7, 6, 3], v=[1, 2, 7, 6, 3], kernel_size=3, dilation=2)),
+    ("deformable_conv2d", dict(x=[2, 3, 6, 7], offset=[2, 18, 6, 7], mask=[2, 9, 6, 7], weight=[4, 3, 3, 3], bias=[4], padding=1)),
 ]
 IDS = [f"{c[0]}-{i}" for i, c in enumerate(CASES)]
 

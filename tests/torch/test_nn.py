@@ -28,7 +28,15 @@ def _modules():
         (lambda: onn.DctChannelAttention(12, 9, 11, reduction=3, groups=4), (3, 12, 9, 11)),
         (lambda: onn.SpectralConv2d(3, 4, 3, 4), (2, 3, 9, 10)),
         (lambda: onn.NeighborhoodAttention2d(12, 3, kernel_size=3, dilation=2), (2, 9, 7, 12)),
+        (lambda: _deformable(onn.DeformableConv2d(4, 6, 3, padding=1, offset_groups=2)), (2, 4, 7, 9)),
     ]
+
+
+def _deformable(m):
+    """A DeformableConv2d whose offset predictor is not at its zero init (else every tap reads
+    its regular position and the offsets' gradients are never exercised off the grid)."""
+    torch.nn.init.normal_(m.conv_offset.weight, std=0.3)
+    return m
 
 
 def _run(m, x, flag):
