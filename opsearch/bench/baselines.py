@@ -162,8 +162,8 @@ def _na_prepare(a, q, k, v):
     from ..ops.attention import neighborhood
 
     h, w = q.shape[2:4]
-    return {"q": q, "k": k, "v": v, "rows": neighborhood(h, a["kernel_size"], a["dilation"]),
-            "cols": neighborhood(w, a["kernel_size"], a["dilation"])}
+    return {"q": q, "k": k, "v": v, "rows": neighborhood(h, a["kernel_size"], a["dilation"]).to(q.device),
+            "cols": neighborhood(w, a["kernel_size"], a["dilation"]).to(q.device)}
 
 
 @register("neighborhood_attention2d", "per window offset (k*k of them): index_select of the key and value maps at each query's neighbour (indices made once), multiply-sum logits, softmax, addcmul_; picked over gathering [.., k*k, D] and two batched matmuls (2x slower at dinat_t_s1_d8)", _na_prepare)
@@ -198,7 +198,7 @@ def _deform_prepare(a, x, offset, mask, weight, bias=None):
     base_y = ((torch.arange(ho) * sh - ph)[None, :, None] + (tap // kw * dh)[:, None, None]).expand(taps, ho, wo)
     base_x = ((torch.arange(wo) * sw - pw)[None, None, :] + (tap % kw * dw)[:, None, None]).expand(taps, ho, wo)
     g = a["groups"]
-    return {"x": x, "offset": offset, "mask": mask, "base": torch.stack([base_x, base_y], -1).to(x.dtype),
+    return {"x": x, "offset": offset, "mask": mask, "base": torch.stack([base_x, base_y], -1).to(x.device, x.dtype),
             "weight": weight.reshape(g, o // g, cg * taps), "bias": bias}
 
 
@@ -212,7 +212,7 @@ def deformable_conv2d(a, x, offset, mask, base, weight, bias=None):
     og = offset.shape[1] // (2 * taps)
     off = offset.view(n * og, taps, 2, ho, wo).permute(0, 1, 3, 4, 2).flip(-1)  # (dy, dx) -> (x, y)
     pos = base + off  # [N*G, taps, Ho, Wo, 2] in pixels
-    size = torch.tensor([w, h], dtype=x.dtype)
+    size = torch.tensor([w, h], dtype=x.dtype, device=x.device)
     grid = (2 * pos + 1) / size - 1  # align_corners=False: pixel p -> (2p + 1) / size - 1
     cols = F.grid_sample(x.view(n * og, c // og, h, w), grid.view(n * og, taps * ho, wo, 2), mode="bilinear",
                          padding_mode="zeros", align_corners=False)  # [N*G, C/G, taps*Ho, Wo]
@@ -254,7 +254,7 @@ def spectral_conv2d(a, x, low, high):
     n, _, h, w = x.shape
     o, m1, m2 = low.shape[1], low.shape[2], low.shape[3]
     xf = torch.fft.rfft2(x)
-    out = torch.zeros(n, o, h, w // 2 + 1, dtype=xf.dtype)
+    out = torch.zeros(n, o, h, w // 2 + 1, dtype=xf.dtype, device=x.device)
     out[:, :, :m1, :m2] = torch.einsum("bixy,ioxy->boxy", xf[:, :, :m1, :m2], low)
     out[:, :, h - m1:, :m2] = torch.einsum("bixy,ioxy->boxy", xf[:, :, h - m1:, :m2], high)
     return torch.fft.irfft2(out, s=(h, w))

@@ -257,7 +257,7 @@ class NeighborhoodAttention2d(OpSpec):
 
         n, nh, h, w, dh = q.shape
         ks, d = a["kernel_size"], a["dilation"]
-        rows, cols = neighborhood(h, ks, d), neighborhood(w, ks, d)  # [H, k], [W, k]
+        rows, cols = neighborhood(h, ks, d).to(q.device), neighborhood(w, ks, d).to(q.device)  # [H, k], [W, k]
         r = rows[:, None, :, None].expand(h, w, ks, ks)
         c = cols[None, :, None, :].expand(h, w, ks, ks)
         keys, vals = k[:, :, r, c], v[:, :, r, c]  # [N, heads, H, W, k, k, D]

@@ -191,15 +191,16 @@ class DeformableConv2d(OpSpec):
         taps = kh * kw
         og = offset.shape[1] // (2 * taps)
         off = offset.view(n, og, taps, 2, ho, wo)
-        ti = torch.arange(taps) // kw
-        tj = torch.arange(taps) % kw
-        base_y = (torch.arange(ho) * sh - ph)[None, :, None] + (ti * dh)[:, None, None]  # [taps, Ho, 1]
-        base_x = (torch.arange(wo) * sw - pw)[None, None, :] + (tj * dw)[:, None, None]  # [taps, 1, Wo]
+        dev = x.device
+        ti = torch.arange(taps, device=dev) // kw
+        tj = torch.arange(taps, device=dev) % kw
+        base_y = (torch.arange(ho, device=dev) * sh - ph)[None, :, None] + (ti * dh)[:, None, None]  # [taps, Ho, 1]
+        base_x = (torch.arange(wo, device=dev) * sw - pw)[None, None, :] + (tj * dw)[:, None, None]  # [taps, 1, Wo]
         py = base_y.to(x.dtype) + off[:, :, :, 0]  # [N, G, taps, Ho, Wo]
         px = base_x.to(x.dtype) + off[:, :, :, 1]
         y0, x0 = torch.floor(py), torch.floor(px)
         xg = x.view(n, og, c // og, h * w)
-        cols = torch.zeros(n, og, c // og, taps, ho, wo, dtype=x.dtype)
+        cols = torch.zeros(n, og, c // og, taps, ho, wo, dtype=x.dtype, device=dev)
         for dy in (0, 1):
             for dx in (0, 1):
                 yy, xx = y0 + dy, x0 + dx

@@ -58,19 +58,21 @@ class SpectralConv2d(OpSpec):
 
     def constants(self, a):
         """The four truncated DFT matrices (float64 angles, float32 values), complex as pairs:
-        ``fw[k, w, q]`` e^{-2 pi i k w / W}; ``fh[r, h, p, q]`` and ``ih[h, r, p, q]`` the row
-        transforms as 2x2 real blocks (forward e^{-i...}, inverse e^{+i...}); ``iw[k, w, q]`` the
+        ``fw[w, q, k]`` e^{-2 pi i k w / W}; ``fh[r, h, p, q]`` and ``ih[h, r, p, q]`` the row
+        transforms as 2x2 real blocks (forward e^{-i...}, inverse e^{+i...}); ``iw[q, k, w]`` the
         half-spectrum inverse with its 1 / (H W) and the weight 2 of the columns whose mirror
-        image is not stored (every column but 0 and W/2)."""
+        image is not stored (every column but 0 and W/2). The two width transforms are laid out
+        with their matrix-product output axis contiguous (``fw``: the 2*m2 spectrum values of a
+        row; ``iw``: the row's W pixels)."""
         import numpy as np
 
         _, _, h, w = a["x"]
         _, _, rows, cols, _ = a["weight"]
         k = np.arange(cols)[:, None]
         ang_w = 2 * np.pi * k * np.arange(w)[None, :] / w  # [k, w]
-        fw = np.stack([np.cos(ang_w), -np.sin(ang_w)], -1)
+        fw = np.stack([np.cos(ang_w), -np.sin(ang_w)], 0).transpose(2, 0, 1)  # [w, q, k]
         twice = np.where((k == 0) | (2 * k == w), 1.0, 2.0) / (h * w)
-        iw = np.stack([twice * np.cos(ang_w), -twice * np.sin(ang_w)], -1)
+        iw = np.stack([twice * np.cos(ang_w), -twice * np.sin(ang_w)], 0)  # [q, k, w]
         kx = np.array(self.mode_rows(h, rows))[:, None]
         ang_h = 2 * np.pi * kx * np.arange(h)[None, :] / h  # [r, h]
         c, s = np.cos(ang_h), np.sin(ang_h)
@@ -89,7 +91,7 @@ class SpectralConv2d(OpSpec):
         _, o, rows, cols, _ = a["weight"]
         rw = te.reduce_axis((0, w), "rw")
         # along the rows' width: A[b, c, h, q, k] = sum_w x e^{-2 pi i k w / W}
-        spec_w = te.compute((n, c, h, 2, cols), lambda b, ch, i, q, k: te.sum(x[b, ch, i, rw] * fw[k, rw, q], axis=rw),
+        spec_w = te.compute((n, c, h, 2, cols), lambda b, ch, i, q, k: te.sum(x[b, ch, i, rw] * fw[rw, q, k], axis=rw),
                             name="dft_w")
         rh, rq = te.reduce_axis((0, h), "rh"), te.reduce_axis((0, 2), "rq")
         # down the columns, the kept rows only: X[b, c, p, r, k]
@@ -109,9 +111,9 @@ class SpectralConv2d(OpSpec):
         back_h = te.compute((n, o, h, 2, cols),
                             lambda b, oc, i, p, k: te.sum(mixed[b, oc, rq2, rr, k] * ih[i, rr, p, rq2], axis=[rr, rq2]),
                             name="idft_h")
-        rk, rq3 = te.reduce_axis((0, cols), "rk"), te.reduce_axis((0, 2), "rq3")
+        rq3, rk = te.reduce_axis((0, 2), "rq3"), te.reduce_axis((0, cols), "rk")
         return te.compute(self.output_shape(a),
-                          lambda b, oc, i, j: te.sum(back_h[b, oc, i, rq3, rk] * iw[rk, j, rq3], axis=[rk, rq3]),
+                          lambda b, oc, i, j: te.sum(back_h[b, oc, i, rq3, rk] * iw[rq3, rk, j], axis=[rq3, rk]),
                           name="idft_w")
 
     def reference(self, a, x, weight):
@@ -125,7 +127,7 @@ class SpectralConv2d(OpSpec):
         cdt = torch.complex128 if x.dtype == torch.float64 else torch.complex64
         r = torch.view_as_complex(weight.contiguous())  # [C, O, 2*m1, m2]
         xf = torch.fft.rfft2(x)
-        out = torch.zeros(n, o, h, w // 2 + 1, dtype=cdt)
+        out = torch.zeros(n, o, h, w // 2 + 1, dtype=cdt, device=x.device)
         out[:, :, :m1, :cols] = torch.einsum("bixy,ioxy->boxy", xf[:, :, :m1, :cols], r[:, :, :m1])
         out[:, :, h - m1:, :cols] = torch.einsum("bixy,ioxy->boxy", xf[:, :, h - m1:, :cols], r[:, :, m1:])
         return torch.fft.irfft2(out, s=(h, w))
