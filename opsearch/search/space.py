@@ -79,4 +79,22 @@ def design_space(wl: Workload, target: TargetSpec, mod=None):
     if target.kind == "llvm":
         rules = _multistage_llvm_rules() if multistage else _llvm_rules()
         return ms.space_generator.PostOrderApply(sch_rules=rules, postprocs="llvm", mutator_probs="llvm"), multistage
-    return ms.space_generator.PostOrderApply(), multistage
+    if _generates(ms.space_generator.PostOrderApply(), mod, target):
+        return ms.space_generator.PostOrderApply(), multistage
+    # MetaSchedule's CUDA rules fail inside generate_design_space ("IndexError: Index 6 out of
+    # bounds 6") on some multi-stage modules when CrossThreadReduction and MultiLevelTiling both
+    # apply (spectral_conv2d, TVM 0.27): those get the space without CrossThreadReduction.
+    rules = [r for r in ms.ScheduleRule.create("cuda") if type(r).__name__ != "CrossThreadReduction"]
+    return ms.space_generator.PostOrderApply(sch_rules=rules, postprocs="cuda", mutator_probs="cuda"), multistage
+
+
+def _generates(gen, mod, target: TargetSpec) -> bool:
+    """Whether ``gen`` produces ``mod``'s design space without failing (a throwaway context)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    try:
+        ms.TuneContext(mod=mod, target=target.tvm(), space_generator=gen, task_name="probe",
+                       num_threads=1).generate_design_space()
+        return True
+    except Exception:  # noqa: BLE001 - MetaSchedule's C++ errors arrive as several types
+        return False
