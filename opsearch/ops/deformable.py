@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .registry import register
-from .spec import Attr, OpSpec, TensorParam, out_len, prod
+from .spec import CONV2D_ATTRS, OpSpec, TensorParam, prod, window_out_hw
 
 
 @register
@@ -20,12 +20,7 @@ class DeformableConv2d(OpSpec):
         TensorParam("weight", ("O", "C/groups", "KH", "KW")),
         TensorParam("bias", ("O",), optional=True),
     )
-    attrs = (
-        Attr("stride", "pair", 1, minimum=1),
-        Attr("padding", "pair", 0, minimum=0),
-        Attr("dilation", "pair", 1, minimum=1),
-        Attr("groups", "int", 1, minimum=1),
-    )
+    attrs = CONV2D_ATTRS
     # DCNv2 in ResNet-50's stages 3 and 5 (the 3x3 conv of each bottleneck, one offset group),
     # batch 2 at 448x448 inputs (a detector's training crop halved).
     examples = {
@@ -68,13 +63,8 @@ class DeformableConv2d(OpSpec):
             raise self.fail("bias", f"must have shape [{o}], got {list(a['bias'])}")
 
     def output_shape(self, a):
-        n, c, h, w = a["x"]
         o, _, kh, kw = a["weight"]
-        (sh, sw), (ph, pw), (dh, dw) = a["stride"], a["padding"], a["dilation"]
-        ho, wo = out_len(h, ph, ph, dh, kh, sh), out_len(w, pw, pw, dw, kw, sw)
-        if ho <= 0 or wo <= 0:
-            raise self.fail("weight", "dilated kernel is larger than the padded input")
-        return (n, o, ho, wo)
+        return (a["x"][0], o, *window_out_hw(self, a, kh, kw, "weight"))
 
     def _flops(self, a):
         n, c = a["x"][:2]

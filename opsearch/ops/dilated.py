@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .registry import register
-from .spec import Attr, OpSpec, TensorParam, out_len, prod as _prod
+from .spec import CONV2D_ATTRS, Attr, OpSpec, TensorParam, prod as _prod, window_out_hw
 
 
 @register
@@ -16,12 +16,7 @@ class DilatedConv2d(OpSpec):
         TensorParam("weight", ("O", "C/groups", "KH", "KW")),
         TensorParam("bias", ("O",), optional=True),
     )
-    attrs = (
-        Attr("stride", "pair", 1, minimum=1),
-        Attr("padding", "pair", 0, minimum=0),
-        Attr("dilation", "pair", 1, minimum=1),
-        Attr("groups", "int", 1, minimum=1),
-    )
+    attrs = CONV2D_ATTRS
     # "Multi-Scale Context Aggregation by Dilated Convolutions": 3x3 context module, dilations
     # 1,1,2,4,8,16 at 64x64 feature maps; Inception Convolution: per-axis dilation.
     examples = {
@@ -44,13 +39,8 @@ class DilatedConv2d(OpSpec):
             raise self.fail("bias", f"must have shape [{o}], got {list(a['bias'])}")
 
     def output_shape(self, a):
-        n, c, h, w = a["x"]
         o, _, kh, kw = a["weight"]
-        (sh, sw), (ph, pw), (dh, dw) = a["stride"], a["padding"], a["dilation"]
-        ho, wo = out_len(h, ph, ph, dh, kh, sh), out_len(w, pw, pw, dw, kw, sw)
-        if ho <= 0 or wo <= 0:
-            raise self.fail("weight", f"dilated kernel ({kh}x{kw}, dilation {dh}x{dw}) is larger than the padded input")
-        return (n, o, ho, wo)
+        return (a["x"][0], o, *window_out_hw(self, a, kh, kw, "weight"))
 
     def _flops(self, a):
         _, cg, kh, kw = a["weight"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .registry import register
-from .spec import Attr, OpSpec, TensorParam, out_len, prod
+from .spec import CONV2D_ATTRS, Attr, OpSpec, TensorParam, out_len, prod, window_out_hw
 
 
 def _check_bias(op, a, o):
@@ -22,12 +22,7 @@ class CondConv2d(OpSpec):
         TensorParam("routing", ("N", "E")),
         TensorParam("bias", ("O",), optional=True),
     )
-    attrs = (
-        Attr("stride", "pair", 1, minimum=1),
-        Attr("padding", "pair", 0, minimum=0),
-        Attr("dilation", "pair", 1, minimum=1),
-        Attr("groups", "int", 1, minimum=1),
-    )
+    attrs = CONV2D_ATTRS
     # CondConv (EfficientNet-B0 / MobileNetV2 blocks, 8 experts).
     examples = {
         "effnet_3x3_e8": dict(x=[8, 64, 28, 28], experts=[8, 64, 64, 3, 3], routing=[8, 8], padding=1),
@@ -49,13 +44,8 @@ class CondConv2d(OpSpec):
         _check_bias(self, a, o)
 
     def output_shape(self, a):
-        n, c, h, w = a["x"]
         _, o, _, kh, kw = a["experts"]
-        (sh, sw), (ph, pw), (dh, dw) = a["stride"], a["padding"], a["dilation"]
-        ho, wo = out_len(h, ph, ph, dh, kh, sh), out_len(w, pw, pw, dw, kw, sw)
-        if ho <= 0 or wo <= 0:
-            raise self.fail("experts", "dilated kernel is larger than the padded input")
-        return (n, o, ho, wo)
+        return (a["x"][0], o, *window_out_hw(self, a, kh, kw, "experts"))
 
     def _flops(self, a):
         n = a["x"][0]

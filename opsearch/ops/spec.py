@@ -278,6 +278,26 @@ def out_len(size: int, pad_lo: int, pad_hi: int, dilation: int, kernel: int, str
     return (size + pad_lo + pad_hi - dilation * (kernel - 1) - 1) // stride + 1
 
 
+#: ``F.conv2d``'s stride, padding, dilation and groups, as the 2-D convolutions declare them.
+CONV2D_ATTRS = (
+    Attr("stride", "pair", 1, minimum=1),
+    Attr("padding", "pair", 0, minimum=0),
+    Attr("dilation", "pair", 1, minimum=1),
+    Attr("groups", "int", 1, minimum=1),
+)
+
+
+def window_out_hw(op: "OpSpec", a: dict, kh: int, kw: int, param: str) -> tuple[int, int]:
+    """(Ho, Wo) of a ``kh`` x ``kw`` window slid over ``a["x"]``'s last two axes with the
+    workload's stride, padding and dilation; raises ``op.fail(param, ...)`` when it is empty."""
+    h, w = a["x"][-2:]
+    (sh, sw), (ph, pw), (dh, dw) = a["stride"], a["padding"], a["dilation"]
+    ho, wo = out_len(h, ph, ph, dh, kh, sh), out_len(w, pw, pw, dw, kw, sw)
+    if ho <= 0 or wo <= 0:
+        raise op.fail(param, f"dilated kernel ({kh}x{kw}, dilation {dh}x{dw}) is larger than the padded input")
+    return ho, wo
+
+
 def prod(xs) -> int:
     return math.prod(xs)
 
