@@ -48,9 +48,8 @@ class DeformableConv2d(OpSpec):
             raise self.fail("groups", f"({g}) must divide the input channels C={c} and the output channels O={o}")
         if cg != c // g:
             raise self.fail("weight", f"dim 1 must be C/groups = {c // g}, got {cg}")
-        taps = kh * kw
+        taps, og = self._taps(a), self.offset_groups(a)
         ho, wo = self.output_shape(a)[2:]
-        og = a["offset"][1] // (2 * taps)
         if a["offset"][1] % (2 * taps) or og < 1 or c % og:
             raise self.fail("offset", f"dim 1 must be 2*G*KH*KW = 2*G*{taps} with G offset groups dividing C={c}, "
                                       f"got {a['offset'][1]}")
@@ -59,8 +58,7 @@ class DeformableConv2d(OpSpec):
         if a["mask"] != (n, og * taps, ho, wo):
             raise self.fail("mask", f"must have shape [{n}, {og * taps}, {ho}, {wo}] (G*KH*KW = {og}*{taps}), "
                                     f"got {list(a['mask'])}")
-        if a["bias"] is not None and a["bias"] != (o,):
-            raise self.fail("bias", f"must have shape [{o}], got {list(a['bias'])}")
+        self.check_bias(a, o)
 
     def output_shape(self, a):
         o, _, kh, kw = a["weight"]

@@ -35,8 +35,7 @@ class DilatedConv2d(OpSpec):
             raise self.fail("groups", f"({g}) must divide the output channels O={o}")
         if cg != c // g:
             raise self.fail("weight", f"dim 1 must be C/groups = {c // g}, got {cg}")
-        if a["bias"] is not None and a["bias"] != (o,):
-            raise self.fail("bias", f"must have shape [{o}], got {list(a['bias'])}")
+        self.check_bias(a, o)
 
     def output_shape(self, a):
         o, _, kh, kw = a["weight"]
@@ -167,8 +166,7 @@ class DilatedConv1d(OpSpec):
             raise self.fail("weight", f"dim 1 must equal the input channels C={c}, got {cw}")
         if not a["causal"] and k % 2 == 0:
             raise self.fail("weight", f"non-causal ('same') convolution needs an odd kernel size, got K={k}")
-        if a["bias"] is not None and a["bias"] != (o,):
-            raise self.fail("bias", f"must have shape [{o}], got {list(a['bias'])}")
+        self.check_bias(a, o)
 
     def output_shape(self, a):
         return (a["x"][0], a["weight"][0], a["x"][2])

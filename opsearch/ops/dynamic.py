@@ -6,11 +6,6 @@ from .registry import register
 from .spec import CONV2D_ATTRS, Attr, OpSpec, TensorParam, out_len, prod, window_out_hw
 
 
-def _check_bias(op, a, o):
-    if a.get("bias") is not None and a["bias"] != (o,):
-        raise op.fail("bias", f"must have shape [{o}], got {list(a['bias'])}")
-
-
 @register
 class CondConv2d(OpSpec):
     name = "condconv2d"
@@ -41,7 +36,7 @@ class CondConv2d(OpSpec):
             raise self.fail("experts", f"dim 2 must be C/groups = {c // g}, got {cg}")
         if a["routing"] != (n, e):
             raise self.fail("routing", f"must have shape [N, E] = [{n}, {e}], got {list(a['routing'])}")
-        _check_bias(self, a, o)
+        self.check_bias(a, o)
 
     def output_shape(self, a):
         _, o, _, kh, kw = a["experts"]

@@ -213,6 +213,11 @@ class OpSpec:
     def fail(self, param: str, rule: str) -> WorkloadError:
         return WorkloadError(f"{self.name}: '{param}' {rule}")
 
+    def check_bias(self, a: dict, channels: int) -> None:
+        """The optional ``bias`` tensor, when present, must be [channels]."""
+        if a.get("bias") is not None and a["bias"] != (channels,):
+            raise self.fail("bias", f"must have shape [{channels}], got {list(a['bias'])}")
+
     # ------------------------------------------------------------------ to override
     def check(self, a: dict) -> None:
         """Cross-parameter rules; raise ``self.fail(param, rule)``."""
