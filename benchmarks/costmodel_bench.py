@@ -16,7 +16,13 @@ Splits:
    (``--holdout family``): train on every other workload's (family's) records, rank the held-out
    workload's candidates -- a workload the model has never seen;
 2. online: within each workload, train on the first half of its records in measurement order and
-   rank the second half (what search does).  ``ours+pre`` and ``stock+others`` also get every
+   rank the second half (what search does);
+3. per round (``--rounds B``): replays a search round by round -- records in measurement order,
+   in batches of B ok records (about the tuner's ``--batch``: failed candidates are left out); for every batch after the first, train on every
+   record measured before it and rank the batch.  top-1 / top-5 here say how often the model,
+   had it been asked to pick among what that round measured, would have put the round's fastest
+   candidate first / in its first five; ``new best`` counts rounds that improved the workload's
+   best so far (rounds where the model's pick matters most).  ``ours+pre`` and ``stock+others`` also get every
    other workload's records first (the tuner pretrains ours on the database -- there with the
    failures as label 0 and every target of the kind; a MetaSchedule session tuning several
    tasks shares one model the same way).
@@ -213,6 +219,33 @@ def online(groups, timer: Timer, rng) -> tuple[list[str], list[dict]]:
     return ["ours", "ours+pre", "stock", "stock+others", "random"], rows
 
 
+def per_round(groups, batch: int, timer: Timer, rng) -> tuple[list[str], list[dict]]:
+    """Each workload's rounds replayed: train on what was measured before a round, rank the round."""
+    rows = []
+    for g in groups:
+        per_model = {"ours": [], "stock": [], "random": []}
+        n, improved = 0, 0
+        for start in range(batch, len(g), batch):
+            before, now = g.subset(slice(0, start)), g.subset(slice(start, start + batch))
+            if len(now) < 2 or len(set(now.secs)) < 2:
+                continue
+            n += len(now)
+            improved += bool(min(now.secs) < min(before.secs))
+            ours = timer(("ours", "train"), train_ours, [before])
+            per_model["ours"].append(metrics(now, timer(("ours", "predict"), ours.score, now.x)))
+            stock = timer(("stock", "train"), train_stock, [before])
+            per_model["stock"].append(metrics(now, timer(("stock", "predict"), predict_stock, stock, now)))
+            per_model["random"].append(random_floor(now, rng))
+        if not per_model["ours"]:
+            continue
+        row = {"workload": label(g), "n": n, "train_records": None, "rounds": len(per_model["ours"]),
+               "new_best_rounds": improved}
+        for m, rs in per_model.items():
+            row[m] = {k: float(np.mean([r[k] for r in rs])) for k in METRICS}
+        rows.append(row)
+    return ["ours", "stock", "random"], rows
+
+
 # ----------------------------------------------------------------------------- report
 def mean_row(models, rows) -> dict:
     out = {"workload": "mean", "n": sum(r["n"] for r in rows), "train_records": None}
@@ -253,11 +286,14 @@ def md_table(title: str, models, rows) -> str:
 def main(argv=None) -> int:
     global NTHREAD
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--db", required=True, help="database URL (read only)")
+    ap.add_argument("--db", required=True, action="append",
+                    help="database URL (read only); repeat it to pool the workloads of several databases")
     ap.add_argument("--target", default="cpu", help="target whose records are used (default: cpu)")
     ap.add_argument("--holdout", choices=("workload", "family"), default="workload")
     ap.add_argument("--min-records", type=int, default=8, help="skip workloads with fewer ok records")
     ap.add_argument("--threads", type=int, default=NTHREAD, help="XGBoost threads for both models (default: 1)")
+    ap.add_argument("--rounds", type=int, metavar="B", help="also replay each workload's search in rounds of B "
+                    "records (the tuner's batch) and rank each round with what came before it")
     ap.add_argument("--json", help="also write every number to this file")
     ap.add_argument("--markdown", action="store_true", help="print the two tables as markdown")
     args = ap.parse_args(argv)
@@ -266,23 +302,27 @@ def main(argv=None) -> int:
 
     from opsearch.db.records import target_name
 
-    if args.db.startswith("sqlite:///") and not os.path.exists(args.db[len("sqlite:///"):]):
-        print(f"error: no database at {args.db[len('sqlite:///'):]} (the benchmark only reads one)", file=sys.stderr)
-        return 2
+    for url in args.db:
+        if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///"):]):
+            print(f"error: no database at {url[len('sqlite:///'):]} (the benchmark only reads one)", file=sys.stderr)
+            return 2
     try:
-        db = opsearch.db.connect(args.db)
         target = target_name(args.target)
         timer = Timer()
-        groups, skipped = timer(("features", "replay+extract"), load, db, target, args.min_records)
+        groups, skipped = [], []
+        for url in args.db:
+            g, sk = timer(("features", "replay+extract"), load, opsearch.db.connect(url), target, args.min_records)
+            groups += g
+            skipped += sk
     except OpsearchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if len(groups) < 2:
+    if len(groups) < (1 if args.rounds else 2):
         print(f"error: need >= 2 workloads with >= {args.min_records} ok records on {target}, "
               f"found {len(groups)} (skipped: {skipped})", file=sys.stderr)
         return 2
     rng = np.random.default_rng(0)
-    print(f"{args.db}  target {target}: {len(groups)} workloads, {sum(len(g) for g in groups)} ok records"
+    print(f"{' '.join(args.db)}  target {target}: {len(groups)} workloads, {sum(len(g) for g in groups)} ok records"
           + (f"; skipped {len(skipped)} with < {args.min_records}" if skipped else ""))
     t_ho = Timer()
     m_ho, r_ho = held_out(groups, args.holdout, t_ho, rng)
@@ -295,14 +335,24 @@ def main(argv=None) -> int:
     print(render("2. online: train on the first half of a workload (measurement order), rank the second half",
                  m_on, r_on))
     print()
+    t_ro, r_ro = Timer(), []
+    if args.rounds:
+        m_ro, r_ro = per_round(groups, args.rounds, t_ro, rng)
+        print(render(f"3. per round: train on the records before each round of {args.rounds}, rank the round", m_ro, r_ro))
+        for r in r_ro:
+            print(f"   {r['workload']}: {r['rounds']} rounds ranked, {r['new_best_rounds']} of them found a new best")
+        print()
     f = ("features", "replay+extract")
     print(f"features (replay + extract, once, for ours): {timer.s[f]:.1f} s ({timer.cpu[f]:.1f} CPU)")
     print(f"held-out: {t_ho.summary()}")
     print(f"online:   {t_on.summary()}")
+    if args.rounds:
+        print(f"rounds:   {t_ro.summary()}")
     if args.json:
         out = {"db": args.db, "target": target, "holdout": args.holdout, "skipped": skipped,
                "held_out": {"rows": r_ho, "mean": mean_row(m_ho, r_ho) if r_ho else None},
                "online": {"rows": r_on, "mean": mean_row(m_on, r_on)},
+               "rounds": {"batch": args.rounds, "rows": r_ro, "mean": mean_row(["ours", "stock", "random"], r_ro) if r_ro else None},
                "seconds": {"features": timer.to_json(), "held_out": t_ho.to_json(), "online": t_on.to_json()}}
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)

@@ -13,7 +13,9 @@ failed or timed out), two plots written next to the page (``suite_speedups.png``
 ``tuning_curves.png``), the benchmarks this command leaves out and why, and at the end
 ``benchmarks/history.md`` (hand-maintained headline ratios of earlier machines) verbatim. The
 README's two commands take ~25 minutes on a fresh clone, too long for this run: their latest
-figures are kept by hand in ``benchmarks/fresh_clone.md``, which the page includes verbatim.
+figures are kept by hand in ``benchmarks/fresh_clone.md``, which the page includes verbatim; so
+are those of opsearch against stock MetaSchedule on every seed operator at 256 trials (about 90
+minutes), in ``benchmarks/search_quality.md``.
 
 Importing this module runs nothing. :func:`render_page` and the step renderers are pure
 functions of the step results (``tests/test_results_page.py`` checks them without running a
@@ -43,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benchmarks" / "RESULTS.md"
 HISTORY = ROOT / "benchmarks" / "history.md"
 FRESH_CLONE = ROOT / "benchmarks" / "fresh_clone.md"
+SEARCH_QUALITY = ROOT / "benchmarks" / "search_quality.md"  # a 90-minute run, kept by hand like FRESH_CLONE
 SUITE_PNG = "suite_speedups.png"
 CURVES_PNG = "tuning_curves.png"
 PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -440,10 +443,13 @@ def render_header(info: dict) -> str:
 
 def render_page(info: dict, results: list[tuple[Step, StepResult]], history: str | None,
                 images: dict[str, str] | None = None, smoke: bool = False,
-                left_out: list[Step] | None = None, fresh_clone: str | None = None) -> str:
+                left_out: list[Step] | None = None, fresh_clone: str | None = None,
+                search_quality: str | None = None) -> str:
     """The whole page. ``images``: PNG name -> link path for the plots that were written;
     ``left_out``: default steps this run did not run (``--only``); ``fresh_clone``: the text of
-    :data:`FRESH_CLONE` (the README's commands on a fresh clone), shown after the steps."""
+    :data:`FRESH_CLONE` (the README's commands on a fresh clone), shown after the steps;
+    ``search_quality``: the text of :data:`SEARCH_QUALITY` (opsearch against stock MetaSchedule on
+    every seed operator at 256 trials, too long for this command), shown before it."""
     images = images or {}
     out = ["# Benchmark results" + (" (smoke run: tiny budgets, not results)" if smoke else ""), ""]
     make = "`make bench`" + (" with `--smoke`" if smoke else "")
@@ -465,6 +471,8 @@ def render_page(info: dict, results: list[tuple[Step, StepResult]], history: str
                 render_step_body(step, res), ""]
         if step.image and step.image[0] in images:
             out += [f"![{step.image[1]}]({images[step.image[0]]})", ""]
+    if search_quality is not None:
+        out += [search_quality.rstrip("\n"), ""]
     if fresh_clone is not None:
         out += ["## The README's two commands on a fresh clone", "", fresh_clone.rstrip("\n"), ""]
     out += ["## Not run by this command", ""]
@@ -688,7 +696,8 @@ def main(argv: list[str] | None = None) -> int:
     history = HISTORY.read_text() if HISTORY.exists() else None
     fresh = FRESH_CLONE.read_text() if FRESH_CLONE.exists() and not args.smoke else None
     left_out = [s for s in all_steps if s not in chosen]
-    out.write_text(render_page(info, results, history, images, args.smoke, left_out, fresh))
+    quality = SEARCH_QUALITY.read_text() if SEARCH_QUALITY.exists() and not args.smoke else None
+    out.write_text(render_page(info, results, history, images, args.smoke, left_out, fresh, quality))
     print(f"wrote {out}" + "".join(f", {out.parent / name}" for name in images) + f" (scratch files in {work})")
     failed = [s.name for s, r in results if not r.ok]
     if failed:  # the page is written all the same, with a note in each such section

@@ -4,7 +4,8 @@ Each side runs in its own process, alternating (A B A B) for ``--rounds`` rounds
 trial budget. The sides (``--sides``): ``opsearch`` (what ``tune`` does), ``opsearch-full`` (the
 same with every candidate timed fully, ``--full-timing``: no screening), ``opsearch-unroll512``
 (the same with MetaSchedule's unrolling choices, 512 steps included, multi-stage spaces too: see
-``opsearch.search.space``) and ``stock``. Reported: wall time, trials per minute, and the best latency after each checkpoint
+``opsearch.search.space``), ``opsearch-pop512`` (the same with stock's evolutionary population
+of 512 instead of ``TuneConfig.population``) and ``stock``. Reported: wall time, trials per minute, and the best latency after each checkpoint
 (``--checkpoints``, trial counts): each side's own measurement of its best candidate within the
 first N trials, and the same candidates re-timed side by side in one process for fairness.
 
@@ -15,13 +16,21 @@ N trials as the ``stock-metaschedule`` baseline of the workload, which ``opsearc
 ``--json PATH`` also writes every figure of the table, and each side's best latency so far after
 every trial (its own measurements, last round), to PATH (``benchmarks/run_all.py`` plots those).
 
+``--keep-db DIR`` keeps the opsearch sides' databases (``costmodel_bench.py --rounds`` replays
+their rounds). ``--summary JSON...`` prints one table over several workloads' ``--json`` files:
+stock's best over each opsearch side's (re-timed, above 1: opsearch faster), opsearch's best after
+a third of the trials against stock's after all of them, the trials each side needed to match
+stock's best, and geometric means; ``--plot PNG`` draws quality against trials over them.
+
     .venv/bin/python benchmarks/search_bench.py --trials 256 --checkpoints 64,256 --batch 32
+    .venv/bin/python benchmarks/search_bench.py --summary /tmp/sq/*.json --plot benchmarks/search_quality.png
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -29,7 +38,8 @@ import tempfile
 import time
 
 WORKLOAD = ("dilated_conv2d", "context_d4")  # (operator, example), overridable with --example OP:NAME
-SIDES = ("opsearch", "opsearch-full", "opsearch-unroll512", "stock")
+SIDES = ("opsearch", "opsearch-full", "opsearch-unroll512", "opsearch-pop512", "stock")
+KEEP_DB = None  # --keep-db DIR: opsearch sides write their database to DIR/<side>-<op>-<example>.db
 
 
 def _workload():
@@ -39,17 +49,27 @@ def _workload():
 
 
 def _ours(trials: int, batch: int, checkpoints: list[int], build_timeout: float, population: int = 0,
-          full_timing: bool = False, unroll512: bool = False) -> dict:
+          side: str = "opsearch") -> dict:
     from opsearch import db as dbmod
     from opsearch.search import space, tune
     from opsearch.search.runner import MeasureConfig
 
+    full_timing, unroll512 = side == "opsearch-full", side == "opsearch-unroll512"
+    if side == "opsearch-pop512":
+        population = 512
     if unroll512:
         space.LLVM_UNROLL_STEPS = (0, 16, 64, 512)
 
     wl = _workload()
     with tempfile.TemporaryDirectory() as d:
-        db = dbmod.connect(f"sqlite:///{d}/bench.db")
+        path = f"{KEEP_DB}/{side}-{WORKLOAD[0]}-{WORKLOAD[1]}.db" if KEEP_DB else f"{d}/bench.db"
+        if KEEP_DB:
+            import os
+
+            os.makedirs(KEEP_DB, exist_ok=True)
+            if os.path.exists(path):
+                os.remove(path)
+        db = dbmod.connect(f"sqlite:///{path}")
         t0 = time.time()
         extra = {"population": population} if population else {}
         if full_timing:
@@ -60,7 +80,6 @@ def _ours(trials: int, batch: int, checkpoints: list[int], build_timeout: float,
         hist = db.history(wl, "cpu")
         lat = [rec.mean_us if rec.status == "ok" else None for rec in hist]
         traces = {n: _best_within(lat, [rec.trace for rec in hist], n) for n in checkpoints}
-    side = "opsearch-full" if full_timing else "opsearch-unroll512" if unroll512 else "opsearch"
     return {"side": side, "wall_s": wall, "trials": r.trials_run, "curve": _curve(lat), "traces": traces}
 
 
@@ -107,8 +126,126 @@ def _retime(traces: dict) -> dict:
     return time_schedules(_workload(), traces)
 
 
+def _reach(curve: list, target: float | None) -> int | None:
+    """First trial count at which ``curve`` (best so far) is at or below ``target``."""
+    if target is None:
+        return None
+    return next((i + 1 for i, v in enumerate(curve) if v is not None and v <= target), None)
+
+
+def summary(paths: list[str], markdown: bool = True) -> str:
+    """One row per workload from ``--json`` files of runs with a ``stock`` side: stock's best
+    latency over each opsearch side's, re-timed side by side (above 1: opsearch faster), and the
+    trials each opsearch side needed to match stock's best at the last checkpoint (own measurements,
+    each side in its own process), with geometric means."""
+    reps = [json.load(open(p)) for p in paths]
+    reps = [r for r in reps if "stock" in r["sides"]]
+    if not reps:
+        return "no run with a stock side"
+    ours = [s for s in reps[0]["sides"] if s != "stock"]
+    n = reps[0]["checkpoints"][-1]
+    third = max(c for c in reps[0]["checkpoints"] if c <= n / 3 + 1) if any(c <= n / 3 + 1 for c in reps[0]["checkpoints"]) else None
+    head = ["workload"] + [f"stock@{n} / {s}@{n}" for s in ours]
+    if third:
+        head += [f"stock@{n} / {ours[0]}@{third}"]
+    head += [f"{s}: trials to stock's best@{n}" for s in ours] + [f"{s} trials/min / stock's" for s in ours]
+    rows, logs = [], {h: [] for h in head[1:]}
+    for r in reps:
+        st = r["sides"]["stock"]
+        st_last = st["best_retimed_us"].get(str(n))
+        cells = [r["workload"]]
+        for s in ours:
+            o = r["sides"][s]["best_retimed_us"].get(str(n))
+            v = st_last / o if st_last and o else None
+            cells.append(v)
+        if third:
+            o = r["sides"][ours[0]]["best_retimed_us"].get(str(third))
+            cells.append(st_last / o if st_last and o else None)
+        for s in ours:
+            cells.append(_reach(r["sides"][s]["curve_us"], st["best_own_us"].get(str(n))))
+        for s in ours:
+            cells.append(r["vs_stock"][s]["trials_per_min_ratio"])
+        rows.append(cells)
+        for h, c in zip(head[1:], cells[1:]):
+            if c is not None and "trials to" not in h:
+                logs[h].append(math.log(c))
+
+    def fmt(h, c):
+        if c is None:
+            return f"not within {n}" if "trials to" in h else "-"
+        return str(c) if "trials to" in h else f"{c:.2f}"
+
+    geo = ["geo-mean"] + [f"{math.exp(statistics.fmean(logs[h])):.2f}" if logs[h] and "trials to" not in h else
+                          (f"median {statistics.median([c or n + 1 for c in col]):g}" if "trials to" in h else "-")
+                          for h, col in zip(head[1:], zip(*[r[1:] for r in rows]))]
+    lines = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
+    lines += ["| " + " | ".join([r[0]] + [fmt(h, c) for h, c in zip(head[1:], r[1:])]) + " |" for r in rows]
+    lines.append("| **" + geo[0] + "** | " + " | ".join(geo[1:]) + " |")
+    for s in ours:  # the geo-mean over workloads of stock's best@n / this side's best so far, per trial
+        t = _geo_reach([r["sides"][s]["curve_us"] for r in reps], [r["sides"]["stock"]["best_own_us"].get(str(n)) for r in reps])
+        lines.append(f"\n{s}: the geo-mean over these workloads of stock's best after {n} trials over {s}'s best so "
+                     f"far (own measurements) reaches 1.0 after " + (f"{t} trials" if t else f"more than {n} trials"))
+    return "\n".join(lines)
+
+
+def _geo_reach(curves: list[list], targets: list) -> int | None:
+    """Smallest trial count t at which the geometric mean over workloads of target / best-after-t is >= 1."""
+    pairs = [(c, t) for c, t in zip(curves, targets) if t and c]
+    for i in range(max(len(c) for c, _ in pairs) if pairs else 0):
+        logs = []
+        for c, t in pairs:
+            v = c[min(i, len(c) - 1)]
+            if v is None:
+                break
+            logs.append(math.log(t / v))
+        if len(logs) == len(pairs) and statistics.fmean(logs) >= 0:
+            return i + 1
+    return None
+
+
+def plot_summary(paths: list[str], out: str) -> None:
+    """Quality against trials over workloads: stock's best after the last checkpoint over each
+    side's best so far (own measurements; above 1: better than stock's final kernel), one thin
+    line per workload and side, the geometric mean over workloads bold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    reps = [r for r in (json.load(open(p)) for p in paths) if "stock" in r["sides"]]
+    n = reps[0]["checkpoints"][-1]
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    colors = {}
+    for side in reps[0]["sides"]:
+        series = []
+        for r in reps:
+            target = r["sides"]["stock"]["best_own_us"].get(str(n))
+            c = r["sides"][side]["curve_us"]
+            if not target or not c:
+                continue
+            ys = [target / v if v else float("nan") for v in c[:n]] + [float("nan")] * (n - len(c[:n]))
+            line, = ax.step(range(1, n + 1), ys, where="post", linewidth=0.6, alpha=0.35, color=colors.get(side))
+            colors.setdefault(side, line.get_color())
+            series.append(ys)
+        geo = [math.exp(statistics.fmean(math.log(v) for v in col)) if all(v == v for v in col) else float("nan")
+               for col in zip(*series)]
+        ax.step(range(1, n + 1), geo, where="post", linewidth=2.2, color=colors[side],
+                label=f"{'stock MetaSchedule' if side == 'stock' else side}: geo-mean over {len(series)} workloads")
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.axvline(n / 3, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_xlabel("trials")
+    ax.set_ylabel(f"stock's best after {n} / best so far")
+    ax.set_title(f"search quality against trials ({len(reps)} workloads, each side's own measurements)", fontsize=10)
+    ax.set_ylim(0, 1.6)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
-    global WORKLOAD
+    global WORKLOAD, KEEP_DB
     ap = argparse.ArgumentParser()
     ap.add_argument("--example", default=":".join(WORKLOAD), help="OP:EXAMPLE (default %(default)s)")
     ap.add_argument("--trials", type=int, default=64)
@@ -123,17 +260,26 @@ def main() -> None:
     ap.add_argument("--sides", default="opsearch,stock", help="comma-separated, in run order (default %(default)s)")
     ap.add_argument("--stock-batch", type=int, help="stock's candidates per iteration (default: --batch)")
     ap.add_argument("--json", metavar="PATH", help="also write the figures and the tuning curves to PATH as JSON")
+    ap.add_argument("--keep-db", metavar="DIR", help="keep the opsearch sides' databases in DIR (for costmodel_bench)")
+    ap.add_argument("--summary", nargs="+", metavar="JSON",
+                    help="print one markdown table over earlier runs' --json files (each with a stock side) and exit")
+    ap.add_argument("--plot", metavar="PNG", help="with --summary: also plot quality against trials to PNG")
     ap.add_argument("--side", choices=list(SIDES))
     ap.add_argument("--retime")
     a = ap.parse_args()
+    if a.summary:
+        print(summary(a.summary))
+        if a.plot:
+            plot_summary(a.summary, a.plot)
+        return
     WORKLOAD = tuple(a.example.split(":", 1))
+    KEEP_DB = a.keep_db
     cps = sorted({int(c) for c in a.checkpoints.split(",") if c} | {a.trials})
     if a.side:
         if a.side == "stock":
             out = _stock(a.trials, a.stock_batch or a.batch, cps, a.stock_build_timeout)
         else:
-            out = _ours(a.trials, a.batch, cps, a.stock_build_timeout, a.population, a.side == "opsearch-full",
-                        a.side == "opsearch-unroll512")
+            out = _ours(a.trials, a.batch, cps, a.stock_build_timeout, a.population, a.side)
         print(json.dumps(out))
         return
     if a.retime:
@@ -150,7 +296,8 @@ def main() -> None:
                                 "--checkpoints", ",".join(map(str, cps)), "--batch", str(a.batch),
                                 "--stock-build-timeout", str(a.stock_build_timeout),
                                 "--stock-batch", str(a.stock_batch or a.batch),
-                                "--population", str(a.population)], capture_output=True, text=True)
+                                "--population", str(a.population)] + (["--keep-db", a.keep_db] if a.keep_db else []),
+                               capture_output=True, text=True)
             if p.returncode:
                 sys.exit(f"{side} failed: {p.stderr[-2000:]}")
             runs[side].append(json.loads(p.stdout.strip().splitlines()[-1]))

@@ -32,8 +32,10 @@ NEW = ("dilated_conv2d", dict(x=[1, 64, 48, 48], weight=[64, 64, 3, 3], padding=
 def _workload(spec: str | None):
     from opsearch import ops
 
-    op, args = (spec.split(":", 1)[0], json.loads(spec.split(":", 1)[1])) if spec else NEW
-    return ops.get(op).workload(**args)
+    if not spec:
+        return ops.get(NEW[0]).workload(**NEW[1])
+    op, rest = spec.split(":", 1)
+    return ops.get(op).workload(**json.loads(rest)) if rest.lstrip().startswith("{") else ops.get(op).example(rest)
 
 
 def _side(db_path: str, trials: int, batch: int, transfer: int, pretrain: bool, spec: str | None) -> dict:
@@ -85,7 +87,7 @@ def _sub(*args: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pretrain-db", help="SQLite file with other shapes' records (copied, not changed)")
-    ap.add_argument("--workload", help="OP:JSON_ARGS of the new shape (default: %s)" % json.dumps(NEW))
+    ap.add_argument("--workload", help="OP:JSON_ARGS of the new shape, or OP:EXAMPLE (default: %s)" % json.dumps(NEW))
     ap.add_argument("--cold-trials", type=int, default=512)
     ap.add_argument("--warm-trials", type=int, default=171)
     ap.add_argument("--batch", type=int, default=16)

@@ -244,3 +244,34 @@ def test_the_fresh_clone_figures_are_included_when_given():
     head = "## The README's two commands on a fresh clone\n\n"
     assert head + text in page and page.index(head) < page.index("## Not run by this command")
     assert "fresh clone" not in run_all.render_page(INFO, _results()[:1], "h\n")
+
+
+def test_search_summary_over_workloads(tmp_path):
+    """``search_bench.py --summary``: stock's best over ours re-timed, trials to match stock's own
+    best, and the trial at which the geo-mean over workloads reaches stock's best."""
+    search = _load("search_bench")
+    a = json.loads(_search_json())
+    b = json.loads(_search_json())
+    b["workload"] = "shift_conv2d:scnet_64"
+    b["sides"]["stock"]["best_retimed_us"]["64"] = 900.0  # ours (1800) twice as slow as stock here
+    b["sides"]["stock"]["best_own_us"]["64"] = 1000.0  # never reached by ours' curve (best 1830)
+    a["sides"]["stock"]["best_retimed_us"]["64"] = 2000.0
+    paths = []
+    for name, rep in (("a", a), ("b", b)):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(rep))
+    out = search.summary([str(p) for p in paths])
+    assert "| dilated_conv2d:context_d4 | 1.11 | 0.93 | 3 | 5.42 |" in out  # 2000/1800, 2000/2150@16; 2500>1900, 1830<=1900
+    assert "| shift_conv2d:scnet_64 | 0.50 | 0.42 | not within 64 | 5.42 |" in out
+    assert "| **geo-mean** | 0.75 | 0.62 | median 34 | 5.42 |" in out  # sqrt(1.111*0.5)
+    assert "reaches 1.0 after more than 64 trials" in out
+    assert search._geo_reach([[None, 4.0, 2.0], [3.0, 3.0, 1.0]], [2.0, 2.0]) == 3
+    assert search._geo_reach([[None, 4.0]], [5.0]) == 2
+    assert search._reach([None, 5.0, 3.0], 4.0) == 3 and search._reach([5.0], 4.0) is None
+
+
+def test_the_search_quality_section_is_included_when_given():
+    text = "## Search quality on the seed operators: opsearch against stock MetaSchedule, 256 trials\n\n| a | b |\n"
+    page = run_all.render_page(INFO, _results()[:1], "h\n", fresh_clone="f\n", search_quality=text)
+    assert text in page and page.index(text) < page.index("## The README's two commands on a fresh clone")
+    assert "Search quality on the seed" not in run_all.render_page(INFO, _results()[:1], "h\n")
