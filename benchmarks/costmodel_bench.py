@@ -120,8 +120,13 @@ def label(g) -> str:
 
 
 # ----------------------------------------------------------------------------- models
+OURS_PARAMS: dict = {}  # --ours-params: overrides of opsearch.costmodel.xgb.PARAMS (ablations)
+
+
 def train_ours(train_groups, seed=0) -> XGBCostModel:
-    m = XGBCostModel(seed=seed, params={"nthread": NTHREAD})
+    params = {k: v for k, v in OURS_PARAMS.items() if k != "rounds"}
+    m = XGBCostModel(seed=seed, params={"nthread": NTHREAD, **params}, **({"rounds": OURS_PARAMS["rounds"]}
+                                                                          if "rounds" in OURS_PARAMS else {}))
     for g in train_groups:
         m.add(g.key, g.x, g.secs)
     m.fit()
@@ -284,7 +289,7 @@ def md_table(title: str, models, rows) -> str:
 
 
 def main(argv=None) -> int:
-    global NTHREAD
+    global NTHREAD, OURS_PARAMS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--db", required=True, action="append",
                     help="database URL (read only); repeat it to pool the workloads of several databases")
@@ -294,10 +299,13 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=NTHREAD, help="XGBoost threads for both models (default: 1)")
     ap.add_argument("--rounds", type=int, metavar="B", help="also replay each workload's search in rounds of B "
                     "records (the tuner's batch) and rank each round with what came before it")
+    ap.add_argument("--ours-params", type=json.loads, default={}, metavar="JSON",
+                    help='overrides of our model\'s XGBoost parameters, e.g. \'{"objective": "reg:squarederror"}\'; "rounds" sets the boosting rounds')
     ap.add_argument("--json", help="also write every number to this file")
     ap.add_argument("--markdown", action="store_true", help="print the two tables as markdown")
     args = ap.parse_args(argv)
     NTHREAD = args.threads
+    OURS_PARAMS = args.ours_params
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
 
     from opsearch.db.records import target_name

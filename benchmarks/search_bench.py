@@ -142,9 +142,10 @@ def summary(paths: list[str], markdown: bool = True) -> str:
     reps = [r for r in reps if "stock" in r["sides"]]
     if not reps:
         return "no run with a stock side"
-    ours = [s for s in reps[0]["sides"] if s != "stock"]
+    ours = list(dict.fromkeys(s for r in reps for s in r["sides"] if s != "stock"))
     n = reps[0]["checkpoints"][-1]
-    third = max(c for c in reps[0]["checkpoints"] if c <= n / 3 + 1) if any(c <= n / 3 + 1 for c in reps[0]["checkpoints"]) else None
+    early = [c for c in reps[0]["checkpoints"] if c <= n / 3 + 1]
+    third = max(early) if early else None
     head = ["workload"] + [f"stock@{n} / {s}@{n}" for s in ours]
     if third:
         head += [f"stock@{n} / {ours[0]}@{third}"]
@@ -153,37 +154,39 @@ def summary(paths: list[str], markdown: bool = True) -> str:
     for r in reps:
         st = r["sides"]["stock"]
         st_last = st["best_retimed_us"].get(str(n))
-        cells = [r["workload"]]
-        for s in ours:
-            o = r["sides"][s]["best_retimed_us"].get(str(n))
-            v = st_last / o if st_last and o else None
-            cells.append(v)
+
+        def ratio(side, at, st_last=st_last, r=r):
+            o = r["sides"].get(side, {}).get("best_retimed_us", {}).get(str(at))
+            return st_last / o if st_last and o else None
+
+        cells = [r["workload"]] + [ratio(s, n) for s in ours]
         if third:
-            o = r["sides"][ours[0]]["best_retimed_us"].get(str(third))
-            cells.append(st_last / o if st_last and o else None)
+            cells.append(ratio(ours[0], third))
         for s in ours:
-            cells.append(_reach(r["sides"][s]["curve_us"], st["best_own_us"].get(str(n))))
-        for s in ours:
-            cells.append(r["vs_stock"][s]["trials_per_min_ratio"])
+            cells.append(_reach(r["sides"][s]["curve_us"], st["best_own_us"].get(str(n))) if s in r["sides"] else "-")
+        cells += [r["vs_stock"].get(s, {}).get("trials_per_min_ratio") for s in ours]
         rows.append(cells)
         for h, c in zip(head[1:], cells[1:]):
             if c is not None and "trials to" not in h:
                 logs[h].append(math.log(c))
 
     def fmt(h, c):
+        if c == "-":
+            return c
         if c is None:
             return f"not within {n}" if "trials to" in h else "-"
         return str(c) if "trials to" in h else f"{c:.2f}"
 
     geo = ["geo-mean"] + [f"{math.exp(statistics.fmean(logs[h])):.2f}" if logs[h] and "trials to" not in h else
-                          (f"median {statistics.median([c or n + 1 for c in col]):g}" if "trials to" in h else "-")
+                          (f"median {statistics.median([c or n + 1 for c in col if c != '-']):g}" if "trials to" in h else "-")
                           for h, col in zip(head[1:], zip(*[r[1:] for r in rows]))]
     lines = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
     lines += ["| " + " | ".join([r[0]] + [fmt(h, c) for h, c in zip(head[1:], r[1:])]) + " |" for r in rows]
     lines.append("| **" + geo[0] + "** | " + " | ".join(geo[1:]) + " |")
     for s in ours:  # the geo-mean over workloads of stock's best@n / this side's best so far, per trial
-        t = _geo_reach([r["sides"][s]["curve_us"] for r in reps], [r["sides"]["stock"]["best_own_us"].get(str(n)) for r in reps])
-        lines.append(f"\n{s}: the geo-mean over these workloads of stock's best after {n} trials over {s}'s best so "
+        has = [r for r in reps if s in r["sides"]]
+        t = _geo_reach([r["sides"][s]["curve_us"] for r in has], [r["sides"]["stock"]["best_own_us"].get(str(n)) for r in has])
+        lines.append(f"\n{s}: the geo-mean over its {len(has)} workloads of stock's best after {n} trials over {s}'s best so "
                      f"far (own measurements) reaches 1.0 after " + (f"{t} trials" if t else f"more than {n} trials"))
     return "\n".join(lines)
 
@@ -216,14 +219,15 @@ def plot_summary(paths: list[str], out: str) -> None:
     n = reps[0]["checkpoints"][-1]
     fig, ax = plt.subplots(figsize=(8, 4.6))
     colors = {}
-    for side in reps[0]["sides"]:
+    for side in dict.fromkeys(s for r in reps for s in r["sides"]):
         series = []
-        for r in reps:
+        for r in (r for r in reps if side in r["sides"]):
             target = r["sides"]["stock"]["best_own_us"].get(str(n))
             c = r["sides"][side]["curve_us"]
             if not target or not c:
                 continue
-            ys = [target / v if v else float("nan") for v in c[:n]] + [float("nan")] * (n - len(c[:n]))
+            c = c[:n] + [c[-1]] * (n - len(c[:n]))  # a run that ran out of candidates keeps its best
+            ys = [target / v if v else float("nan") for v in c]
             line, = ax.step(range(1, n + 1), ys, where="post", linewidth=0.6, alpha=0.35, color=colors.get(side))
             colors.setdefault(side, line.get_color())
             series.append(ys)

@@ -264,7 +264,7 @@ def test_search_summary_over_workloads(tmp_path):
     assert "| dilated_conv2d:context_d4 | 1.11 | 0.93 | 3 | 5.42 |" in out  # 2000/1800, 2000/2150@16; 2500>1900, 1830<=1900
     assert "| shift_conv2d:scnet_64 | 0.50 | 0.42 | not within 64 | 5.42 |" in out
     assert "| **geo-mean** | 0.75 | 0.62 | median 34 | 5.42 |" in out  # sqrt(1.111*0.5)
-    assert "reaches 1.0 after more than 64 trials" in out
+    assert "opsearch: the geo-mean over its 2 workloads" in out and "reaches 1.0 after more than 64 trials" in out
     assert search._geo_reach([[None, 4.0, 2.0], [3.0, 3.0, 1.0]], [2.0, 2.0]) == 3
     assert search._geo_reach([[None, 4.0]], [5.0]) == 2
     assert search._reach([None, 5.0, 3.0], 4.0) == 3 and search._reach([5.0], 4.0) is None
