@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -64,8 +65,6 @@ def _ours(trials: int, batch: int, checkpoints: list[int], build_timeout: float,
     with tempfile.TemporaryDirectory() as d:
         path = f"{KEEP_DB}/{side}-{WORKLOAD[0]}-{WORKLOAD[1]}.db" if KEEP_DB else f"{d}/bench.db"
         if KEEP_DB:
-            import os
-
             os.makedirs(KEEP_DB, exist_ok=True)
             if os.path.exists(path):
                 os.remove(path)
@@ -133,7 +132,7 @@ def _reach(curve: list, target: float | None) -> int | None:
     return next((i + 1 for i, v in enumerate(curve) if v is not None and v <= target), None)
 
 
-def summary(paths: list[str], markdown: bool = True) -> str:
+def summary(paths: list[str]) -> str:
     """One row per workload from ``--json`` files of runs with a ``stock`` side: stock's best
     latency over each opsearch side's, re-timed side by side (above 1: opsearch faster), and the
     trials each opsearch side needed to match stock's best at the last checkpoint (own measurements,
