@@ -7,6 +7,12 @@ Sections: a header (target, masked database URL, record counts, generation time)
 (best latency so far vs trials, one plot per operator), a per-workload table of opsearch's best
 against the baselines that ``opsearch bench`` stores (PyTorch, TVM default schedule, stock
 MetaSchedule) with a bar chart of the speedup over PyTorch, and the cost model's accuracy.
+
+Given a second database of stock MetaSchedule's records (``opsearch tune --tuner stock``,
+``write_report(..., stock_db=...)``), each workload's stock tuning curve is drawn dashed beside
+ours, stock's best record fills the stock column where ``opsearch bench`` stored no baseline, and
+the table says after how many trials our search matched stock's best (each side's own
+measurements, as the curves are).
 """
 
 from __future__ import annotations
@@ -43,15 +49,36 @@ class WorkloadReport:
     best_us: float | None  # fastest ok record of the search
     curve: tuple[float | None, ...]  # best latency so far after each trial (None before the first ok)
     baselines: dict[str, float] = field(default_factory=dict)
+    stock_curve: tuple[float | None, ...] = ()  # the same from the stock database, if one was given
 
     @property
     def tuned_us(self) -> float | None:
         """opsearch's latency: what ``opsearch bench`` measured, else the search's best record."""
         return self.baselines.get(TUNED, self.best_us)
 
+    @property
+    def stock_best_us(self) -> float | None:
+        """Stock MetaSchedule's best record in the stock database (its own measurement)."""
+        return next((v for v in reversed(self.stock_curve) if v is not None), None)
+
+    @property
+    def stock_us(self) -> float | None:
+        """Stock's latency: what ``opsearch bench`` measured, else the stock database's best record."""
+        return self.baselines.get(STOCK_MS, self.stock_best_us)
+
     def speedup(self, baseline: str) -> float | None:
-        ref, ours = self.baselines.get(baseline), self.tuned_us
+        ref = self.stock_us if baseline == STOCK_MS else self.baselines.get(baseline)
+        ours = self.tuned_us
         return ref / ours if ref and ours else None
+
+    def trials_to_stock_best(self) -> tuple[int | None, int | None]:
+        """(the first trial at which our best so far is at or below stock's best, the trial at
+        which stock found its best); None where there is no such trial or no stock curve."""
+        target = self.stock_best_us
+        if target is None:
+            return None, None
+        ours = next((i + 1 for i, v in enumerate(self.curve) if v is not None and v <= target), None)
+        return ours, self.stock_curve.index(target) + 1
 
 
 @dataclass(frozen=True)
@@ -76,6 +103,11 @@ class ReportData:
     other_targets: tuple[str, ...]
     workloads: tuple[WorkloadReport, ...]
     model: ModelReport
+    stock_url: str | None = None  # the stock database, if one was given
+
+    @property
+    def has_stock(self) -> bool:
+        return any(w.stock_curve for w in self.workloads)
 
 
 def best_so_far(records) -> tuple[float | None, ...]:
@@ -88,8 +120,9 @@ def best_so_far(records) -> tuple[float | None, ...]:
     return tuple(out)
 
 
-def collect(db, target: str, model_eval: bool = True) -> ReportData:
-    """Everything the page shows, read from ``db`` for one target (a canonical target name)."""
+def collect(db, target: str, model_eval: bool = True, stock_db=None) -> ReportData:
+    """Everything the page shows, read from ``db`` for one target (a canonical target name), with
+    stock MetaSchedule's curves from ``stock_db`` (a database of ``--tuner stock`` records)."""
     info = db.info()
     counted = {w.workload: w for w in db.workloads(target=target)}
     rows = []
@@ -99,13 +132,16 @@ def collect(db, target: str, model_eval: bool = True) -> ReportData:
         if mine is None and not base:
             continue
         hist = db.history(w.workload, target) if mine else []
+        stock = best_so_far(stock_db.history(w.workload, target)) if stock_db is not None else ()
         rows.append(WorkloadReport(w.workload, mine.n_records if mine else 0, mine.n_ok if mine else 0,
-                                   mine.best_us if mine else None, best_so_far(hist), base))
+                                   mine.best_us if mine else None, best_so_far(hist), base,
+                                   stock if any(v is not None for v in stock) else ()))
     rows.sort(key=lambda r: (r.workload.op, r.workload.key()))
     others = tuple(t.name for t in db.targets() if t.name != target)
     model = model_report(db, target, rows, model_eval)
     return ReportData(target, db.url, datetime.now(timezone.utc), dict(info.counts), dict(info.records_by_status),
-                      db.count(target=target), others, tuple(rows), model)
+                      db.count(target=target), others, tuple(rows), model,
+                      stock_db.url if stock_db is not None else None)
 
 
 def model_report(db, target: str, rows, evaluate: bool) -> ModelReport:
@@ -163,14 +199,23 @@ def _pyplot():
     return plt
 
 
-def plot_tuning_curves(op: str, curves: dict[str, tuple[float | None, ...]], path: Path) -> None:
-    """One line per workload: best latency (µs, log scale) after each trial; a dot at each trial."""
+def plot_tuning_curves(op: str, curves: dict[str, tuple[float | None, ...]], path: Path,
+                       stock: dict[str, tuple[float | None, ...]] | None = None) -> None:
+    """One line per workload: best latency (µs, log scale) after each trial; a dot at each trial.
+    ``stock`` (label -> curve) adds stock MetaSchedule's curve of a workload, dashed, in its colour."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(9, 4.2 + 0.2 * len(curves)), dpi=100)
-    for label, curve in curves.items():
-        xs = [i + 1 for i, v in enumerate(curve) if v is not None]
-        ys = [v for v in curve if v is not None]
-        ax.plot(xs, ys, drawstyle="steps-post", marker="o", markersize=3, label=label)
+    stock = stock or {}
+    fig, ax = plt.subplots(figsize=(9, 4.2 + 0.2 * (len(curves) + len(stock))), dpi=100)
+    for label in dict.fromkeys([*curves, *stock]):
+        color = None
+        for curve, name, style in ((curves.get(label), label, {"marker": "o", "markersize": 3}),
+                                   (stock.get(label), f"{label} (stock MetaSchedule)", {"linestyle": "--"})):
+            if not curve or all(v is None for v in curve):
+                continue
+            xs = [i + 1 for i, v in enumerate(curve) if v is not None]
+            ys = [v for v in curve if v is not None]
+            line, = ax.plot(xs, ys, drawstyle="steps-post", label=name, color=color, **style)
+            color = line.get_color()
     ax.set_yscale("log")
     ax.set_xlabel("trials (records in measurement order)")
     ax.set_ylabel("best latency so far (µs)")
@@ -249,6 +294,7 @@ def render(data: ReportData, images: dict[str, str]) -> str:
     for k, v in (("target", data.target), ("database", data.url),
                  ("records on this target", data.n_target_records), ("records by status (all targets)", status),
                  ("rows per table", counts), ("other targets", ", ".join(data.other_targets) or DASH),
+                 *((("stock MetaSchedule database", data.stock_url),) if data.stock_url else ()),
                  ("generated", data.generated_at.strftime("%Y-%m-%d %H:%M:%S UTC"))):
         p.append(f"<tr><th class=\"l\">{_e(k)}</th><td class=\"l\">{_e(v)}</td></tr>")
     p.append("</table>")
@@ -259,7 +305,9 @@ def render(data: ReportData, images: dict[str, str]) -> str:
         return "\n".join(p)
     p.append(_results_table(data, images))
     p.append("<h2>Tuning curves</h2><p class=\"note\">Best latency measured so far against the number of "
-             "trials (every stored record of the workload on this target, in measurement order).</p>")
+             "trials (every stored record of the workload on this target, in measurement order)."
+             + (" Dashed: stock MetaSchedule's records of the workload in the stock database, its own measurements."
+                if data.has_stock else "") + "</p>")
     for op in sorted({w.workload.op for w in data.workloads}):
         if f"curves:{op}" in images:
             p.append(f"<h3>{_e(op)}</h3><img src=\"{_e(images['curves:' + op])}\" alt=\"tuning curves of {_e(op)}\">")
@@ -271,19 +319,29 @@ def render(data: ReportData, images: dict[str, str]) -> str:
 
 
 def _results_table(data: ReportData, images: dict[str, str]) -> str:
+    stock = data.has_stock
     p = ["<h2>opsearch vs baselines</h2>",
          "<p class=\"note\">Latencies in µs. <em>opsearch tuned</em> is what <code>opsearch bench</code> measured, "
-         "else (marked *) the search's best record. Speedup = baseline latency / opsearch latency.</p>"]
+         "else (marked *) the search's best record"
+         + (", and likewise <em>stock MetaSchedule</em> (marked *: the stock database's best record). <em>Trials to "
+            "stock's best</em>: the first trial at which opsearch's best so far reached stock's best record, and in "
+            "brackets the trial at which stock found it (each side's own measurements)" if stock else "")
+         + ". Speedup = baseline latency / opsearch latency.</p>"]
     cols = ("workload", "records (ok)", "opsearch tuned", "PyTorch", "TVM default", "stock MetaSchedule",
-            "speedup vs PyTorch", "speedup vs TVM default")
+            "speedup vs PyTorch", "speedup vs TVM default", "speedup vs stock MetaSchedule") \
+        + (("trials to stock's best",) if stock else ())
     for op in sorted({w.workload.op for w in data.workloads}):
         head = "".join(f"<th{_LEFT if i == 0 else ''}>{_e(c)}</th>" for i, c in enumerate(cols))
         p.append(f"<h3>{_e(op)}</h3><table><tr>{head}</tr>")
         for w in (w for w in data.workloads if w.workload.op == op):
             tuned = _us(w.tuned_us) + ("*" if TUNED not in w.baselines and w.best_us is not None else "")
+            stock_cell = _us(w.stock_us) + ("*" if STOCK_MS not in w.baselines and w.stock_us is not None else "")
             cells = (f"{w.n_records} ({w.n_ok})", tuned, _us(w.baselines.get(PYTORCH)),
-                     _us(w.baselines.get(TVM_DEFAULT)), _us(w.baselines.get(STOCK_MS)),
-                     _x(w.speedup(PYTORCH)), _x(w.speedup(TVM_DEFAULT)))
+                     _us(w.baselines.get(TVM_DEFAULT)), stock_cell,
+                     _x(w.speedup(PYTORCH)), _x(w.speedup(TVM_DEFAULT)), _x(w.speedup(STOCK_MS)))
+            if stock:
+                ours, theirs = w.trials_to_stock_best()
+                cells += (DASH if theirs is None else f"{ours if ours else 'not in ' + str(len(w.curve))} ({theirs})",)
             p.append(f"<tr><td class=\"l\">{_e(w.workload.short())}</td>" + "".join(f"<td>{_e(c)}</td>" for c in cells)
                      + "</tr>")
         p.append("</table>")
@@ -341,18 +399,20 @@ def prepare_dir(out_dir: str | os.PathLike) -> Path:
     return out
 
 
-def write_report(db, target: str, out_dir: str | os.PathLike, model_eval: bool = True) -> Path:
-    """Write ``out_dir/index.html`` and its PNGs for ``target``; returns the page's path."""
+def write_report(db, target: str, out_dir: str | os.PathLike, model_eval: bool = True, stock_db=None) -> Path:
+    """Write ``out_dir/index.html`` and its PNGs for ``target``; returns the page's path.
+    ``stock_db``: a database of stock MetaSchedule's records to compare against (module docstring)."""
     out = prepare_dir(out_dir)
-    data = collect(db, target, model_eval)
+    data = collect(db, target, model_eval, stock_db)
     images: dict[str, str] = {}
     try:
         for op in sorted({w.workload.op for w in data.workloads}):
-            curves = {w.workload.short(): w.curve for w in data.workloads
-                      if w.workload.op == op and any(v is not None for v in w.curve)}
-            if curves:
+            mine = [w for w in data.workloads if w.workload.op == op]
+            curves = {w.workload.short(): w.curve for w in mine if any(v is not None for v in w.curve)}
+            stock = {w.workload.short(): w.stock_curve for w in mine if w.stock_curve}
+            if curves or stock:
                 name = f"curves_{op}.png"
-                plot_tuning_curves(op, curves, out / name)
+                plot_tuning_curves(op, curves, out / name, stock)
                 images[f"curves:{op}"] = name
         bars = [(_label(w.workload), w.speedup(PYTORCH)) for w in data.workloads if w.speedup(PYTORCH)]
         if bars:

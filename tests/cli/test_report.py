@@ -84,7 +84,7 @@ def report_db(tmp_path_factory):
         for sch, t in zip(scheds, lat):
             db.add_record(wl, TARGET, module_hash=module_hash(sch.mod), run_us=[t * 0.99, t * 1.01],
                           trace=trace_json(sch))
-        expected[wl] = {"best": min(lat), "pytorch": rng.uniform(5.0, 500.0)}
+        expected[wl] = {"best": min(lat), "pytorch": rng.uniform(5.0, 500.0), "latencies": lat}
     wls = list(expected)
     db.add_baseline(wls[0], TARGET, "pytorch", expected[wls[0]]["pytorch"])
     db.add_baseline(wls[0], TARGET, "tvm-default", rng.uniform(5.0, 500.0))
@@ -111,6 +111,35 @@ def report_page(report_db, tmp_path_factory):
     p = _run("report", "--db", url, "--out", str(out))  # the only stored target is the default
     assert p.returncode == 0, p.stderr
     return out / "index.html"
+
+
+@pytest.fixture(scope="module")
+def stock_page(report_db, tmp_path_factory):
+    """(page, {workload: stock latencies in measurement order}): the report with a stock database
+    holding records of the first two tuned workloads (the second one with a failure first)."""
+    from opsearch import db as dbmod
+    from opsearch.db.replay import module_hash, trace_json
+
+    url, expected, _ = report_db
+    rng = random.Random(int.from_bytes(os.urandom(4), "little"))
+    d = tmp_path_factory.mktemp("stock")
+    stock_url = f"sqlite:///{d / 'stock.db'}"
+    stock = {}
+    with dbmod.connect(stock_url) as db:
+        for i, wl in enumerate(list(expected)[:2]):
+            scheds = _schedules(wl)
+            if i == 1:
+                db.add_record(wl, TARGET, module_hash="stock-failed", status="build_error", error="injected",
+                              trace=trace_json(scheds[0]))
+            # around our latencies, so our search reaches stock's best somewhere or never
+            lat = [rng.uniform(0.8, 1.6) * min(expected[wl]["latencies"]) for _ in scheds]
+            for sch, t in zip(scheds, lat):
+                db.add_record(wl, TARGET, module_hash=module_hash(sch.mod), run_us=[t], trace=trace_json(sch))
+            stock[wl] = [None] + lat if i == 1 else lat
+    out = d / "site"
+    p = _run("report", "--db", url, "--stock-db", stock_url, "--out", str(out), "--no-model-eval")
+    assert p.returncode == 0, p.stderr
+    return out / "index.html", stock
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -164,6 +193,46 @@ def test_table_numbers_match_the_database(report_page, report_db):
     assert f"{third['best']:,.2f}*" in page  # tuned column falls back to the best record (marked)
     assert "\u2014" in page  # missing baselines are dashes
     assert page.count("<tr><td") >= 4
+
+
+def test_stock_database_adds_its_curves_column_and_trials_to_its_best(stock_page, report_db):
+    """Stock's best record fills the stock column (marked *, no bench baseline), the speedup over it
+    and the trials our search needed to reach it are computed from the two databases' records."""
+    _, expected, benched = report_db
+    page_path, stock = stock_page
+    page = page_path.read_text(encoding="utf-8")
+    assert "stock MetaSchedule database" in page and "Dashed: stock MetaSchedule" in page
+    assert "trials to stock&#x27;s best" in page
+    rows = {}
+    for row in re.findall(r"<tr><td class=\"l\">([^<]+)</td>((?:<td>[^<]*</td>)+)</tr>", page):
+        rows[html.unescape(row[0])] = [html.unescape(c) for c in re.findall(r"<td>([^<]*)</td>", row[1])]
+    for wl, lat in stock.items():
+        ours = [None] + expected[wl]["latencies"]  # a failure first, then the schedules in order
+        stock_best = min(v for v in lat if v is not None)
+        reach = next((i + 1 for i in range(len(ours)) if ours[i] is not None
+                      and min(v for v in ours[:i + 1] if v is not None) <= stock_best), None)
+        cells = rows[wl.short()]
+        assert cells[4] == f"{stock_best:,.2f}*", cells
+        assert cells[-1] == f"{reach if reach else f'not in {len(ours)}'} ({lat.index(stock_best) + 1})", cells
+        tuned = expected[wl].get("tuned", expected[wl]["best"])
+        assert cells[-2] == f"{stock_best / tuned:.2f}\u00d7", cells
+    third = list(expected)[2]
+    assert rows[third.short()][-1] == "\u2014" and rows[third.short()][4] == "\u2014"
+    assert rows[benched.short()][4] != "\u2014" and not rows[benched.short()][4].endswith("*")  # bench's baseline
+    imgs = _images(page)
+    assert "curves_adder_conv2d.png" in imgs and "curves_dilated_conv1d.png" in imgs
+    for src in imgs:
+        w, h = _png_size(page_path.parent / src)
+        assert w > 100 and h > 50
+
+
+def test_unreachable_stock_database_is_one_line_exit_2(report_db, tmp_path):
+    url, _, _ = report_db
+    p = _run("report", "--db", url, "--stock-db", "postgresql://someone:hunter2@127.0.0.1:1/nodb",
+             "--out", str(tmp_path / "site"), "--no-model-eval")
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1, p.stderr
+    assert "cannot reach database" in lines[0] and "hunter2" not in lines[0]
 
 
 def test_cost_model_section(report_page):
