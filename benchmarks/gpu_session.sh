@@ -12,7 +12,8 @@
 # carry=["benchmarks/gpu_bundles"] (64 MiB in all; prepare prints the size).
 # measure: one call of the device tool, e.g.
 #   run(command="bash benchmarks/gpu_session.sh measure", carry=["benchmarks/gpu_bundles"], timeout_s=540)
-# runs python -m opsearch.gpu_runner on every bundle (CUDA events, L2 flushed, outputs checked
+# runs python -m opsearch.gpu_runner --torch-path on every bundle (the torch-facing CUDA kernel of each
+# workload checked on CUDA tensors first; then CUDA events, L2 flushed, outputs checked
 # against the float64 reference, cuDNN / torch.fft / torch.compile timed beside them), with a
 # time box per bundle so the whole call stays under 8 minutes; it writes $OUT/OP.json,
 # $OUT/OP.md and $OUT/device.txt and prints every table.
@@ -59,7 +60,7 @@ PY
     for b in "$BUNDLES"/*/; do
       op=$(basename "$b")
       echo "== $op (time box ${box} s)"
-      PYTHONPATH=. timeout "$box" "$py" -m opsearch.gpu_runner "$b" "$OUT/$op.json" --repeats 30 \
+      PYTHONPATH=. timeout "$box" "$py" -m opsearch.gpu_runner "$b" "$OUT/$op.json" --repeats 30 --torch-path \
         > "$OUT/$op.md" 2> "$OUT/$op.log" || echo "$op: runner exit $? (see $op.log)"
       tail -n 20 "$OUT/$op.md"
     done

@@ -1,6 +1,6 @@
 """Measure a CUDA candidate bundle on a GPU machine that has no TVM.
 
-    python -m opsearch.gpu_runner BUNDLE OUT.json [--repeats 30] [--no-baselines] [--no-compile]
+    python -m opsearch.gpu_runner BUNDLE OUT.json [--repeats 30] [--no-baselines] [--no-compile] [--torch-path]
 
 Needs PyTorch (CUDA build), CuPy and the CUDA driver, and this package's pure-Python operator
 library (``opsearch.ops``, ``opsearch.bench.baselines``; neither imports TVM). For every
@@ -14,7 +14,9 @@ Also timed in the same run, per workload: the best pure-PyTorch implementation (
 convolutions, ``torch.fft``, unfold/einsum forms: ``opsearch.bench.baselines``) and
 ``torch.compile`` of it. ``OUT.json`` holds every candidate as a database record (status ok,
 wrong_result or run_error with the message) for ``opsearch db import-measurements``, and the
-baseline table.
+baseline table. ``--torch-path`` first runs each workload's default kernel the way
+``opsearch.load(..., target="cuda:...")`` serves it (``opsearch.runtime.cuda_kernel``: the CUDA
+driver through ctypes, torch tensors, current stream) and checks its output.
 
 A cubin that the driver refuses (built by a different toolkit) is rebuilt from the bundle's CUDA
 source with NVRTC through CuPy. ``Launcher`` is the one piece that touches the GPU: tests run
@@ -254,6 +256,62 @@ def measure_baselines(m: dict, device: str, repeats: int = 30, compile_too: bool
     return rows
 
 
+def check_torch_path(m: dict, device: str = "cuda", seed: int | None = None, drv=None, log=print) -> list[dict]:
+    """The torch path of each workload's first candidate (its default schedule): the kernel that
+    ``opsearch.load(..., target="cuda:...")`` and ``torch.ops.opsearch`` serve
+    (``opsearch.runtime.cuda_kernel.CudaKernel``, launched through the CUDA driver, not CuPy),
+    called with torch tensors on ``device``: once plainly, once with a non-contiguous input and
+    once on a side stream; each output, NaN-poisoned first, is checked against the reference."""
+    import torch
+
+    from . import ops
+    from .runtime.cuda_kernel import from_bundle
+
+    seed = m.get("seed", 0) if seed is None else seed
+    rows, seen = [], set()
+    for c in m["candidates"]:
+        wl = c["_workload"]
+        if wl in seen:
+            continue
+        seen.add(wl)
+        op = ops.get(wl.op)
+        row = {"op": wl.op, "args": c["args"], "label": c.get("label"), "status": "ok", "error": None}
+        try:
+            t64, args = _inputs(wl, seed, device)
+            ref = op.reference(wl.args, **t64)
+            k = from_bundle(m, c, drv)
+            ins = args[: len(k.inputs)]
+            stream = torch.cuda.Stream() if device == "cuda" else None
+            strided = [t.transpose(-1, -2).contiguous().transpose(-1, -2) if t.dim() >= 2 and t.shape[-1] > 1
+                       and t.shape[-2] > 1 else t for t in ins]
+            for what, call_ins, side in (("plain", ins, False), ("non-contiguous input", strided, False),
+                                         ("side stream", ins, True)):
+                out = torch.full(k.out_shape, float("nan"), dtype=_torch_dtype(k.out_dtype), device=device) \
+                    if k.out_dtype.startswith("float") else torch.empty(k.out_shape, dtype=_torch_dtype(k.out_dtype), device=device)
+                if side and stream is not None:
+                    stream.wait_stream(torch.cuda.current_stream())
+                    with torch.cuda.stream(stream):
+                        k(*call_ins, out=out)
+                    stream.synchronize()
+                else:
+                    k(*call_ins, out=out)
+                    if device == "cuda":
+                        torch.cuda.synchronize()
+                if op.tolerance == 0 or not ref.is_floating_point():
+                    ok, why = torch.equal(out, ref.to(out.dtype)), "output differs from the reference"
+                else:
+                    err = rel_error(out, ref)
+                    ok, why = err <= op.tolerance, f"relative error {err:.2e} against the reference"
+                if not ok:
+                    row.update(status="wrong_result", error=f"{what}: {why}")
+                    break
+        except Exception as e:  # noqa: BLE001 - reported per workload
+            row.update(status="run_error", error=_one_line(e))
+        rows.append(row)
+        log(f"torch path  {wl.op:<20} {row['status']:<13} {row['error'] or ''}")
+    return rows
+
+
 def device_info(device: str) -> dict:
     import torch
 
@@ -268,15 +326,19 @@ def device_info(device: str) -> dict:
 
 
 def run_bundle(bundle: str | Path, out: str | Path, launcher=None, repeats: int = 30, baselines: bool = True,
-               compile_too: bool = True, log=print) -> dict:
-    """Measure a bundle and write the results file; returns its content."""
+               compile_too: bool = True, torch_path: bool = False, log=print) -> dict:
+    """Measure a bundle and write the results file; returns its content. ``torch_path`` also
+    checks the torch-facing kernel of each workload first (:func:`check_torch_path`)."""
     m = load_bundle(bundle)
     launcher = launcher or Launcher(m["_root"])
+    checked = check_torch_path(m, launcher.device, log=log) if torch_path else None
     started = datetime.now(timezone.utc).isoformat()
     records = measure_candidates(m, launcher, repeats, log=log)
     doc = {"schema": 1, "kind": RESULTS_KIND, "target": m["target"], "bundle_created_at": m.get("created_at"),
            "measured_at": started, "device": device_info(launcher.device), "repeats": repeats,
            "rebuilt_from_source": getattr(launcher, "rebuilt", 0), "records": records, "baselines": []}
+    if checked is not None:
+        doc["torch_path"] = checked
     Path(out).write_text(json.dumps(doc, indent=1))  # the candidates are kept if the baselines run out of time
     if baselines:
         doc["baselines"] = measure_baselines(m, launcher.device, repeats, compile_too, log=log)
@@ -321,10 +383,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile of the baselines")
+    ap.add_argument("--torch-path", action="store_true",
+                    help="first check each workload's default kernel through the torch path (CUDA driver, CUDA tensors)")
     args = ap.parse_args(argv)
     try:
         doc = run_bundle(args.bundle, args.out, repeats=args.repeats, baselines=not args.no_baselines,
-                         compile_too=not args.no_compile)
+                         compile_too=not args.no_compile, torch_path=args.torch_path)
     except BundleError as e:
         print(f"gpu_runner: error: {e}", file=sys.stderr)
         return 2

@@ -1,7 +1,8 @@
 """On-disk cache of compiled kernels, keyed by a content hash of everything that shapes the code.
 
 A compiled kernel is a shared library (``<hash>.so``) plus a JSON sidecar (``<hash>.json``)
-holding the hash's inputs and the sha256 of the library. The hash covers the workload key, the
+holding the hash's inputs and the sha256 of the library (a CUDA kernel: ``<hash>.cubin``, its
+sidecar also holding the launch program: ``opsearch.runtime.cuda_kernel``). The hash covers the workload key, the
 schedule as text (the scheduled IRModule's TVMScript, or a MetaSchedule trace when the caller
 has one), the target's name and configuration, the TVM version and the opsearch version, so a
 change to any of them compiles afresh instead of loading stale code.
@@ -79,11 +80,11 @@ def cache_dir() -> Path:
 
 
 def clear() -> int:
-    """Delete every cached kernel; returns how many libraries were removed."""
+    """Delete every cached kernel; returns how many libraries (and cubins) were removed."""
     n = 0
     for p in cache_dir().iterdir():
-        if p.suffix in (".so", ".json", ".tmp", ".memo", ".choice"):
-            n += p.suffix == ".so"
+        if p.suffix in (".so", ".cubin", ".json", ".tmp", ".memo", ".choice"):
+            n += p.suffix in (".so", ".cubin")
             p.unlink(missing_ok=True)
     return n
 
@@ -157,11 +158,20 @@ def _load(lib: Path, meta: Path, digest: str):
     return module
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``path`` under a temporary name in its directory, then rename it into place."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
 
 
 def _store(module, lib: Path, meta: Path, digest: str, inputs: dict[str, str]) -> None:
@@ -174,7 +184,7 @@ def _store(module, lib: Path, meta: Path, digest: str, inputs: dict[str, str]) -
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _atomic_write_text(meta, json.dumps({"hash": digest, "so_sha256": so_sha, **inputs}, indent=1, sort_keys=True))
+    atomic_write_text(meta, json.dumps({"hash": digest, "so_sha256": so_sha, **inputs}, indent=1, sort_keys=True))
 
 
 def _as_module(schedule: Any):
@@ -252,7 +262,7 @@ def load_choice(wl: Workload, target: TargetSpec | str, schedule_text: str) -> d
 
 
 def store_choice(wl: Workload, target: TargetSpec | str, schedule_text: str, choice: dict) -> None:
-    _atomic_write_text(_choice_path(wl, resolve(target), schedule_text), json.dumps(choice, sort_keys=True))
+    atomic_write_text(_choice_path(wl, resolve(target), schedule_text), json.dumps(choice, sort_keys=True))
 
 
 def cached_module(wl: Workload, target: TargetSpec | str, schedule: Any, key_text: str | None = None,
@@ -285,7 +295,7 @@ def cached_module(wl: Workload, target: TargetSpec | str, schedule: Any, key_tex
     if module is not None:
         stats.hits += 1
         if memo_path is not None:
-            _atomic_write_text(memo_path, json.dumps({"hash": digest}))
+            atomic_write_text(memo_path, json.dumps({"hash": digest}))
         return module
     stats.compiles += 1
     log.info("opsearch cache: compiling %s for %s", wl.short() or wl.op, target.name)
@@ -293,5 +303,5 @@ def cached_module(wl: Workload, target: TargetSpec | str, schedule: Any, key_tex
     _store(module, lib, meta, digest, inputs)
     module = _load(lib, meta, digest) or module  # served from the library file, as later processes are
     if memo_path is not None:
-        _atomic_write_text(memo_path, json.dumps({"hash": digest}))
+        atomic_write_text(memo_path, json.dumps({"hash": digest}))
     return module

@@ -2,7 +2,9 @@
 
 Each operator is defined with ``torch.library.Library`` (schema from its :class:`OpSpec`:
 tensors in signature order, optional ones as ``Tensor?``, then attributes: ``int[]`` for
-per-axis pairs, ``int``, ``bool``), with three kernels: CPU (the compiled TVM kernel), fake
+per-axis pairs, ``int``, ``bool``), with four kernels: CPU (the compiled TVM kernel), CUDA
+(:class:`_CudaForward`: the workload's cubin for the tensors' GPU, launched through the CUDA
+driver on their memory and the current stream; needs TVM and nvcc to build it once), fake
 (``torch.library.register_fake``: the output shape from ``op.output_shape``, so the ops trace
 under ``torch.compile(fullgraph=True)``) and Autograd (an ``autograd.Function`` when an input
 needs a gradient; otherwise straight into the CPU kernel when that is the only key left, which
@@ -142,6 +144,8 @@ def reset() -> None:
         for fwd in _FORWARD.values():
             fwd.table.clear()
             fwd.plans.clear()
+        for cfwd in _CUDA_FORWARD.values():
+            cfwd.table.clear()
 
 
 # --------------------------------------------------------------------------- one operator
@@ -249,6 +253,42 @@ class _Forward:
         return first.new_empty(self.op.output_shape(a), dtype=kernels.torch_dtype(self.op.output_dtype(a)))
 
 
+class _CudaForward:
+    """The CUDA kernel of one operator: CUDA tensors run the workload's kernel for their GPU's
+    architecture (``cuda:sm_<major><minor>``; :func:`opsearch.runtime.cuda_kernel.cuda_kernel_for`:
+    the best measured record in the configured database, else the default CUDA schedule), on
+    the tensors' memory and the current stream."""
+
+    def __init__(self, op: OpSpec):
+        self.op = op
+        self.n = len(op.tensors)
+        self.table: dict[tuple, Any] = {}
+
+    def __call__(self, *args):
+        from ..runtime.cuda_kernel import cuda_kernel_for
+
+        tensors = args[: self.n]
+        first = next(t for t in tensors if t is not None)
+        key = (id(_config.db), first.device,
+               *[None if t is None else (t.shape, t.dtype) for t in tensors],
+               *[tuple(v) if type(v) is list else v for v in args[self.n:]])
+        kern = self.table.get(key)
+        if kern is None:
+            wl = workload_of(self.op, tensors, args[self.n:])
+            with _lock:
+                kern = self.table[key] = cuda_kernel_for(wl, cuda_target(first.device), _config.db)
+        out = kern(*[t for t in tensors if t is not None])
+        if _recorders:
+            _recorders[-1].append(kern.workload)
+        return out
+
+
+def cuda_target(device) -> str:
+    """The opsearch target of a CUDA device: ``cuda:sm_<major><minor>`` of its compute capability."""
+    major, minor = torch.cuda.get_device_capability(device)
+    return f"cuda:sm_{major}{minor}"
+
+
 def _schema(op: OpSpec, lead: str = "", ret: str = "Tensor") -> str:
     parts = [lead] if lead else []
     parts += [f"Tensor{'?' if p.optional else ''} {p.name}" for p in op.tensors]
@@ -340,6 +380,7 @@ def _autograd_kernel(op: OpSpec, fwd: _Forward, overload):
 # --------------------------------------------------------------------------- registration
 OPS: dict[str, Any] = {}
 _FORWARD: dict[str, _Forward] = {}
+_CUDA_FORWARD: dict[str, _CudaForward] = {}
 _LIB = torch.library.Library(NAMESPACE, "DEF")
 _after_autograd = torch._C._after_autograd_keyset
 _below_autograd = torch._C._AutoDispatchBelowAutograd
@@ -357,7 +398,7 @@ _native_set_plan = torch.ops.opsearch._native_set_plan if _NATIVE else None
 def _register(op: OpSpec) -> None:
     """Define ``opsearch::<name>`` with ``torch.library.Library``: schema, CPU kernel, fake kernel,
     Autograd kernel; and its fallback backward ``opsearch::<name>_vjp`` as a ``custom_op``."""
-    fwd, vjp = _Forward(op), _Vjp(op)
+    fwd, vjp, cuda_fwd = _Forward(op), _Vjp(op), _CudaForward(op)
     _LIB.define(f"{op.name}{_schema(op)}")
     torch.library.register_fake(f"{NAMESPACE}::{op.name}", fwd.fake, lib=_LIB)
     overload = getattr(torch.ops.opsearch, op.name).default
@@ -370,12 +411,14 @@ def _register(op: OpSpec) -> None:
     else:
         _LIB.impl(op.name, fwd, "CPU")
         _LIB.impl(op.name, _autograd_kernel(op, fwd, overload), "Autograd", with_keyset=True)
+    _LIB.impl(op.name, cuda_fwd, "CUDA")
     grad_op = torch.library.custom_op(
         f"{NAMESPACE}::{op.name}_vjp", vjp, mutates_args=(), schema=_schema(op, "Tensor grad", "Tensor[]")
     )
     grad_op.register_fake(vjp.fake)
     OPS[op.name] = overload
     _FORWARD[op.name] = fwd
+    _CUDA_FORWARD[op.name] = cuda_fwd
 
 
 for _op in _ops.all_ops():

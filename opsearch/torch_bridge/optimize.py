@@ -34,6 +34,7 @@ from torch import nn
 from .. import ops as _ops
 from ..errors import TargetError
 from ..ops.spec import Workload
+from ..runtime.cuda_kernel import CudaKernel
 from ..targets import resolve
 from . import library
 from . import nn as onn
@@ -344,14 +345,17 @@ def compare_model(model: nn.Module, *inputs, rounds: int = 7, budget_s: float = 
 # --------------------------------------------------------------------------- load
 class LoadedKernel:
     """A compiled kernel for one workload, called with torch tensors in signature order
-    (``f(x, weight)``; absent optional tensors omitted). Inference only: no autograd — use
-    ``opsearch.functional`` or ``opsearch.nn`` to train."""
+    (``f(x, weight)``; absent optional tensors omitted): CPU tensors for a CPU target, CUDA
+    tensors for a CUDA one (``device`` says which; the output is on the inputs' device, written
+    on the current stream). Inference only: no autograd — use ``opsearch.functional`` or
+    ``opsearch.nn`` to train."""
 
     def __init__(self, wl: Workload, kernel):
         self.workload, self.kernel = wl, kernel
         op, a = _ops.get(wl.op), wl.args
         self._params = [(p.name, tuple(a[p.name])) for p in op.tensors if a[p.name] is not None]
         self.schedule = library.schedule_source(kernel)
+        self.device = "cuda" if isinstance(kernel, CudaKernel) else "cpu"
 
     def __repr__(self) -> str:
         return f"LoadedKernel({self.workload.op}: {self.workload.short()}, {self.schedule})"
@@ -359,6 +363,8 @@ class LoadedKernel:
     def __call__(self, *tensors: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         from ..errors import InputError
 
+        if self.device == "cuda":
+            return self.kernel(*tensors, out=out)  # checks count, device, shapes and dtypes itself
         if len(tensors) != len(self._params):
             names = ", ".join(n for n, _ in self._params)
             raise InputError(f"{self.workload.op}: expected {len(self._params)} tensors ({names}), got {len(tensors)}")
@@ -372,14 +378,20 @@ class LoadedKernel:
 
 
 def load(op: str, target: str = "cpu", db: Any = None, **workload) -> LoadedKernel:
-    """The kernel for one workload as a torch-callable: ``library.kernel_for`` (today the
-    default schedule, from the disk cache when present).
+    """The kernel for one workload as a torch-callable. CPU targets: ``library.kernel_for`` (the
+    best record, a nearby workload's, or the default schedule, from the disk cache when present).
+    CUDA targets (``cuda:sm_90``): the best measured record for that target, else the default
+    CUDA schedule, compiled with nvcc (``opsearch.runtime.cuda_kernel``), called with CUDA tensors.
 
     >>> f = load("dilated_conv2d", x=(1, 8, 16, 16), weight=(8, 8, 3, 3), padding=2, dilation=2)  # doctest: +SKIP
     >>> y = f(x, w)  # doctest: +SKIP
     """
     spec = resolve(target)
-    if spec.kind != "llvm":
-        raise TargetError(f"opsearch.load returns CPU kernels; target '{spec.name}' is not a CPU target")
+    if spec.kind not in ("llvm", "cuda"):
+        raise TargetError(f"opsearch.load serves CPU (llvm) and CUDA targets, not '{spec.name}'")
     wl = _ops.get(op).workload(**workload)
+    if spec.kind == "cuda":
+        from ..runtime.cuda_kernel import cuda_kernel_for
+
+        return LoadedKernel(wl, cuda_kernel_for(wl, spec.name, db))
     return LoadedKernel(wl, library.kernel_for(wl, target, db))
