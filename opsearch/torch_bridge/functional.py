@@ -1,10 +1,11 @@
 """Operators as functions over torch tensors, with ``torch.nn.functional`` conventions.
 
-Each call validates its tensors (CPU, dtype, shape), builds the workload from their shapes and
-runs it through ``torch.ops.opsearch.<name>`` (``opsearch.torch_bridge.library``): differentiable, traceable by
-``torch.compile``, and backed by the kernel ``library.kernel_for`` picks (for now the default
-schedule for this CPU, compiled once and cached on disk). Eager calls that need no gradient
-skip the dispatcher and call the same kernel directly (``library.direct_ok``). Inputs are
+Each call validates its tensors (CPU or CUDA, one device, dtype, shape), builds the workload
+from their shapes and runs it through ``torch.ops.opsearch.<name>`` (``opsearch.torch_bridge.library``):
+differentiable, traceable by ``torch.compile``, and backed by the kernel ``library.kernel_for``
+picks (the tuned record, a nearby one or the default schedule, compiled once and cached on disk;
+on CUDA tensors the CUDA kernel for their GPU). Eager CPU calls that need no gradient skip the
+dispatcher and call the same kernel directly (``library.direct_ok``). Inputs are
 passed zero-copy; a non-contiguous or unaligned input is copied first.
 
 >>> y = dilated_conv2d(torch.randn(1, 8, 16, 16), torch.randn(8, 8, 3, 3), padding=2, dilation=2)
@@ -32,8 +33,8 @@ _TORCH_DTYPES = {"float32": torch.float32, "int32": torch.int32, "int8": torch.i
 def _check(op_name: str, name: str, t: Any, want: str) -> torch.Tensor:
     if not isinstance(t, torch.Tensor):
         raise InputError(f"{op_name}: '{name}' must be a torch.Tensor, got {type(t).__name__}")
-    if not t.is_cpu:
-        raise InputError(f"{op_name}: '{name}' is on {t.device}, but opsearch kernels run on the CPU")
+    if t.device.type not in ("cpu", "cuda"):
+        raise InputError(f"{op_name}: '{name}' is on {t.device}, but opsearch kernels run on the CPU or a CUDA GPU")
     dtype = _TORCH_DTYPES[want]
     if t.dtype != dtype:
         integral = not t.dtype.is_floating_point and not t.dtype.is_complex and t.dtype != torch.bool
@@ -61,8 +62,11 @@ def _run(op_name: str, tensors: tuple, attrs: tuple, dtype: str = "float32") -> 
         return out
     op = _ops.get(op_name)
     checked = [None if t is None else _check(op_name, p.name, t, p.dtype or dtype) for p, t in zip(op.tensors, tensors)]
+    devices = {t.device for t in checked if t is not None}
+    if len(devices) > 1:
+        raise InputError(f"{op_name}: the tensors are on {' and '.join(sorted(map(str, devices)))}: put them on one device")
     norm = _library.attr_args(op_name, {a.name: v for a, v in zip(op.attrs, attrs)})
-    if _library.direct_ok(checked):
+    if next(iter(devices)).type == "cpu" and _library.direct_ok(checked):
         y = _library._FORWARD[op_name](*checked, *norm)
         _library.remember_plan(op_name, tensors, attrs, checked, norm)
         return y

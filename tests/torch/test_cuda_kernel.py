@@ -188,3 +188,10 @@ def test_without_a_gpu_the_driver_is_a_one_line_error():
     with pytest.raises(CudaRuntimeError) as e:
         Driver()
     assert len(str(e.value).splitlines()) == 1 and ("CUDA driver" in str(e.value) or "cuInit" in str(e.value))
+
+
+@needs_gpu
+def test_tensors_on_two_devices_are_a_one_line_error():
+    x, w = torch.randn(1, 8, 37, device="cuda"), torch.randn(8, 8, 3)
+    with pytest.raises(InputError, match="put them on one device"):
+        opsearch.functional.dilated_conv1d(x, w, dilation=2)
