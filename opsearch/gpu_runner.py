@@ -123,6 +123,27 @@ def rel_error(y, ref) -> float:
     return float((y - ref).norm() / ref.norm().clamp_min(1e-300))
 
 
+def first_per_workload(m: dict) -> list[dict]:
+    """Each workload's first candidate in the bundle (its default schedule), in bundle order."""
+    seen, out = set(), []
+    for c in m["candidates"]:
+        if c["_workload"] not in seen:
+            seen.add(c["_workload"])
+            out.append(c)
+    return out
+
+
+def matches(out, ref, tolerance: float) -> tuple[bool, str]:
+    """(whether ``out`` matches the reference, why not): exact for integer outputs or a zero
+    tolerance, else relative error within ``tolerance``."""
+    import torch
+
+    if tolerance == 0 or not ref.is_floating_point():
+        return torch.equal(out, ref.to(out.dtype)), "output differs from the reference (exact match required)"
+    err = rel_error(out, ref)
+    return err <= tolerance, f"relative error {err:.2e} exceeds {tolerance:.0e} against the reference"
+
+
 def time_us(fn: Callable[[], Any], device: str, repeats: int, flush=None, warmup: int = 3) -> list[float]:
     """Per-run microseconds of ``fn``: CUDA events on a GPU (L2 flushed before each run), the
     host clock on a CPU."""
@@ -189,11 +210,7 @@ def measure_candidates(m: dict, launcher, repeats: int = 30, seed: int | None = 
             run()
             if device == "cuda":
                 torch.cuda.synchronize()
-            if op.tolerance == 0 or not ref.is_floating_point():
-                ok, why = torch.equal(out, ref.to(out.dtype)), "output differs from the reference (exact match required)"
-            else:
-                err = rel_error(out, ref)
-                ok, why = err <= op.tolerance, f"relative error {err:.2e} exceeds {op.tolerance:.0e} against the reference"
+            ok, why = matches(out, ref, op.tolerance)
             if not ok:
                 records.append(_record(c, m["target"], "wrong_result", error=why))
             else:
@@ -221,12 +238,9 @@ def measure_baselines(m: dict, device: str, repeats: int = 30, compile_too: bool
 
     seed = m.get("seed", 0) if seed is None else seed
     flush = torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.float32, device=device) if device == "cuda" else None
-    rows, seen = [], set()
-    for c in m["candidates"]:
+    rows = []
+    for c in first_per_workload(m):
         wl = c["_workload"]
-        if wl in seen:
-            continue
-        seen.add(wl)
         op, a = ops.get(wl.op), wl.args
         b = baselines.get(wl.op)
         row = {"op": wl.op, "args": c["args"], "method": b.method}
@@ -268,12 +282,9 @@ def check_torch_path(m: dict, device: str = "cuda", seed: int | None = None, drv
     from .runtime.cuda_kernel import from_bundle
 
     seed = m.get("seed", 0) if seed is None else seed
-    rows, seen = [], set()
-    for c in m["candidates"]:
+    rows = []
+    for c in first_per_workload(m):
         wl = c["_workload"]
-        if wl in seen:
-            continue
-        seen.add(wl)
         op = ops.get(wl.op)
         row = {"op": wl.op, "args": c["args"], "label": c.get("label"), "status": "ok", "error": None}
         try:
@@ -297,11 +308,7 @@ def check_torch_path(m: dict, device: str = "cuda", seed: int | None = None, drv
                     k(*call_ins, out=out)
                     if device == "cuda":
                         torch.cuda.synchronize()
-                if op.tolerance == 0 or not ref.is_floating_point():
-                    ok, why = torch.equal(out, ref.to(out.dtype)), "output differs from the reference"
-                else:
-                    err = rel_error(out, ref)
-                    ok, why = err <= op.tolerance, f"relative error {err:.2e} against the reference"
+                ok, why = matches(out, ref, op.tolerance)
                 if not ok:
                     row.update(status="wrong_result", error=f"{what}: {why}")
                     break
