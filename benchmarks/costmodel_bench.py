@@ -59,6 +59,7 @@ import opsearch.db
 from opsearch import ops
 from opsearch.costmodel import XGBCostModel, rank_metrics
 from opsearch.costmodel.dataset import replay_records
+from opsearch.costmodel.xgb import ROUNDS
 from opsearch.errors import OpsearchError
 
 # XGBoost threads of both models (--threads). The tuner's PARAMS use 2, but on a shared 2-core
@@ -124,9 +125,8 @@ OURS_PARAMS: dict = {}  # --ours-params: overrides of opsearch.costmodel.xgb.PAR
 
 
 def train_ours(train_groups, seed=0) -> XGBCostModel:
-    params = {k: v for k, v in OURS_PARAMS.items() if k != "rounds"}
-    m = XGBCostModel(seed=seed, params={"nthread": NTHREAD, **params}, **({"rounds": OURS_PARAMS["rounds"]}
-                                                                          if "rounds" in OURS_PARAMS else {}))
+    params = dict(OURS_PARAMS)
+    m = XGBCostModel(seed=seed, rounds=params.pop("rounds", ROUNDS), params={"nthread": NTHREAD, **params})
     for g in train_groups:
         m.add(g.key, g.x, g.secs)
     m.fit()

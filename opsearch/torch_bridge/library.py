@@ -179,6 +179,13 @@ def _aligned(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def _call_key(args, n: int) -> tuple:
+    """What picks a kernel in a call's arguments: each tensor's shape and dtype (None: absent),
+    then the attribute values (lists as tuples)."""
+    return (*[None if t is None else (t.shape, t.dtype) for t in args[:n]],
+            *[tuple(v) if type(v) is list else v for v in args[n:]])
+
+
 class _Plan:
     """What an eager call with given shapes and attributes needs, resolved once: the kernel's
     function, the exact dtype expected of each tensor (None: absent), constants, output."""
@@ -207,13 +214,7 @@ class _Forward:
         self.plans: dict[tuple, _Plan] = {}
 
     def key(self, args) -> tuple:
-        n = self.n
-        return (
-            _config.target,
-            id(_config.db),
-            *[None if t is None else (t.shape, t.dtype) for t in args[:n]],
-            *[tuple(v) if type(v) is list else v for v in args[n:]],
-        )
+        return (_config.target, id(_config.db), *_call_key(args, self.n))
 
     def kernel(self, args) -> kernels.Kernel:
         key = self.key(args)
@@ -269,9 +270,7 @@ class _CudaForward:
 
         tensors = args[: self.n]
         first = next(t for t in tensors if t is not None)
-        key = (id(_config.db), first.device,
-               *[None if t is None else (t.shape, t.dtype) for t in tensors],
-               *[tuple(v) if type(v) is list else v for v in args[self.n:]])
+        key = (id(_config.db), first.device, *_call_key(args, self.n))
         kern = self.table.get(key)
         if kern is None:
             wl = workload_of(self.op, tensors, args[self.n:])
