@@ -220,8 +220,14 @@ def _memo_path(root: Path, memo: str, wl: Workload, target: TargetSpec) -> Path:
     return root / f"{key}.memo"
 
 
-def _load_memo(path: Path, wl: Workload, target: TargetSpec):
-    """The module a memo points to, or None (missing, unreadable, or not for this workload)."""
+def memo_path(memo: str, wl: Workload, target: TargetSpec) -> Path:
+    """Where the memo named ``memo`` of ``wl`` on ``target`` lives (see the module docstring)."""
+    return _memo_path(cache_dir(), memo, wl, target)
+
+
+def read_memo(path: Path, wl: Workload, target: TargetSpec) -> str | None:
+    """The content hash a memo points to, or None (missing, unreadable, or its sidecar is not for
+    this workload and target). The caller still checks the kernel file against the sidecar."""
     try:
         digest = json.loads(path.read_text())["hash"]
         if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
@@ -233,7 +239,17 @@ def _load_memo(path: Path, wl: Workload, target: TargetSpec):
         if path.exists():
             log.warning("opsearch cache: ignoring %s (%s)", path.name, e)
         return None
-    return _load(path.parent / f"{digest}.so", path.parent / f"{digest}.json", digest)
+    return digest
+
+
+def write_memo(path: Path, digest: str) -> None:
+    atomic_write_text(path, json.dumps({"hash": digest}))
+
+
+def _load_memo(path: Path, wl: Workload, target: TargetSpec):
+    """The module a memo points to, or None (see :func:`read_memo`)."""
+    digest = read_memo(path, wl, target)
+    return None if digest is None else _load(path.parent / f"{digest}.so", path.parent / f"{digest}.json", digest)
 
 
 def _choice_path(wl: Workload, target: TargetSpec, schedule_text: str) -> Path:
@@ -274,7 +290,7 @@ def cached_module(wl: Workload, target: TargetSpec | str, schedule: Any, key_tex
     one. ``key_text``: the schedule as text for the hash (e.g. a MetaSchedule trace as JSON);
     None uses the scheduled module's TVMScript. ``memo``: a name for a schedule that depends only
     on the workload, target and opsearch's code (e.g. "default"); see the module docstring.
-    CPU (LLVM) targets only.
+    CPU (LLVM) targets only (CUDA kernels: ``opsearch.runtime.cuda_kernel``, same memos).
     """
     import tvm
 
@@ -295,7 +311,7 @@ def cached_module(wl: Workload, target: TargetSpec | str, schedule: Any, key_tex
     if module is not None:
         stats.hits += 1
         if memo_path is not None:
-            atomic_write_text(memo_path, json.dumps({"hash": digest}))
+            write_memo(memo_path, digest)
         return module
     stats.compiles += 1
     log.info("opsearch cache: compiling %s for %s", wl.short() or wl.op, target.name)
@@ -303,5 +319,5 @@ def cached_module(wl: Workload, target: TargetSpec | str, schedule: Any, key_tex
     _store(module, lib, meta, digest, inputs)
     module = _load(lib, meta, digest) or module  # served from the library file, as later processes are
     if memo_path is not None:
-        atomic_write_text(memo_path, json.dumps({"hash": digest}))
+        write_memo(memo_path, digest)
     return module

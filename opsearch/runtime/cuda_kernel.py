@@ -20,6 +20,7 @@ from the database.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import json
 import logging
@@ -211,29 +212,49 @@ def from_bundle(bundle: dict, candidate: dict, drv=None) -> CudaKernel:
 
 
 # ----------------------------------------------------------------------------- building (TVM, nvcc)
-def _cached(wl: Workload, spec, trace_text: str, build) -> tuple[dict, bytes]:
-    """(launch program, cubin) from the kernel cache, else ``build()`` and stored."""
+def _cached(wl: Workload, spec, trace_text, build, memo: str | None = None) -> tuple[dict, bytes]:
+    """(launch program, cubin) from the kernel cache, else ``build()`` and stored. ``trace_text()``
+    gives the schedule's trace as text for the hash; with ``memo`` (a schedule that depends only
+    on the workload, the target and opsearch's code) a memo finds the entry without calling it."""
     from . import cache
 
-    inputs = cache.key_inputs(wl, spec, trace_text)
-    digest = cache.content_hash(inputs)
-    root = cache.cache_dir()
-    cubin_path, meta_path = root / f"{digest}.cubin", root / f"{digest}.json"
-    try:
-        side = json.loads(meta_path.read_text())
-        cubin = cubin_path.read_bytes()
-        if side.get("hash") == digest and side.get("cubin_sha256") == hashlib.sha256(cubin).hexdigest():
-            cache.stats.hits += 1
+    def read(digest: str):
+        cubin_path, meta_path = root / f"{digest}.cubin", root / f"{digest}.json"
+        try:
+            side = json.loads(meta_path.read_text())
+            cubin = cubin_path.read_bytes()
+        except (OSError, ValueError):
+            return None
+        if side.get("hash") == digest and side.get("cubin_sha256") == hashlib.sha256(cubin).hexdigest() \
+                and isinstance(side.get("program"), dict):
             return side["program"], cubin
         log.warning("opsearch cache: %s is corrupted or incomplete; rebuilding", cubin_path.name)
-    except (OSError, ValueError, KeyError):
-        pass
-    cache.stats.compiles += 1
-    program, cubin = build()
-    cache.atomic_write_bytes(cubin_path, cubin)
-    cache.atomic_write_text(meta_path, json.dumps({"hash": digest, "cubin_sha256": hashlib.sha256(cubin).hexdigest(),
-                                                   "program": program, **inputs}, indent=1, sort_keys=True))
-    return program, cubin
+        return None
+
+    root = cache.cache_dir()
+    memo_path = cache.memo_path(memo, wl, spec) if memo else None
+    digest = cache.read_memo(memo_path, wl, spec) if memo_path is not None else None
+    hit = read(digest) if digest is not None else None
+    if hit is not None:
+        cache.stats.hits += 1
+        cache.stats.memo_hits += 1
+        return hit
+    inputs = cache.key_inputs(wl, spec, trace_text())
+    digest = cache.content_hash(inputs)
+    hit = read(digest)
+    if hit is not None:
+        cache.stats.hits += 1
+    else:
+        cache.stats.compiles += 1
+        program, cubin = build()
+        cache.atomic_write_bytes(root / f"{digest}.cubin", cubin)
+        cache.atomic_write_text(root / f"{digest}.json", json.dumps(
+            {"hash": digest, "cubin_sha256": hashlib.sha256(cubin).hexdigest(), "program": program, **inputs},
+            indent=1, sort_keys=True))
+        hit = program, cubin
+    if memo_path is not None:
+        cache.write_memo(memo_path, digest)
+    return hit
 
 
 def cuda_kernel_for(wl: Workload, target: str, db: Any = None) -> CudaKernel:
@@ -258,13 +279,14 @@ def cuda_kernel_for(wl: Workload, target: str, db: Any = None) -> CudaKernel:
             source = f"tuned ({rec.source}, {rec.mean_us:.1f} us)"
         except ValueError as e:
             log.warning("best CUDA record of %s not used (its trace does not replay here, or is refused): %s", wl.op, e)
-    if sch is None:
-        sch = default_schedule(wl, spec)
-    arch = str(spec.tvm().attrs["arch"])
+    # The default schedule is only built when the cache has no memo of it (TVM scheduling it
+    # costs more than loading the cubin).
+    schedule = (lambda: sch) if sch is not None else functools.lru_cache(maxsize=1)(lambda: default_schedule(wl, spec))
 
     def build():
-        src, program = lower_cuda(sch.mod, spec)
-        return program, compile_cuda(src, arch)
+        src, program = lower_cuda(schedule().mod, spec)
+        return program, compile_cuda(src, str(spec.tvm().attrs["arch"]))
 
-    program, cubin = _cached(wl, spec, json.dumps(trace_json(sch), sort_keys=True), build)
+    program, cubin = _cached(wl, spec, lambda: json.dumps(trace_json(schedule()), sort_keys=True), build,
+                             memo="default" if sch is None else None)
     return CudaKernel(wl, program, cubin, source)

@@ -56,17 +56,22 @@ def db_url(tmp_path_factory):
 
 
 @needs_nvcc
-def test_load_builds_a_cubin_once_and_serves_it_from_the_cache(db_url):
+def test_load_builds_a_cubin_once_and_serves_it_from_the_cache(db_url, monkeypatch):
+    from opsearch.ops import tir
     from opsearch.runtime import cache
 
     args = dict(x=(1, 8, 37), weight=(8, 8, 3), dilation=2)
-    before = cache.stats.compiles, cache.stats.hits
+    before = cache.stats.compiles, cache.stats.hits, cache.stats.memo_hits
     f = opsearch.load("dilated_conv1d", target=TARGET, db=db_url, **args)
     assert f.device == "cuda" and f.schedule == "default schedule"
     assert f.kernel.cubin[:4] == b"\x7fELF" and f.kernel.program["launches"]
     assert cache.stats.compiles == before[0] + 1
-    g = opsearch.load("dilated_conv1d", target=TARGET, db=db_url, **args)
+    # The second load finds the cubin through the default schedule's memo: no TVM scheduling.
+    with monkeypatch.context() as m:
+        m.setattr(tir, "default_schedule", lambda *a: pytest.fail("default schedule built for a cached kernel"))
+        g = opsearch.load("dilated_conv1d", target=TARGET, db=db_url, **args)
     assert cache.stats.hits == before[1] + 1 and cache.stats.compiles == before[0] + 1
+    assert cache.stats.memo_hits == before[2] + 1
     assert g.kernel.cubin == f.kernel.cubin and g.kernel.program == f.kernel.program
     # A corrupted cubin is rebuilt, never loaded.
     digest = next(p for p in cache.cache_dir().glob("*.cubin"))
