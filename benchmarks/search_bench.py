@@ -38,6 +38,8 @@ import sys
 import tempfile
 import time
 
+from opsearch.bench.report import first_reaching, running_min
+
 WORKLOAD = ("dilated_conv2d", "context_d4")  # (operator, example), overridable with --example OP:NAME
 SIDES = ("opsearch", "opsearch-full", "opsearch-unroll512", "opsearch-pop512", "stock")
 KEEP_DB = None  # --keep-db DIR: opsearch sides write their database to DIR/<side>-<op>-<example>.db
@@ -79,7 +81,7 @@ def _ours(trials: int, batch: int, checkpoints: list[int], build_timeout: float,
         hist = db.history(wl, "cpu")
         lat = [rec.mean_us if rec.status == "ok" else None for rec in hist]
         traces = {n: _best_within(lat, [rec.trace for rec in hist], n) for n in checkpoints}
-    return {"side": side, "wall_s": wall, "trials": r.trials_run, "curve": _curve(lat), "traces": traces}
+    return {"side": side, "wall_s": wall, "trials": r.trials_run, "curve": list(running_min(lat)), "traces": traces}
 
 
 def _stock(trials: int, batch: int, checkpoints: list[int], build_timeout: float, population: int = 0) -> dict:
@@ -100,7 +102,7 @@ def _stock(trials: int, batch: int, checkpoints: list[int], build_timeout: float
         lat = [s if s is not None and s < 1e9 else None for s in secs]
         trs = [trace_json(r.as_measure_candidate().sch) for r in recs]
         traces = {n: _best_within(lat, trs, n) for n in checkpoints}
-    return {"side": "stock", "wall_s": wall, "trials": len(recs), "curve": _curve(lat), "traces": traces}
+    return {"side": "stock", "wall_s": wall, "trials": len(recs), "curve": list(running_min(lat)), "traces": traces}
 
 
 def _best_within(lat: list, traces: list, n: int):
@@ -109,27 +111,11 @@ def _best_within(lat: list, traces: list, n: int):
     return traces[min(valid)[1]] if valid else None
 
 
-def _curve(lat: list) -> list:
-    best, out = None, []
-    for v in lat:
-        if v is not None and (best is None or v < best):
-            best = v
-        out.append(best)
-    return out
-
-
 def _retime(traces: dict) -> dict:
     """The schedules timed side by side in this one process, alternating."""
     from opsearch.bench.suite import time_schedules
 
     return time_schedules(_workload(), traces)
-
-
-def _reach(curve: list, target: float | None) -> int | None:
-    """First trial count at which ``curve`` (best so far) is at or below ``target``."""
-    if target is None:
-        return None
-    return next((i + 1 for i, v in enumerate(curve) if v is not None and v <= target), None)
 
 
 def summary(paths: list[str]) -> str:
@@ -162,7 +148,7 @@ def summary(paths: list[str]) -> str:
         if third:
             cells.append(ratio(ours[0], third))
         for s in ours:
-            cells.append(_reach(r["sides"][s]["curve_us"], st["best_own_us"].get(str(n))) if s in r["sides"] else "-")
+            cells.append(first_reaching(r["sides"][s]["curve_us"], st["best_own_us"].get(str(n))) if s in r["sides"] else "-")
         cells += [r["vs_stock"].get(s, {}).get("trials_per_min_ratio") for s in ours]
         rows.append(cells)
         for h, c in zip(head[1:], cells[1:]):

@@ -267,7 +267,8 @@ def test_search_summary_over_workloads(tmp_path):
     assert "opsearch: the geo-mean over its 2 workloads" in out and "reaches 1.0 after more than 64 trials" in out
     assert search._geo_reach([[None, 4.0, 2.0], [3.0, 3.0, 1.0]], [2.0, 2.0]) == 3
     assert search._geo_reach([[None, 4.0]], [5.0]) == 2
-    assert search._reach([None, 5.0, 3.0], 4.0) == 3 and search._reach([5.0], 4.0) is None
+    assert search.first_reaching([None, 5.0, 3.0], 4.0) == 3 and search.first_reaching([5.0], 4.0) is None
+    assert search.first_reaching([5.0], None) is None and list(search.running_min([None, 5.0, None, 3.0, 4.0])) == [None, 5.0, 5.0, 3.0, 3.0]
 
 
 def test_the_search_quality_section_is_included_when_given():

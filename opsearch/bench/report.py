@@ -77,8 +77,7 @@ class WorkloadReport:
         target = self.stock_best_us
         if target is None:
             return None, None
-        ours = next((i + 1 for i, v in enumerate(self.curve) if v is not None and v <= target), None)
-        return ours, self.stock_curve.index(target) + 1
+        return first_reaching(self.curve, target), self.stock_curve.index(target) + 1
 
 
 @dataclass(frozen=True)
@@ -110,14 +109,26 @@ class ReportData:
         return any(w.stock_curve for w in self.workloads)
 
 
-def best_so_far(records) -> tuple[float | None, ...]:
-    """The running minimum of ``mean_us`` over records in measurement order (None until an ok one)."""
+def running_min(latencies) -> tuple[float | None, ...]:
+    """The best latency so far after each trial (None for a failed one, and until an ok one)."""
     out, best = [], None
-    for r in records:
-        if r.status == "ok" and r.mean_us is not None:
-            best = r.mean_us if best is None else min(best, r.mean_us)
+    for v in latencies:
+        if v is not None:
+            best = v if best is None else min(best, v)
         out.append(best)
     return tuple(out)
+
+
+def first_reaching(curve, target: float | None) -> int | None:
+    """The first trial (1-based) at which best-so-far ``curve`` is at or below ``target``."""
+    if target is None:
+        return None
+    return next((i + 1 for i, v in enumerate(curve) if v is not None and v <= target), None)
+
+
+def best_so_far(records) -> tuple[float | None, ...]:
+    """The running minimum of ``mean_us`` over records in measurement order (None until an ok one)."""
+    return running_min(r.mean_us if r.status == "ok" else None for r in records)
 
 
 def collect(db, target: str, model_eval: bool = True, stock_db=None) -> ReportData:
