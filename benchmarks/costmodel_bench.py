@@ -124,9 +124,12 @@ def label(g) -> str:
 OURS_PARAMS: dict = {}  # --ours-params: overrides of opsearch.costmodel.xgb.PARAMS (ablations)
 
 
-def train_ours(train_groups, seed=0) -> XGBCostModel:
+def train_ours(train_groups, seed=0, own=(), others_rows=None) -> XGBCostModel:
+    """Our model trained on ``train_groups``; the workload keys in ``own`` are the ones being tuned
+    (with ``others_rows`` N, the other groups together weigh as N own records; None: all alike)."""
     params = dict(OURS_PARAMS)
-    m = XGBCostModel(seed=seed, rounds=params.pop("rounds", ROUNDS), params={"nthread": NTHREAD, **params})
+    m = XGBCostModel(seed=seed, rounds=params.pop("rounds", ROUNDS), params={"nthread": NTHREAD, **params},
+                     own=own, others_rows=others_rows)
     for g in train_groups:
         m.add(g.key, g.x, g.secs)
     m.fit()
@@ -224,12 +227,33 @@ def online(groups, timer: Timer, rng) -> tuple[list[str], list[dict]]:
     return ["ours", "ours+pre", "stock", "stock+others", "random"], rows
 
 
+OTHERS_WEIGHTS = [8.0, 32.0, 128.0]  # --others-rows: the ours+pre-wN columns of the per-round replay
+
+
+def pre_models() -> list[str]:
+    return ["ours+pre", *(f"ours+pre-w{n:g}" for n in OTHERS_WEIGHTS)]
+
+
 def per_round(groups, batch: int, timer: Timer, rng) -> tuple[list[str], list[dict]]:
-    """Each workload's rounds replayed: train on what was measured before a round, rank the round."""
+    """Each workload's rounds replayed: train on what was measured before a round, rank the round.
+
+    With other workloads present, ``ours+pre`` also trains on all of their records alike (what the
+    tuner does) and ``ours+pre-wN`` weighs them as N own records in all (``XGBCostModel.others_rows``,
+    N from ``--others-rows``); the first round, which only a model of other workloads can rank, is
+    scored apart (``row["first"]``)."""
     rows = []
     for g in groups:
-        per_model = {"ours": [], "stock": [], "random": []}
+        others = [o for o in groups if o is not g]
+        models = ["ours", *(pre_models() if others else []), "stock", "random"]
+        per_model = {m: [] for m in models}
         n, improved = 0, 0
+        own = [g.workload.key()]
+        first = g.subset(slice(0, batch))
+        row_first = None
+        if others and len(first) >= 2 and len(set(first.secs)) > 1:
+            pre = timer(("ours+pre", "train"), train_ours, others)
+            row_first = {"n": len(first), "ours+pre": metrics(first, pre.score(first.x)),
+                         "random": random_floor(first, rng)}
         for start in range(batch, len(g), batch):
             before, now = g.subset(slice(0, start)), g.subset(slice(start, start + batch))
             if len(now) < 2 or len(set(now.secs)) < 2:
@@ -238,17 +262,21 @@ def per_round(groups, batch: int, timer: Timer, rng) -> tuple[list[str], list[di
             improved += bool(min(now.secs) < min(before.secs))
             ours = timer(("ours", "train"), train_ours, [before])
             per_model["ours"].append(metrics(now, timer(("ours", "predict"), ours.score, now.x)))
+            if others:
+                for name, rows_w in zip(pre_models(), (None, *OTHERS_WEIGHTS)):
+                    m = timer((name, "train"), train_ours, [*others, before], 0, own, rows_w)
+                    per_model[name].append(metrics(now, timer((name, "predict"), m.score, now.x)))
             stock = timer(("stock", "train"), train_stock, [before])
             per_model["stock"].append(metrics(now, timer(("stock", "predict"), predict_stock, stock, now)))
             per_model["random"].append(random_floor(now, rng))
         if not per_model["ours"]:
             continue
         row = {"workload": label(g), "n": n, "train_records": None, "rounds": len(per_model["ours"]),
-               "new_best_rounds": improved}
+               "new_best_rounds": improved, "first": row_first}
         for m, rs in per_model.items():
             row[m] = {k: float(np.mean([r[k] for r in rs])) for k in METRICS}
         rows.append(row)
-    return ["ours", "stock", "random"], rows
+    return ["ours", *(pre_models() if len(groups) > 1 else []), "stock", "random"], rows
 
 
 # ----------------------------------------------------------------------------- report
@@ -289,7 +317,7 @@ def md_table(title: str, models, rows) -> str:
 
 
 def main(argv=None) -> int:
-    global NTHREAD, OURS_PARAMS
+    global NTHREAD, OURS_PARAMS, OTHERS_WEIGHTS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--db", required=True, action="append",
                     help="database URL (read only); repeat it to pool the workloads of several databases")
@@ -301,11 +329,14 @@ def main(argv=None) -> int:
                     "records (the tuner's batch) and rank each round with what came before it")
     ap.add_argument("--ours-params", type=json.loads, default={}, metavar="JSON",
                     help='overrides of our model\'s XGBoost parameters, e.g. \'{"objective": "reg:squarederror"}\'; "rounds" sets the boosting rounds')
+    ap.add_argument("--others-rows", default=",".join(f"{n:g}" for n in OTHERS_WEIGHTS), metavar="N,...",
+                    help="per-round replay: weights of other workloads' records, in own records (default %(default)s)")
     ap.add_argument("--json", help="also write every number to this file")
     ap.add_argument("--markdown", action="store_true", help="print the two tables as markdown")
     args = ap.parse_args(argv)
     NTHREAD = args.threads
     OURS_PARAMS = args.ours_params
+    OTHERS_WEIGHTS = [float(v) for v in args.others_rows.split(",")]
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
 
     from opsearch.db.records import target_name
@@ -349,6 +380,17 @@ def main(argv=None) -> int:
         print(render(f"3. per round: train on the records before each round of {args.rounds}, rank the round", m_ro, r_ro))
         for r in r_ro:
             print(f"   {r['workload']}: {r['rounds']} rounds ranked, {r['new_best_rounds']} of them found a new best")
+        firsts = [r["first"] for r in r_ro if r["first"]]
+        if firsts:
+            print(f"   first round of {args.rounds}, ranked by a model of the other workloads only "
+                  "(ours+pre / random), pair top1 top5:")
+            for r in r_ro:
+                if r["first"]:
+                    f0 = r["first"]
+                    print(f"   {r['workload']}: " + " / ".join(" ".join(f"{f0[m][k]:.3f}" for k in METRICS)
+                                                          for m in ("ours+pre", "random")))
+            print("   mean: " + " / ".join(" ".join(f"{np.mean([f0[m][k] for f0 in firsts]):.3f}" for k in METRICS)
+                                         for m in ("ours+pre", "random")))
         print()
     f = ("features", "replay+extract")
     print(f"features (replay + extract, once, for ours): {timer.s[f]:.1f} s ({timer.cpu[f]:.1f} CPU)")
@@ -360,7 +402,7 @@ def main(argv=None) -> int:
         out = {"db": args.db, "target": target, "holdout": args.holdout, "skipped": skipped,
                "held_out": {"rows": r_ho, "mean": mean_row(m_ho, r_ho) if r_ho else None},
                "online": {"rows": r_on, "mean": mean_row(m_on, r_on)},
-               "rounds": {"batch": args.rounds, "rows": r_ro, "mean": mean_row(["ours", "stock", "random"], r_ro) if r_ro else None},
+               "rounds": {"batch": args.rounds, "rows": r_ro, "mean": mean_row(m_ro, r_ro) if r_ro else None},
                "seconds": {"features": timer.to_json(), "held_out": t_ho.to_json(), "online": t_on.to_json()}}
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)

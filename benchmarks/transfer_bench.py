@@ -8,7 +8,9 @@ Tunes one workload that is not in the database twice, each in its own process:
   best schedules), ``--warm-trials`` trials.
 With ``--ablation`` two more warm sides separate the two kinds of transfer: **seeds only** (the
 search seeded from the nearest shapes, the cost model cold) and **pretrain only** (the cost model
-pretrained on the other shapes' records, no seeds).
+pretrained on the other shapes' records, no seeds). ``--weighted N`` adds **warm-wN**: warm with the
+other workloads' records weighed as N of the new one's own in all (``XGBCostModel.others_rows``)
+instead of the tuner's default. ``--seed`` sets every side's search seed.
 Reported: the trials each side needed to get within 5 % of the cold reference, and both sides'
 bests re-timed side by side in one process. Goal (issue #4): warm needs at most a third of the
 trials cold needs. Run from the repo root:
@@ -38,16 +40,20 @@ def _workload(spec: str | None):
     return ops.get(op).workload(**json.loads(rest)) if rest.lstrip().startswith("{") else ops.get(op).example(rest)
 
 
-def _side(db_path: str, trials: int, batch: int, transfer: int, pretrain: bool, spec: str | None) -> dict:
+def _side(db_path: str, trials: int, batch: int, transfer: int, pretrain: bool, spec: str | None, seed: int = 0,
+          others_rows: float | None = None) -> dict:
     from opsearch import db as dbmod
+    from opsearch.costmodel import xgb
     from opsearch.search import tune
 
+    if others_rows is not None:
+        xgb.OTHERS_ROWS = others_rows
     wl = _workload(spec)
     db = dbmod.connect(f"sqlite:///{db_path}")
     assert db.count(wl, "cpu") == 0, "the new workload must not be in the database"
     t0 = time.time()
     tune(wl, "cpu", db, trials=trials, batch=batch, transfer=transfer, pretrain=pretrain, include_shipped=False,
-         verify=False)
+         verify=False, seed=seed)
     wall = time.time() - t0
     hist = db.history(wl, "cpu")
     return {"wall_s": wall, "lat": [r.mean_us if r.status == "ok" else None for r in hist],
@@ -93,13 +99,18 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--tol", type=float, default=0.05)
     ap.add_argument("--ablation", action="store_true", help="also run seeds-only and pretrain-only warm sides")
+    ap.add_argument("--weighted", type=float, metavar="N",
+                    help="also run warm with the other workloads' records weighed as N own records in all")
+    ap.add_argument("--seed", type=int, default=0, help="search seed of every side (default 0)")
+    ap.add_argument("--json", help="also write every side's latencies and the re-timing to this file")
     ap.add_argument("--markdown", action="store_true", help="print the sides as a markdown table")
     ap.add_argument("--side", help=argparse.SUPPRESS)
     ap.add_argument("--retime", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.side:
-        db_path, trials, transfer, pretrain = a.side.split(",")
-        print(json.dumps(_side(db_path, int(trials), a.batch, int(transfer), pretrain == "1", a.workload)))
+        db_path, trials, transfer, pretrain, weighted = a.side.split(",")
+        print(json.dumps(_side(db_path, int(trials), a.batch, int(transfer), pretrain == "1", a.workload, a.seed,
+                               float(weighted) if weighted else None)))
         return
     if a.retime:
         print(json.dumps(_retime(json.load(open(a.retime)), a.workload)))
@@ -109,17 +120,20 @@ def main() -> None:
     wl_args = ["--workload", a.workload] if a.workload else []
     with tempfile.TemporaryDirectory() as d:
         t = time.strftime("%H:%M", time.gmtime())
-        # name -> (database copy of the pretraining db or empty, trials, seeds from N shapes, pretrain)
-        plan = {"cold": (False, a.cold_trials, 0, False), "warm": (True, a.warm_trials, 3, True)}
+        # name -> (database copy of the pretraining db or empty, trials, seeds from N shapes, pretrain,
+        # weight of the other workloads' records or "" for the tuner's default)
+        plan = {"cold": (False, a.cold_trials, 0, False, ""), "warm": (True, a.warm_trials, 3, True, "")}
+        if a.weighted is not None:
+            plan[f"warm-w{a.weighted:g}"] = (True, a.warm_trials, 3, True, str(a.weighted))
         if a.ablation:
-            plan["seeds"] = (True, a.warm_trials, 3, False)
-            plan["pretrain"] = (True, a.warm_trials, 0, True)
+            plan["seeds"] = (True, a.warm_trials, 3, False, "")
+            plan["pretrain"] = (True, a.warm_trials, 0, True, "")
         sides = {}
-        for name, (copy, trials, transfer, pretrain) in plan.items():
+        for name, (copy, trials, transfer, pretrain, weighted) in plan.items():
             if copy:
                 shutil.copy(a.pretrain_db, f"{d}/{name}.db")
-            sides[name] = _sub("--side", f"{d}/{name}.db,{trials},{transfer},{int(pretrain)}",
-                               "--batch", str(a.batch), *wl_args)
+            sides[name] = _sub("--side", f"{d}/{name}.db,{trials},{transfer},{int(pretrain)},{weighted}",
+                               "--batch", str(a.batch), "--seed", str(a.seed), *wl_args)
         cold = sides["cold"]
         t += "-" + time.strftime("%H:%M UTC", time.gmtime())
     valid = [v for v in cold["lat"] if v is not None]
@@ -154,6 +168,11 @@ def main() -> None:
     if a.markdown:
         print()
     print("re-timed side by side: " + ", ".join(f"{k} {v:.1f} us" for k, v in retimed.items()))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"workload": a.workload or json.dumps(NEW), "when": t, "seed": a.seed, "cold_best_us": ref,
+                       "sides": {name: {"lat": side["lat"], "wall_s": side["wall_s"], "within": needed[name]}
+                                 for name, side in sides.items()}, "retimed_us": retimed}, f)
     if n_cold and n_warm:
         print(f"warm needs {n_warm / n_cold:.2f} of the cold trials (goal <= 0.33): "
               f"{'met' if n_warm * 3 <= n_cold else 'missed'}")

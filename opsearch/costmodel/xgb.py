@@ -7,7 +7,13 @@ at random until 100 samples exist, and pickles itself. This model:
 - trains XGBoost with ``rank:pairwise`` where each (workload, target) is one query group and the
   label is throughput relative to the group's best: only the order within a workload matters;
 - is pretrained from every measured record of the same target kind in the database, updated
-  online after each measured batch, and saved in XGBoost's own JSON format (never pickled).
+  online after each measured batch, and saved in XGBoost's own JSON format (never pickled);
+- can weigh the records of other workloads below those of the workloads being tuned once these
+  have measurements of their own (``others_rows``: together the others count as that many own
+  records; XGBoost ranking weights are per query group). Off by default (``OTHERS_ROWS`` None):
+  on an emeraldrapids VM (2026-12-06) other operators' records counted alike ranked the rounds of
+  a search better than weighed at 8, 32 or 128 rows (``benchmarks/costmodel_bench.py --rounds``),
+  and the tuner found faster kernels within 64 trials with them (``benchmarks/transfer_bench.py``).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ PARAMS = {
 }
 ROUNDS = 80
 FAIL_LABEL = 0.0
+OTHERS_ROWS = None  # the weight of all other workloads' records together, in own records (None: alike)
 
 
 @dataclass
@@ -59,9 +66,13 @@ class XGBCostModel(PyCostModel):
     """See the module docstring. ``workload_of(context) -> Workload`` maps a tuning context to
     its opsearch workload (the tuner knows it from the task)."""
 
-    def __init__(self, workload_of=None, rounds: int = ROUNDS, seed: int = 0, params: dict | None = None):
+    def __init__(self, workload_of=None, rounds: int = ROUNDS, seed: int = 0, params: dict | None = None,
+                 own=(), others_rows: int | None = OTHERS_ROWS):
         super().__init__()
         self.workload_of = workload_of
+        # keys of the workloads being tuned (Workload.key()); update() adds the ones it sees
+        self.own: set[str] = set(own)
+        self.others_rows = others_rows
         self.rounds = rounds
         self.seed = seed
         self.params = dict(params or {})  # overrides of PARAMS, e.g. {"nthread": 1}
@@ -81,22 +92,40 @@ class XGBCostModel(PyCostModel):
     def size(self) -> int:
         return sum(len(g.secs) for g in self.groups.values())
 
+    def is_own(self, group: str) -> bool:
+        """Whether ``group`` (``Workload.key()``, or ``key@target`` as pretraining names it) holds
+        records of a workload being tuned."""
+        return group.partition("@")[0] in self.own
+
+    def group_weights(self, groups: list[str], sizes: list[int]) -> np.ndarray:
+        """Per-group training weights: 1 for own groups; for the others ``others_rows`` divided by
+        their records in all, when the own groups have records and the others more than that."""
+        own = [self.is_own(g) for g in groups]
+        n_own = sum(n for n, o in zip(sizes, own) if o)
+        n_others = sum(n for n, o in zip(sizes, own) if not o)
+        w = 1.0
+        if self.others_rows is not None and n_own and n_others > self.others_rows:
+            w = self.others_rows / n_others
+        return np.array([1.0 if o else w for o in own], dtype=np.float32)
+
     def fit(self) -> None:
         """(Re)train on every group with at least two distinct labels."""
         import xgboost as xgb
 
-        xs, ys, qs = [], [], []
-        for g in self.groups.values():
+        xs, ys, qs, keys = [], [], [], []
+        for key, g in self.groups.items():
             y = labels(g.secs)
             if len(y) < 2 or np.ptp(y) == 0:
                 continue
             xs.append(np.asarray(g.x))
             ys.append(y)
             qs.append(len(y))
+            keys.append(key)
         if not xs:
             return
         d = xgb.DMatrix(np.concatenate(xs), label=np.concatenate(ys))
         d.set_group(qs)
+        d.set_weight(self.group_weights(keys, qs))
         self.booster = xgb.train({**PARAMS, "seed": self.seed, **self.params}, d, num_boost_round=self.rounds)
 
     def score(self, x: np.ndarray) -> np.ndarray:
@@ -113,6 +142,7 @@ class XGBCostModel(PyCostModel):
 
     def update(self, context, candidates, results) -> None:
         wl = self._wl(context)
+        self.own.add(wl.key())
         x = candidate_features(context, candidates, wl, self.features)
         secs = []
         for r in results:
@@ -159,7 +189,8 @@ class XGBCostModel(PyCostModel):
         self.booster = booster
 
     def metadata(self) -> dict:
-        return {"feature_version": FEATURE_VERSION, "groups": len(self.groups), "rounds": self.rounds}
+        return {"feature_version": FEATURE_VERSION, "groups": len(self.groups), "rounds": self.rounds,
+                "others_rows": self.others_rows}
 
 
 def rank_metrics(groups: dict[str, tuple[np.ndarray, list[float | None]]], score_fn,

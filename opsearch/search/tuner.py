@@ -226,10 +226,11 @@ class Tuner:
         return ModuleHandoff(), self._local_runner()
 
     def _cost_model(self, workload_of):
-        from ..costmodel import XGBCostModel
+        from ..costmodel import xgb
         from ..costmodel.dataset import pretrain
 
-        model = XGBCostModel(workload_of=workload_of, seed=self.config.seed)
+        model = xgb.XGBCostModel(workload_of=workload_of, seed=self.config.seed, own=[wl.key() for wl in self.workloads],
+                                 others_rows=xgb.OTHERS_ROWS)
         if not self.config.pretrain:
             return model
         try:

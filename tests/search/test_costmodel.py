@@ -211,3 +211,42 @@ def test_an_untrained_model_ranks_at_random_without_extracting_features(tuned_db
     scores = model.predict(ctx, cands)
     assert scores.shape == (len(cands),) and np.all((scores > 0) & (scores <= 1)) and np.ptp(scores) > 0.3
     assert not np.array_equal(scores, model.predict(ctx, cands))  # fresh draws each call
+
+
+def _conflicting(rng, n: int, sign: float):
+    """``n`` candidates whose latency rises (sign +1) or falls (sign -1) with feature 0, with
+    noise; the other features are noise. No feature tells the two kinds apart."""
+    x = rng.random((n, 4)).astype(np.float32)
+    secs = list(1.5 + sign * x[:, 0] + 0.05 * rng.random(n))
+    return x, secs
+
+
+def test_weighing_other_workloads_lets_own_measurements_decide():
+    """Two thousand records of other workloads say 'small feature 0 is fast'; the tuned workload's
+    own 64 say the opposite, and no feature tells the two apart. With the others weighed as two
+    own records in all (``others_rows=2``) the own records decide the ranking of fresh own
+    candidates; counted alike (the default) the two sides pull against each other."""
+    acc = {}
+    for others_rows in (2, None):
+        rng = np.random.default_rng(7)
+        model = XGBCostModel(own=["own"], others_rows=others_rows)
+        for i in range(8):
+            model.add(f"other{i}@llvm:x", *_conflicting(rng, 250, +1.0))
+        model.add("own@llvm:x", *_conflicting(rng, 64, -1.0))
+        model.fit()
+        held = _conflicting(rng, 200, -1.0)
+        acc[others_rows] = rank_metrics({"own": held}, model.score, margin=0.1)["pairwise_accuracy"]
+    assert acc[2] > 0.85 and acc[None] < acc[2] - 0.2, acc
+
+
+def test_group_weights():
+    m = XGBCostModel(own=["a"], others_rows=32)
+    # own groups 1; the others together weigh 32 own records, split by their sizes alike
+    np.testing.assert_allclose(m.group_weights(["a@llvm:x", "b@llvm:x", "c"], [10, 100, 60]), [1, 0.2, 0.2])
+    # before the tuned workload has records, and when the others are few, all count alike
+    np.testing.assert_allclose(m.group_weights(["b", "c"], [100, 60]), [1, 1])
+    np.testing.assert_allclose(m.group_weights(["a", "b"], [10, 20]), [1, 1])
+    assert XGBCostModel(own=["a"], others_rows=None).group_weights(["a", "b"], [10, 100]).tolist() == [1, 1]
+    # update() makes a workload its own: the tuner also names them up front
+    assert not XGBCostModel().is_own("a@llvm:x")
+
