@@ -1,7 +1,9 @@
 """Training data from the database: replay stored traces and extract candidate features.
 
 Records are grouped by (workload, target); each group is one ranking query. Failures are kept
-as label 0 (the model must learn to avoid them); unmeasured records are left out.
+as label 0 (the model must learn to avoid them); unmeasured records are left out. Pretraining
+takes the features of records it has seen before from the on-disk store (``feature_store``)
+instead of replaying their traces again.
 """
 
 from __future__ import annotations
@@ -101,20 +103,38 @@ def replay_records(records, limit: int | None = None) -> RecordGroup:
     return RecordGroup(wl, target, kept, cands, x, secs)
 
 
-def load_groups(db, target_kind: str, limit_per_group: int = 512) -> dict[str, tuple[np.ndarray, list]]:
+def load_groups(db, target_kind: str, limit_per_group: int = 512, store: bool = True) -> dict[str, tuple[np.ndarray, list]]:
     """``{group key: (features, mean seconds or None)}`` for every workload measured on a target
-    of ``target_kind``."""
-    by_key: dict[str, list] = {}
+    of ``target_kind`` (its first ``limit_per_group`` measured records). With ``store``, features
+    come from the on-disk store (``feature_store``) where it has them; the other records are
+    replayed and extracted, then added to it."""
+    from . import feature_store
+
+    by_group: dict[tuple[Workload, str], list] = {}
     for rec in db.iter_records():
         if not rec.target.startswith(target_kind + ":") or rec.status == "unmeasured" or rec.trace is None:
             continue
-        by_key.setdefault(f"{rec.workload.key()}@{rec.target}", []).append(rec)
-    out = {}
-    for key, recs in by_key.items():
-        g = replay_records(recs, limit=limit_per_group)
-        if len(g) >= 2:
-            out[key] = (g.x, g.secs)
-    log.info("loaded %d groups, %d records for %s", len(out), sum(len(v[1]) for v in out.values()), target_kind)
+        by_group.setdefault((rec.workload, rec.target), []).append(rec)
+    out, replayed, stored = {}, 0, 0
+    for (wl, target), recs in by_group.items():
+        recs = recs[:limit_per_group]
+        keys = [feature_store.trace_key(r.trace) for r in recs]
+        path = feature_store.group_path(wl, target) if store else None
+        rows = feature_store.load(path) if path is not None else {}
+        todo = [r for r, k in zip(recs, keys) if k not in rows]
+        stored += len(recs) - len(todo)
+        if todo:
+            g = replay_records(todo)
+            replayed += len(g)
+            rows.update((feature_store.trace_key(r.trace), x) for r, x in zip(g.records, g.x))
+            if path is not None and len(g):
+                feature_store.save(path, rows)
+        kept = [(rows[k], r) for r, k in zip(recs, keys) if k in rows]  # not kept: traces that no longer replay
+        if len(kept) >= 2:
+            out[f"{wl.key()}@{target}"] = (np.asarray([x for x, _ in kept], dtype=np.float32),
+                                           [r.mean_us / 1e6 if r.status == "ok" and r.mean_us else None for _, r in kept])
+    log.info("loaded %d groups, %d records for %s (%d features from the store, %d replayed)",
+             len(out), sum(len(v[1]) for v in out.values()), target_kind, stored, replayed)
     return out
 
 

@@ -250,3 +250,43 @@ def test_group_weights():
     # update() makes a workload its own: the tuner also names them up front
     assert not XGBCostModel().is_own("a@llvm:x")
 
+
+def test_pretraining_features_are_stored_and_reused(tuned_db, monkeypatch, tmp_path):
+    """The second load of the same records reads their features from the store instead of
+    replaying them; the rows are the ones extraction gives. A damaged store file is ignored and
+    rewritten, and a record added later is the only one replayed."""
+    from opsearch.costmodel import dataset, feature_store
+
+    monkeypatch.setenv("OPSEARCH_CACHE_DIR", str(tmp_path))
+    db, _ = tuned_db
+    first = load_groups(db, "llvm")
+    files = sorted(feature_store.store_dir().glob("*.npz"))
+    assert len(files) == len(first) == 4
+
+    def no_replay(records, limit=None):
+        pytest.fail(f"replayed {len(list(records))} records that the store holds")
+
+    with monkeypatch.context() as m:
+        m.setattr(dataset, "replay_records", no_replay)
+        again = load_groups(db, "llvm")
+    assert again.keys() == first.keys()
+    for key, (x, secs) in first.items():
+        np.testing.assert_array_equal(again[key][0], x)
+        assert again[key][1] == secs
+
+    files[0].write_bytes(b"not an npz")  # damaged: ignored, replayed and rewritten
+    third = load_groups(db, "llvm")
+    assert all(np.array_equal(third[k][0], first[k][0]) for k in first)
+    assert feature_store.load(files[0])  # rewritten whole
+
+    # One record dropped from a group's file: only that record is replayed.
+    rows = feature_store.load(files[1])
+    dropped = next(iter(rows))
+    del rows[dropped]
+    feature_store.save(files[1], rows)
+    seen = []
+    real = dataset.replay_records
+    with monkeypatch.context() as m:
+        m.setattr(dataset, "replay_records", lambda recs, limit=None: seen.append(len(recs)) or real(recs, limit))
+        load_groups(db, "llvm")
+    assert seen == [1]
