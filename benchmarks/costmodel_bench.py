@@ -124,12 +124,14 @@ def label(g) -> str:
 OURS_PARAMS: dict = {}  # --ours-params: overrides of opsearch.costmodel.xgb.PARAMS (ablations)
 
 
-def train_ours(train_groups, seed=0, own=(), others_rows=None) -> XGBCostModel:
+def train_ours(train_groups, seed=0, own=(), others_rows=None, base=None) -> XGBCostModel:
     """Our model trained on ``train_groups``; the workload keys in ``own`` are the ones being tuned
     (with ``others_rows`` N, the other groups together weigh as N own records; None: all alike)."""
     params = dict(OURS_PARAMS)
     m = XGBCostModel(seed=seed, rounds=params.pop("rounds", ROUNDS), params={"nthread": NTHREAD, **params},
                      own=own, others_rows=others_rows)
+    if base is not None:
+        m.set_base(base)
     for g in train_groups:
         m.add(g.key, g.x, g.secs)
     m.fit()
@@ -231,7 +233,7 @@ OTHERS_WEIGHTS = [8.0, 32.0, 128.0]  # --others-rows: the ours+pre-wN columns of
 
 
 def pre_models() -> list[str]:
-    return ["ours+pre", *(f"ours+pre-w{n:g}" for n in OTHERS_WEIGHTS)]
+    return ["ours+pre", *(f"ours+pre-w{n:g}" for n in OTHERS_WEIGHTS), "ours+base"]
 
 
 def per_round(groups, batch: int, timer: Timer, rng) -> tuple[list[str], list[dict]]:
@@ -239,8 +241,10 @@ def per_round(groups, batch: int, timer: Timer, rng) -> tuple[list[str], list[di
 
     With other workloads present, ``ours+pre`` also trains on all of their records alike (what the
     tuner does) and ``ours+pre-wN`` weighs them as N own records in all (``XGBCostModel.others_rows``,
-    N from ``--others-rows``); the first round, which only a model of other workloads can rank, is
-    scored apart (``row["first"]``)."""
+    N from ``--others-rows``); ``ours+base`` starts from a model of the other workloads alone and
+    adds trees for the workload's own records (``XGBCostModel.set_base``: what the tuner does with
+    the shipped model on an empty database); the first round, which only a model of other
+    workloads can rank, is scored apart (``row["first"]``)."""
     rows = []
     for g in groups:
         others = [o for o in groups if o is not g]
@@ -250,6 +254,7 @@ def per_round(groups, batch: int, timer: Timer, rng) -> tuple[list[str], list[di
         own = [g.workload.key()]
         first = g.subset(slice(0, batch))
         row_first = None
+        base = timer(("ours+base", "train"), train_ours, others).booster if others else None
         if others and len(first) >= 2 and len(set(first.secs)) > 1:
             pre = timer(("ours+pre", "train"), train_ours, others)
             row_first = {"n": len(first), "ours+pre": metrics(first, pre.score(first.x)),
@@ -266,6 +271,8 @@ def per_round(groups, batch: int, timer: Timer, rng) -> tuple[list[str], list[di
                 for name, rows_w in zip(pre_models(), (None, *OTHERS_WEIGHTS)):
                     m = timer((name, "train"), train_ours, [*others, before], 0, own, rows_w)
                     per_model[name].append(metrics(now, timer((name, "predict"), m.score, now.x)))
+                m = timer(("ours+base", "train"), train_ours, [before], 0, own, None, base)
+                per_model["ours+base"].append(metrics(now, timer(("ours+base", "predict"), m.score, now.x)))
             stock = timer(("stock", "train"), train_stock, [before])
             per_model["stock"].append(metrics(now, timer(("stock", "predict"), predict_stock, stock, now)))
             per_model["random"].append(random_floor(now, rng))
@@ -336,7 +343,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     NTHREAD = args.threads
     OURS_PARAMS = args.ours_params
-    OTHERS_WEIGHTS = [float(v) for v in args.others_rows.split(",")]
+    OTHERS_WEIGHTS = [float(v) for v in args.others_rows.split(",") if v.strip()]
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
 
     from opsearch.db.records import target_name

@@ -27,9 +27,13 @@ def model() -> None:
 @model.command("train")
 @click.option("--target-kind", type=click.Choice(["llvm", "cuda"]), default="llvm", show_default=True)
 @click.option("--db", "db_url", help="Database URL.")
+@click.option("--out", "out", type=click.Path(dir_okay=False, writable=True),
+              help="Write the model to this file (XGBoost JSON, e.g. schedules/costmodel-llvm.json, the model the "
+                   "tuner starts from on an empty database) instead of storing it in the database.")
 @click.option("--json", "as_json", is_flag=True)
-def train(target_kind, db_url, as_json):
-    """Train on every measured record of a target kind and store the model in the database."""
+def train(target_kind, db_url, out, as_json):
+    """Train on every measured record of a target kind and store the model in the database (or
+    write it to --out)."""
     from .. import db as dbmod
     from ..costmodel import XGBCostModel
 
@@ -40,9 +44,22 @@ def train(target_kind, db_url, as_json):
     m.fit()
     if m.booster is None:
         raise OpsearchError("not enough distinct measurements to train on (need two different latencies per workload)")
-    model_id = db.save_cost_model(target_kind, m.to_bytes(), format="xgboost-json", n_samples=m.size, metrics=m.metadata())
-    out = {"model_id": model_id, "target_kind": target_kind, "samples": m.size, "workloads": len(m.groups)}
-    click.echo(json.dumps(out) if as_json else f"trained on {m.size} records of {len(m.groups)} workloads; stored as model {model_id}")
+    summary = {"target_kind": target_kind, "samples": m.size, "workloads": len(m.groups)}
+    if out:
+        from ..costmodel.shipped import write_model
+
+        targets = sorted({key.partition("@")[2] for key in m.groups})
+        try:
+            write_model(m.booster, out, records=m.size, workloads=len(m.groups), targets=",".join(targets))
+        except OSError as e:
+            raise OpsearchError(f"cannot write the model to {out}: {e.strerror or e}") from None
+        summary["out"] = str(out)
+        where = f"written to {out}"
+    else:
+        summary["model_id"] = db.save_cost_model(target_kind, m.to_bytes(), format="xgboost-json", n_samples=m.size,
+                                                 metrics=m.metadata())
+        where = f"stored as model {summary['model_id']}"
+    click.echo(json.dumps(summary) if as_json else f"trained on {m.size} records of {len(m.groups)} workloads; {where}")
 
 
 @model.command("eval")

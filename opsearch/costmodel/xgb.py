@@ -81,6 +81,7 @@ class XGBCostModel(PyCostModel):
         self.n_pretrained = 0
         self._rng = np.random.default_rng(seed)  # scores while untrained
         self.features = FeatureCache()  # this run's candidates, scored repeatedly by the search
+        self.base = None  # a prior booster every fit continues from (set_base)
 
     # ------------------------------------------------------------------ data
     def add(self, group: str, x: np.ndarray, secs: list[float | None]) -> None:
@@ -108,8 +109,17 @@ class XGBCostModel(PyCostModel):
             w = self.others_rows / n_others
         return np.array([1.0 if o else w for o in own], dtype=np.float32)
 
+    def set_base(self, booster) -> None:
+        """Start from ``booster`` (the shipped model, :func:`shipped_model`): it ranks candidates
+        until there is data to fit, and every fit adds this model's trees on top of it (XGBoost's
+        training continuation), so the prior stays in the ranking as measurements come in."""
+        self.base = booster
+        if self.booster is None:
+            self.booster = booster
+
     def fit(self) -> None:
-        """(Re)train on every group with at least two distinct labels."""
+        """(Re)train on every group with at least two distinct labels (continuing from the base
+        model, if one is set)."""
         import xgboost as xgb
 
         xs, ys, qs, keys = [], [], [], []
@@ -126,7 +136,8 @@ class XGBCostModel(PyCostModel):
         d = xgb.DMatrix(np.concatenate(xs), label=np.concatenate(ys))
         d.set_group(qs)
         d.set_weight(self.group_weights(keys, qs))
-        self.booster = xgb.train({**PARAMS, "seed": self.seed, **self.params}, d, num_boost_round=self.rounds)
+        self.booster = xgb.train({**PARAMS, "seed": self.seed, **self.params}, d, num_boost_round=self.rounds,
+                                 xgb_model=self.base)
 
     def score(self, x: np.ndarray) -> np.ndarray:
         """Raw ranking scores (higher is better); random before any training."""

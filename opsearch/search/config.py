@@ -32,6 +32,8 @@ class TuneConfig:
     same vector width) as its next trial: on a machine with no records of its own the search
     starts from a tuned schedule instead of random ones, and the run's best is never slower than
     what the user was already served. Both only when the workload has no record yet.
+    ``include_shipped`` also starts the cost model from the shipped model
+    (``schedules/costmodel-<kind>.json``) when pretraining finds nothing to train on.
     ``measure_config`` sets how the local runner times candidates, including its screening
     (``MeasureConfig.screen_ratio``: full timing only for candidates near the best; None times
     every candidate fully).

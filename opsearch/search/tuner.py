@@ -238,6 +238,14 @@ class Tuner:
             log.info("cost model pretrained on %d records of %s targets", n, self.target.kind)
         except Exception as e:  # noqa: BLE001 - a cold model still tunes
             log.warning("cost model pretraining skipped: %s", e)
+        if model.booster is None and self.config.include_shipped:
+            from ..costmodel.shipped import shipped_model
+
+            base = shipped_model(self.target.kind)
+            if base is not None:
+                model.set_base(base)
+                log.info("cost model: nothing to pretrain on; starting from the shipped model (%s records)",
+                         base.attr("records"))
         return model
 
     # ------------------------------------------------------------------ run

@@ -290,3 +290,84 @@ def test_pretraining_features_are_stored_and_reused(tuned_db, monkeypatch, tmp_p
         m.setattr(dataset, "replay_records", lambda recs, limit=None: seen.append(len(recs)) or real(recs, limit))
         load_groups(db, "llvm")
     assert seen == [1]
+
+
+def test_a_base_model_ranks_until_data_and_stays_under_later_fits():
+    """set_base: the prior model ranks before any fit; a fit on the workload's own records adds
+    trees on top of it (the prior itself is not changed), so with conflicting own records the
+    ranking moves towards them but the prior still counts."""
+    rng = np.random.default_rng(3)
+    prior = XGBCostModel()
+    for i in range(4):
+        prior.add(f"other{i}", *_conflicting(rng, 200, +1.0))
+    prior.fit()
+    rounds = prior.booster.num_boosted_rounds()
+    held = _conflicting(rng, 200, -1.0)
+
+    def acc(m):
+        return rank_metrics({"own": held}, m.score, margin=0.1)["pairwise_accuracy"]
+
+    m = XGBCostModel()
+    m.set_base(prior.booster)
+    assert m.booster is prior.booster and acc(m) < 0.3  # the prior's order: wrong for this workload
+    m.add("own", *_conflicting(rng, 64, -1.0))
+    m.fit()
+    assert prior.booster.num_boosted_rounds() == rounds  # continuation copies the prior
+    assert m.booster.num_boosted_rounds() == rounds + m.rounds
+    assert acc(m) > acc(prior) + 0.3, (acc(m), acc(prior))
+
+
+def test_model_train_out_writes_a_model_the_tuner_can_start_from(tuned_db, tmp_path, caplog):
+    """``opsearch model train --out FILE`` writes XGBoost JSON with the feature version and what it
+    was trained on; read_model reads it back. A stale feature version or a file XGBoost cannot
+    read is skipped with a warning, and an unwritable path is a one-line exit 2."""
+    import os
+    import subprocess
+    import sys
+
+    from opsearch.costmodel.features import FEATURE_VERSION, N_FEATURES
+    from opsearch.costmodel.shipped import read_model, write_model
+
+    db, _ = tuned_db
+    exe = [os.path.join(os.path.dirname(sys.executable), "opsearch")]
+    out = tmp_path / "costmodel-llvm.json"
+    p = subprocess.run([*exe, "model", "train", "--db", db.url, "--out", str(out), "--json"],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert out.read_bytes().lstrip().startswith(b"{")  # XGBoost JSON, not a pickle
+    booster = read_model(out)
+    assert booster is not None and booster.num_features() == N_FEATURES
+    attrs = booster.attributes()
+    assert attrs["feature_version"] == str(FEATURE_VERSION) and int(attrs["records"]) == db.count()
+    assert attrs["workloads"] == "4" and attrs["targets"].startswith("llvm:")
+
+    write_model(booster, tmp_path / "stale.json", feature_version=FEATURE_VERSION + 1)
+    (tmp_path / "garbage.json").write_text("{not a model")
+    with caplog.at_level("WARNING"):
+        assert read_model(tmp_path / "stale.json") is None and read_model(tmp_path / "garbage.json") is None
+    assert "trained on features of version" in caplog.text and "cannot read" in caplog.text
+
+    p = subprocess.run([*exe, "model", "train", "--db", db.url, "--out", str(tmp_path / "no" / "such" / "m.json")],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "cannot write the model" in p.stderr
+
+
+def test_the_tuner_starts_from_the_shipped_model_only_with_nothing_to_pretrain_on(tuned_db, tmp_path):
+    from opsearch import db as dbmod
+    from opsearch.costmodel.features import N_FEATURES
+    from opsearch.costmodel.shipped import shipped_model
+    from opsearch.search.config import TuneConfig
+    from opsearch.search.tuner import Tuner
+
+    shipped = shipped_model("llvm")
+    assert shipped is not None and shipped.num_features() == N_FEATURES  # the file in schedules/ is usable
+    wl = family_workload("dilated")
+    empty = dbmod.connect(f"sqlite:///{tmp_path / 'empty.db'}")
+    model = Tuner([wl], "cpu", empty, TuneConfig())._cost_model(lambda ctx: wl)
+    assert model.base is shipped and model.booster is shipped
+    model = Tuner([wl], "cpu", empty, TuneConfig(include_shipped=False))._cost_model(lambda ctx: wl)
+    assert model.base is None and model.booster is None
+    db, _ = tuned_db  # records to pretrain on: the database's own, no shipped prior
+    model = Tuner([wl], "cpu", db, TuneConfig())._cost_model(lambda ctx: wl)
+    assert model.base is None and model.booster is not None and model.n_pretrained > 0
