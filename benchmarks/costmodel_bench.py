@@ -254,9 +254,10 @@ def per_round(groups, batch: int, timer: Timer, rng) -> tuple[list[str], list[di
         own = [g.workload.key()]
         first = g.subset(slice(0, batch))
         row_first = None
-        base = timer(("ours+base", "train"), train_ours, others).booster if others else None
-        if others and len(first) >= 2 and len(set(first.secs)) > 1:
-            pre = timer(("ours+pre", "train"), train_ours, others)
+        # one model of the other workloads alone: it ranks the first round and is ours+base's prior
+        pre = timer(("ours+pre", "train"), train_ours, others) if others else None
+        base = pre.booster if pre is not None else None
+        if pre is not None and len(first) >= 2 and len(set(first.secs)) > 1:
             row_first = {"n": len(first), "ours+pre": metrics(first, pre.score(first.x)),
                          "random": random_floor(first, rng)}
         for start in range(batch, len(g), batch):

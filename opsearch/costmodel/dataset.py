@@ -66,6 +66,11 @@ class RecordGroup:
                            [self.candidates[i] for i in idx], self.x[list(idx)], [self.secs[i] for i in idx])
 
 
+def record_secs(rec) -> float | None:
+    """A record's label input: its mean latency in seconds, None for a failure."""
+    return rec.mean_us / 1e6 if rec.status == "ok" and rec.mean_us else None
+
+
 def replay_records(records, limit: int | None = None) -> RecordGroup:
     """Replay records of ONE workload on ONE target to schedules and extract their features.
 
@@ -98,7 +103,7 @@ def replay_records(records, limit: int | None = None) -> RecordGroup:
             continue
         kept.append(rec)
         cands.append(MeasureCandidate(sch, ArgInfo.from_prim_func(sch.mod["main"])))
-        secs.append(rec.mean_us / 1e6 if rec.status == "ok" and rec.mean_us else None)
+        secs.append(record_secs(rec))
     x = candidate_features(tune_context(wl, target), cands, wl) if cands else np.zeros((0, N_FEATURES), np.float32)
     return RecordGroup(wl, target, kept, cands, x, secs)
 
@@ -118,21 +123,21 @@ def load_groups(db, target_kind: str, limit_per_group: int = 512, store: bool = 
     out, replayed, stored = {}, 0, 0
     for (wl, target), recs in by_group.items():
         recs = recs[:limit_per_group]
-        keys = [feature_store.trace_key(r.trace) for r in recs]
+        key_of = {id(r): feature_store.trace_key(r.trace) for r in recs}
         path = feature_store.group_path(wl, target) if store else None
         rows = feature_store.load(path) if path is not None else {}
-        todo = [r for r, k in zip(recs, keys) if k not in rows]
+        todo = [r for r in recs if key_of[id(r)] not in rows]
         stored += len(recs) - len(todo)
         if todo:
             g = replay_records(todo)
             replayed += len(g)
-            rows.update((feature_store.trace_key(r.trace), x) for r, x in zip(g.records, g.x))
+            rows.update((key_of[id(r)], x) for r, x in zip(g.records, g.x))
             if path is not None and len(g):
                 feature_store.save(path, rows)
-        kept = [(rows[k], r) for r, k in zip(recs, keys) if k in rows]  # not kept: traces that no longer replay
+        kept = [r for r in recs if key_of[id(r)] in rows]  # not kept: traces that no longer replay
         if len(kept) >= 2:
-            out[f"{wl.key()}@{target}"] = (np.asarray([x for x, _ in kept], dtype=np.float32),
-                                           [r.mean_us / 1e6 if r.status == "ok" and r.mean_us else None for _, r in kept])
+            out[f"{wl.key()}@{target}"] = (np.asarray([rows[key_of[id(r)]] for r in kept], dtype=np.float32),
+                                           [record_secs(r) for r in kept])
     log.info("loaded %d groups, %d records for %s (%d features from the store, %d replayed)",
              len(out), sum(len(v[1]) for v in out.values()), target_kind, stored, replayed)
     return out

@@ -233,15 +233,15 @@ def _cached(wl: Workload, spec, trace_text, build, memo: str | None = None) -> t
 
     root = cache.cache_dir()
     memo_path = cache.memo_path(memo, wl, spec) if memo else None
-    digest = cache.read_memo(memo_path, wl, spec) if memo_path is not None else None
-    hit = read(digest) if digest is not None else None
+    memo_digest = cache.read_memo(memo_path, wl, spec) if memo_path is not None else None
+    hit = read(memo_digest) if memo_digest is not None else None
     if hit is not None:
         cache.stats.hits += 1
         cache.stats.memo_hits += 1
         return hit
     inputs = cache.key_inputs(wl, spec, trace_text())
     digest = cache.content_hash(inputs)
-    hit = read(digest)
+    hit = read(digest) if digest != memo_digest else None  # the memo's entry was just found unusable
     if hit is not None:
         cache.stats.hits += 1
     else:
