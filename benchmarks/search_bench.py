@@ -1,13 +1,18 @@
 """Tuning speed and quality: opsearch's tuner vs stock ``tune_tir`` on the same workload.
 
 Each side runs in its own process, alternating (A B A B) for ``--rounds`` rounds, with the same
-trial budget. The sides (``--sides``): ``opsearch`` (what ``tune`` does), ``opsearch-full`` (the
+trial budget; round i runs both sides with seed ``--seed`` + i, and every figure is the median over
+the rounds (one run per side moves a workload by 10-25% on small shared VMs). The sides (``--sides``): ``opsearch`` (what ``tune`` does), ``opsearch-full`` (the
 same with every candidate timed fully, ``--full-timing``: no screening), ``opsearch-unroll512``
 (the same with MetaSchedule's unrolling choices, 512 steps included, multi-stage spaces too: see
 ``opsearch.search.space``), ``opsearch-pop512`` (the same with stock's evolutionary population
 of 512 instead of ``TuneConfig.population``) and ``stock``. Reported: wall time, trials per minute, and the best latency after each checkpoint
 (``--checkpoints``, trial counts): each side's own measurement of its best candidate within the
-first N trials, and the same candidates re-timed side by side in one process for fairness.
+first N trials, and the same candidates (every round's) re-timed side by side in one process for
+fairness. Each opsearch side's search runs with ``confirm=0``, so its own pick is kept; the tuner's
+confirmation (``opsearch.search.confirm``: its fastest few timed again side by side) then runs on
+its database, and its pick is reported as the side ``<side>+confirm`` at the last checkpoint: that
+is what ``tune`` returns.
 
 Stock ``tune_tir`` gets a ``LocalBuilder(timeout_sec=--stock-build-timeout)``: its default 30 s
 timeout fails every batch on 2 cores (each worker imports every tensor intrinsic, 22-26 s), which
@@ -39,6 +44,7 @@ import tempfile
 import time
 
 from opsearch.bench.report import first_reaching, running_min
+from opsearch.search.config import TuneConfig
 
 WORKLOAD = ("dilated_conv2d", "context_d4")  # (operator, example), overridable with --example OP:NAME
 SIDES = ("opsearch", "opsearch-full", "opsearch-unroll512", "opsearch-pop512", "stock")
@@ -52,9 +58,11 @@ def _workload():
 
 
 def _ours(trials: int, batch: int, checkpoints: list[int], build_timeout: float, population: int = 0,
-          side: str = "opsearch") -> dict:
+          side: str = "opsearch", seed: int = 0) -> dict:
     from opsearch import db as dbmod
+    from opsearch import targets
     from opsearch.search import space, tune
+    from opsearch.search.confirm import confirm_finalists
     from opsearch.search.runner import MeasureConfig
 
     full_timing, unroll512 = side == "opsearch-full", side == "opsearch-unroll512"
@@ -65,7 +73,8 @@ def _ours(trials: int, batch: int, checkpoints: list[int], build_timeout: float,
 
     wl = _workload()
     with tempfile.TemporaryDirectory() as d:
-        path = f"{KEEP_DB}/{side}-{WORKLOAD[0]}-{WORKLOAD[1]}.db" if KEEP_DB else f"{d}/bench.db"
+        suffix = f"-s{seed}" if seed else ""
+        path = f"{KEEP_DB}/{side}-{WORKLOAD[0]}-{WORKLOAD[1]}{suffix}.db" if KEEP_DB else f"{d}/bench.db"
         if KEEP_DB:
             os.makedirs(KEEP_DB, exist_ok=True)
             if os.path.exists(path):
@@ -76,15 +85,24 @@ def _ours(trials: int, batch: int, checkpoints: list[int], build_timeout: float,
         if full_timing:
             extra["measure_config"] = MeasureConfig(screen_ratio=None)
         # cold like stock: no shipped record as a first trial (it would start from a tuned schedule)
-        (r,) = tune(wl, "cpu", db, trials=trials, batch=batch, verify=False, include_shipped=False, **extra)
+        # the search alone (confirm=0), so that its own pick is kept; then the tuner's confirmation
+        (r,) = tune(wl, "cpu", db, trials=trials, batch=batch, verify=False, include_shipped=False, confirm=0,
+                    seed=seed, **extra)
         wall = time.time() - t0
         hist = db.history(wl, "cpu")
         lat = [rec.mean_us if rec.status == "ok" else None for rec in hist]
         traces = {n: _best_within(lat, [rec.trace for rec in hist], n) for n in checkpoints}
-    return {"side": side, "wall_s": wall, "trials": r.trials_run, "curve": list(running_min(lat)), "traces": traces}
+        t1 = time.time()
+        confirmed = confirm_finalists(db, wl, targets.resolve("cpu"), k=TuneConfig.confirm)
+        confirm_s = time.time() - t1
+        best = db.top_k(wl, "cpu", 1)
+    return {"side": side, "seed": seed, "wall_s": wall, "trials": r.trials_run, "curve": list(running_min(lat)),
+            "traces": traces, "confirmed_trace": best[0].trace if confirmed and best else None, "confirm_s": confirm_s,
+            "confirmed_own_us": best[0].mean_us if confirmed and best else None}
 
 
-def _stock(trials: int, batch: int, checkpoints: list[int], build_timeout: float, population: int = 0) -> dict:
+def _stock(trials: int, batch: int, checkpoints: list[int], build_timeout: float, population: int = 0,
+           seed: int = 0) -> dict:
     from tvm.s_tir import meta_schedule as ms
 
     from opsearch import targets
@@ -95,14 +113,14 @@ def _stock(trials: int, batch: int, checkpoints: list[int], build_timeout: float
     with tempfile.TemporaryDirectory() as d:
         t0 = time.time()
         db = ms.tune_tir(mod, targets.resolve("cpu").tvm(), d, max_trials_global=trials, num_trials_per_iter=batch,
-                         database="memory", builder=ms.builder.LocalBuilder(timeout_sec=build_timeout))
+                         database="memory", builder=ms.builder.LocalBuilder(timeout_sec=build_timeout), seed=seed)
         wall = time.time() - t0
         recs = db.get_all_tuning_records()  # in commit (= measurement) order
         secs = [float(statistics.fmean([float(s) for s in r.run_secs])) * 1e6 if r.run_secs else None for r in recs]
         lat = [s if s is not None and s < 1e9 else None for s in secs]
         trs = [trace_json(r.as_measure_candidate().sch) for r in recs]
         traces = {n: _best_within(lat, trs, n) for n in checkpoints}
-    return {"side": "stock", "wall_s": wall, "trials": len(recs), "curve": list(running_min(lat)), "traces": traces}
+    return {"side": "stock", "seed": seed, "wall_s": wall, "trials": len(recs), "curve": list(running_min(lat)), "traces": traces}
 
 
 def _best_within(lat: list, traces: list, n: int):
@@ -134,7 +152,8 @@ def summary(paths: list[str]) -> str:
     head = ["workload"] + [f"stock@{n} / {s}@{n}" for s in ours]
     if third:
         head += [f"stock@{n} / {ours[0]}@{third}"]
-    head += [f"{s}: trials to stock's best@{n}" for s in ours] + [f"{s} trials/min / stock's" for s in ours]
+    searches = [s for s in ours if not s.endswith("+confirm")]  # a "+confirm" side's curve is its search's
+    head += [f"{s}: trials to stock's best@{n}" for s in searches] + [f"{s} trials/min / stock's" for s in searches]
     rows, logs = [], {h: [] for h in head[1:]}
     for r in reps:
         st = r["sides"]["stock"]
@@ -147,9 +166,9 @@ def summary(paths: list[str]) -> str:
         cells = [r["workload"]] + [ratio(s, n) for s in ours]
         if third:
             cells.append(ratio(ours[0], third))
-        for s in ours:
+        for s in searches:
             cells.append(first_reaching(r["sides"][s]["curve_us"], st["best_own_us"].get(str(n))) if s in r["sides"] else "-")
-        cells += [r["vs_stock"].get(s, {}).get("trials_per_min_ratio") for s in ours]
+        cells += [r["vs_stock"].get(s, {}).get("trials_per_min_ratio") for s in searches]
         rows.append(cells)
         for h, c in zip(head[1:], cells[1:]):
             if c is not None and "trials to" not in h:
@@ -168,7 +187,7 @@ def summary(paths: list[str]) -> str:
     lines = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
     lines += ["| " + " | ".join([r[0]] + [fmt(h, c) for h, c in zip(head[1:], r[1:])]) + " |" for r in rows]
     lines.append("| **" + geo[0] + "** | " + " | ".join(geo[1:]) + " |")
-    for s in ours:  # the geo-mean over workloads of stock's best@n / this side's best so far, per trial
+    for s in searches:  # the geo-mean over workloads of stock's best@n / this side's best so far, per trial
         has = [r for r in reps if s in r["sides"]]
         t = _geo_reach([r["sides"][s]["curve_us"] for r in has], [r["sides"]["stock"]["best_own_us"].get(str(n)) for r in has])
         lines.append(f"\n{s}: the geo-mean over its {len(has)} workloads of stock's best after {n} trials over {s}'s best so "
@@ -204,7 +223,7 @@ def plot_summary(paths: list[str], out: str) -> None:
     n = reps[0]["checkpoints"][-1]
     fig, ax = plt.subplots(figsize=(8, 4.6))
     colors = {}
-    for side in dict.fromkeys(s for r in reps for s in r["sides"]):
+    for side in dict.fromkeys(s for r in reps for s in r["sides"] if not s.endswith("+confirm")):
         series = []
         for r in (r for r in reps if side in r["sides"]):
             target = r["sides"]["stock"]["best_own_us"].get(str(n))
@@ -240,7 +259,8 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=64)
     ap.add_argument("--checkpoints", default="", help="comma-separated trial counts (default: --trials)")
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=1, help="runs per side, round i with seed --seed + i")
+    ap.add_argument("--seed", type=int, default=0, help="the first round's seed (both sides)")
     ap.add_argument("--stock-build-timeout", type=float, default=120.0)
     ap.add_argument("--store-db", help="database URL to store stock's re-timed best as a baseline")
     ap.add_argument("--store-at", type=int, help="checkpoint whose stock best is stored (default: last)")
@@ -266,9 +286,9 @@ def main() -> None:
     cps = sorted({int(c) for c in a.checkpoints.split(",") if c} | {a.trials})
     if a.side:
         if a.side == "stock":
-            out = _stock(a.trials, a.stock_batch or a.batch, cps, a.stock_build_timeout)
+            out = _stock(a.trials, a.stock_batch or a.batch, cps, a.stock_build_timeout, seed=a.seed)
         else:
-            out = _ours(a.trials, a.batch, cps, a.stock_build_timeout, a.population, a.side)
+            out = _ours(a.trials, a.batch, cps, a.stock_build_timeout, a.population, a.side, seed=a.seed)
         print(json.dumps(out))
         return
     if a.retime:
@@ -278,39 +298,55 @@ def main() -> None:
     if not sides or any(x not in SIDES for x in sides):
         sys.exit(f"--sides: choose from {', '.join(SIDES)}")
     runs = {side: [] for side in sides}
-    for _ in range(a.rounds):
+    for rnd in range(a.rounds):
         for side in runs:
             t0 = time.strftime("%H:%M:%S", time.gmtime())
             p = subprocess.run([sys.executable, __file__, "--side", side, "--example", a.example, "--trials", str(a.trials),
                                 "--checkpoints", ",".join(map(str, cps)), "--batch", str(a.batch),
                                 "--stock-build-timeout", str(a.stock_build_timeout),
-                                "--stock-batch", str(a.stock_batch or a.batch),
+                                "--stock-batch", str(a.stock_batch or a.batch), "--seed", str(a.seed + rnd),
                                 "--population", str(a.population)] + (["--keep-db", a.keep_db] if a.keep_db else []),
                                capture_output=True, text=True)
             if p.returncode:
                 sys.exit(f"{side} failed: {p.stderr[-2000:]}")
             runs[side].append(json.loads(p.stdout.strip().splitlines()[-1]))
-            print(f"{side}: {t0}-{time.strftime('%H:%M:%S', time.gmtime())} UTC", flush=True)
-    traces = {f"{s}@{n}": runs[s][-1]["traces"][str(n)] for s in runs for n in cps}
+            print(f"{side} seed {a.seed + rnd}: {t0}-{time.strftime('%H:%M:%S', time.gmtime())} UTC", flush=True)
+    # every round's picks re-timed side by side in one process; "+confirm" is the tuner's own
+    # result: its search's fastest few timed again side by side (opsearch.search.confirm)
+    last = cps[-1]
+    for side in [s for s in sides if s != "stock"]:
+        runs[side + "+confirm"] = [{**r, "traces": {str(last): r["confirmed_trace"] or r["traces"][str(last)]},
+                                    "checkpoints": [last]} for r in runs[side]]
+    traces = {f"{s}@{n}#{i}": r["traces"][str(n)] for s, rs in runs.items() for i, r in enumerate(rs)
+              for n in r.get("checkpoints", cps)}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(traces, f)
     p = subprocess.run([sys.executable, __file__, "--example", a.example, "--retime", f.name], capture_output=True, text=True)
-    retimed = json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else {}
+    retimed_each = json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else {}
     if p.returncode:
         print(f"re-timing failed: {p.stderr[-1000:]}")
-    print(f"workload: {a.example}; trials {a.trials}, batch {a.batch} (stock {a.stock_batch or a.batch}), rounds {a.rounds}, "
-          f"stock LocalBuilder timeout {a.stock_build_timeout:.0f} s, opsearch population {a.population or 'default'}")
-    print(f"{'side':10s} {'wall s':>8s} {'trials/min':>11s} {'valid':>6s}"
+    # each side's figure is the median over its rounds (seeds)
+    retimed = {}
+    for s, rs in runs.items():
+        for n in cps:
+            vals = [retimed_each[k] for i in range(len(rs)) if (k := f"{s}@{n}#{i}") in retimed_each]
+            if vals:
+                retimed[f"{s}@{n}"] = statistics.median(vals)
+    print(f"workload: {a.example}; trials {a.trials}, batch {a.batch} (stock {a.stock_batch or a.batch}), rounds {a.rounds} "
+          f"(seeds {a.seed}-{a.seed + a.rounds - 1}), stock LocalBuilder timeout {a.stock_build_timeout:.0f} s, "
+          f"opsearch population {a.population or 'default'}; figures are medians over the rounds")
+    print(f"{'side':18s} {'wall s':>8s} {'trials/min':>11s} {'valid':>6s}"
           + "".join(f" {'best@' + str(n) + ' own us':>16s} {'retimed us':>11s}" for n in cps))
     tpm = {}
     report = {"workload": a.example, "trials": a.trials, "batch": a.batch, "stock_batch": a.stock_batch or a.batch,
-              "rounds": a.rounds, "checkpoints": cps, "population": a.population or None, "sides": {}, "vs_stock": {}}
+              "rounds": a.rounds, "seeds": [a.seed + i for i in range(a.rounds)], "checkpoints": cps,
+              "population": a.population or None, "sides": {}, "vs_stock": {}}
     for side, rs in runs.items():
         wall = statistics.median(r["wall_s"] for r in rs)
         tpm[side] = statistics.median(r["trials"] / r["wall_s"] * 60 for r in rs)
         valid = statistics.median(sum(1 for a_, b in zip(r["curve"], [None] + r["curve"]) if a_ is not None) for r in rs)
         cells = ""
-        own_at, retimed_at = {}, {}
+        own_at, retimed_at, per_round = {}, {}, {}
         for n in cps:
             own = [r["curve"][min(n, len(r["curve"])) - 1] for r in rs if r["curve"]]
             own = [v for v in own if v]
@@ -318,10 +354,16 @@ def main() -> None:
             cells += f" {retimed.get(f'{side}@{n}', float('nan')):11.1f}"
             own_at[str(n)] = statistics.median(own) if own else None
             retimed_at[str(n)] = retimed.get(f"{side}@{n}")
-        print(f"{side:10s} {wall:8.1f} {tpm[side]:11.1f} {valid:6.0f}{cells}")
+            per_round[str(n)] = [retimed_each.get(f"{side}@{n}#{i}") for i in range(len(rs))]
+        print(f"{side:18s} {wall:8.1f} {tpm[side]:11.1f} {valid:6.0f}{cells}")
         report["sides"][side] = {"wall_s": wall, "trials_per_min": tpm[side], "valid": valid, "best_own_us": own_at,
-                                 "best_retimed_us": retimed_at, "curve_us": rs[-1]["curve"]}
-    for ours in (x for x in sides if x != "stock"):
+                                 "best_retimed_us": retimed_at, "retimed_per_seed_us": per_round,
+                                 "curve_us": rs[-1]["curve"]}
+        if side.endswith("+confirm"):  # its curve is the search's; the confirmation's own figures:
+            own = [r["confirmed_own_us"] for r in rs if r["confirmed_own_us"]]
+            report["sides"][side].update(confirm_s=statistics.median(r["confirm_s"] for r in rs),
+                                         confirmed_own_us=statistics.median(own) if own else None)
+    for ours in (x for x in runs if x != "stock"):
         if "stock" not in tpm:
             break
         print(f"trials/min ratio {ours}/stock: {tpm[ours] / tpm['stock']:.2f}x")
@@ -329,7 +371,7 @@ def main() -> None:
         for n in cps:
             o, st = retimed.get(f"{ours}@{n}"), retimed.get(f"stock@{n}")
             if o and st:
-                print(f"best after {n} trials (re-timed): {ours}/stock latency ratio {o / st:.3f} "
+                print(f"best after {n} trials (re-timed, median over seeds): {ours}/stock latency ratio {o / st:.3f} "
                       f"({'ours <= stock' if o <= st else 'stock faster'})")
                 vs["retimed_latency_ratio"][str(n)] = o / st
     if a.json:

@@ -52,6 +52,9 @@ def _workloads(op_name, example, args, pending, db, target):
 @click.option("--full-timing", is_flag=True,
               help="Time every candidate fully (default: a short screening sample first, full timing only "
                    "for candidates within 1.5x of the best).")
+@click.option("--confirm", default=4, show_default=True, type=click.IntRange(min=0),
+              help="After the search, time each workload's fastest N records again side by side and keep "
+                   "the fastest of them (CPU, local runner; 0: off).")
 @click.option("--out", "out_dir", default="opsearch-runs", show_default=True, help="Where the tuning-curve PNG goes.")
 @click.option("--tuner", type=click.Choice(["opsearch", "stock"]), default="opsearch", show_default=True,
               help="'stock': stock MetaSchedule tune_tir as a baseline (keep its records in their own --db).")
@@ -62,7 +65,7 @@ def _workloads(op_name, example, args, pending, db, target):
               help="Candidates per workload in the bundle (the default schedule and the newest unmeasured).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output only.")
 def tune(op_name, example, args, pending, target, trials, trials_per_workload, time_limit, patience, batch, db_url,
-         rpc, no_measure, full_timing, out_dir, tuner, export_dir, export_limit, as_json):
+         rpc, no_measure, full_timing, confirm, out_dir, tuner, export_dir, export_limit, as_json):
     """Tune OP's workload(s) for a target and store every candidate in the database."""
     from .. import db as dbmod
     from .. import targets
@@ -96,7 +99,7 @@ def tune(op_name, example, args, pending, target, trials, trials_per_workload, t
         _tune_stock(wls, spec, db, trials_per_workload or max(1, trials // len(wls)), batch, as_json)
         return
     cfg = TuneConfig(trials=trials, trials_per_workload=trials_per_workload, time_limit_s=time_limit,
-                     patience=patience, batch=batch, measure=not no_measure, rpc=rpc,
+                     patience=patience, batch=batch, measure=not no_measure, rpc=rpc, confirm=confirm,
                      measure_config=MeasureConfig(screen_ratio=None) if full_timing else MeasureConfig())
     with _progress(as_json) as progress:
         results = Tuner(wls, spec, db, cfg, progress).run()
@@ -195,6 +198,10 @@ class _progress:
                 gf = ops.get(wl.op).flops(wl) / e["best_us"] / 1e3 if e["best_us"] else 0.0
                 info = f"{wl.op}: best {e['best_us'] or float('nan'):.1f} us ({gf:.1f} GFLOP/s), failed {e['failed']}"
                 self.bar.update(self.task, completed=e["done"], info=info)
+            elif e["event"] == "confirm":
+                c = e["finalists"]
+                self.bar.console.print(f"{e['workload'].op}: {len(c)} finalists timed again side by side; best "
+                                       f"{c[0].after_us:.1f} us (its own measurement {c[0].before_us:.1f} us)")
             elif e["event"] == "interrupt":
                 self.bar.console.print("[yellow]Ctrl-C: stopping after the batch in flight (again to abort)")
 

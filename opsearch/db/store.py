@@ -263,6 +263,24 @@ class Database:
 
         self._run(write, write=True)
 
+    def retime(self, record: Record | int, run_us: list[float]) -> None:
+        """Replace an ``ok`` record's timings with a later measurement of it (``run_us``, µs; the
+        tuner's confirmation of its finalists); ``mean_us`` becomes their mean."""
+        if not run_us or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 or v == float("inf")
+                             for v in run_us):
+            raise DatabaseError(f"a new measurement needs finite, non-negative times in microseconds, got {list(run_us)[:5]}")
+        rid = record if isinstance(record, int) else record.id
+
+        def write(s: Session) -> None:
+            row = s.get(RecordRow, rid)
+            if row is None:
+                raise DatabaseError(f"no record with id {rid} in {self.url}")
+            if row.status != "ok":
+                raise DatabaseError(f"record {rid} is '{row.status}': only ok records are timed again")
+            row.run_us, row.mean_us = [float(v) for v in run_us], sum(run_us) / len(run_us)
+
+        self._run(write, write=True)
+
     def note_pending(self, workload: Workload, target: str | TargetSpec) -> None:
         """Note that a workload was wanted on a target (``opsearch tune --pending`` tunes it)."""
         spec = target_spec(target)

@@ -34,6 +34,11 @@ class TuneConfig:
     what the user was already served. Both only when the workload has no record yet.
     ``include_shipped`` also starts the cost model from the shipped model
     (``schedules/costmodel-<kind>.json``) when pretraining finds nothing to train on.
+    ``confirm`` (CPU, local runner): after the search, the fastest ``confirm`` records of each
+    workload that this run measured at least ``opsearch.search.confirm.MIN_TRIALS`` candidates of
+    are built again and timed side by side, alternating, and those timings replace their own, so
+    the best served is the fastest measured beside the others rather than the luckiest measured
+    alone (0: off; see ``opsearch.search.confirm``).
     ``measure_config`` sets how the local runner times candidates, including its screening
     (``MeasureConfig.screen_ratio``: full timing only for candidates near the best; None times
     every candidate fully).
@@ -48,6 +53,7 @@ class TuneConfig:
     measure: bool = True
     rpc: str | None = None
     verify: bool = True
+    confirm: int = 4
     seed: int = 0
     transfer: int = 3
     pretrain: bool = True
@@ -64,6 +70,8 @@ class TuneConfig:
             raise OpsearchError(f"time limit must be positive, got {self.time_limit_s}")
         if self.batch <= 0:
             raise OpsearchError(f"batch must be positive, got {self.batch}")
+        if self.confirm < 0 or self.confirm == 1:
+            raise OpsearchError(f"confirm must be 0 (off) or at least 2 finalists, got {self.confirm}")
         if self.transfer < 0:
             raise OpsearchError(f"transfer must be zero or positive, got {self.transfer}")
         self.measure_config.check()

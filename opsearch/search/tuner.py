@@ -287,6 +287,8 @@ class Tuner:
                          ", ".join(f"{k} {v:.1f}" for k, v in r.phase_s.items()))
                 self._runner.shutdown()
                 self._runner = None
+        if cfg.confirm and cfg.measure and self.target.kind == "llvm" and not cfg.rpc and not self.interrupted:
+            self._confirm(plan)
         # A task that ends under its budget without another reason ran out of new candidates,
         # unless the run's total budget (--trials, shared by its workloads) is spent.
         shared_spent = sum(p.measured for p in plan.values()) >= cfg.trials - sum(p.spent_before for p in plan.values())
@@ -406,6 +408,19 @@ class Tuner:
         if self.interrupted:
             for wl in active:
                 stopped.setdefault(wl, "interrupted")
+
+    def _confirm(self, plan: dict) -> None:
+        """Time each well-searched workload's finalists again side by side (see ``confirm``)."""
+        from .confirm import MIN_TRIALS, confirm_finalists
+
+        for wl in self.workloads:
+            if plan[wl].measured - plan[wl].cached < MIN_TRIALS:
+                continue
+            confirmed = confirm_finalists(self.db, wl, self.target, self.config.confirm)
+            if confirmed:
+                self.progress({"event": "confirm", "workload": wl, "finalists": confirmed})
+                log.info("%s: finalists confirmed (before -> after, us): %s", wl.op,
+                         ", ".join(f"{c.before_us:.1f} -> {c.after_us:.1f}" for c in confirmed))
 
     # ------------------------------------------------------------------ results
     def _result(self, wl: Workload, p: WorkloadProgress, stopped: str) -> TuneResult:
