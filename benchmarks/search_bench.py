@@ -9,17 +9,17 @@ same with every candidate timed fully, ``--full-timing``: no screening), ``opsea
 of 512 instead of ``TuneConfig.population``) and ``stock``. Reported: wall time, trials per minute, and the best latency after each checkpoint
 (``--checkpoints``, trial counts): each side's own measurement of its best candidate within the
 first N trials, and the same candidates (every round's) re-timed side by side in one process for
-fairness. Each opsearch side's search runs with ``confirm=0``, so its own pick is kept; the tuner's
-confirmation (``opsearch.search.confirm``: its fastest few timed again side by side) then runs on
-its database, and its pick is reported as the side ``<side>+confirm`` at the last checkpoint: that
-is what ``tune`` returns.
+fairness. Each opsearch side's search runs with ``confirm=0`` (``tune``'s default); the tuner's
+optional confirmation (``opsearch.search.confirm``: its 4 fastest timed again side by side) then
+runs on its database, and its pick is reported as the side ``<side>+confirm`` at the last
+checkpoint: what ``tune(..., confirm=4)`` would return.
 
 Stock ``tune_tir`` gets a ``LocalBuilder(timeout_sec=--stock-build-timeout)``: its default 30 s
 timeout fails every batch on 2 cores (each worker imports every tensor intrinsic, 22-26 s), which
 would compare against nothing. ``--store-db URL --store-at N`` writes stock's re-timed best after
 N trials as the ``stock-metaschedule`` baseline of the workload, which ``opsearch bench`` shows.
 ``--json PATH`` also writes every figure of the table, and each side's best latency so far after
-every trial (its own measurements, last round), to PATH (``benchmarks/run_all.py`` plots those).
+every trial (its own measurements, last round) and every round's picked traces, to PATH (``benchmarks/run_all.py`` plots those).
 
 ``--keep-db DIR`` keeps the opsearch sides' databases (``costmodel_bench.py --rounds`` replays
 their rounds). ``--summary JSON...`` prints one table over several workloads' ``--json`` files:
@@ -44,10 +44,10 @@ import tempfile
 import time
 
 from opsearch.bench.report import first_reaching, running_min
-from opsearch.search.config import TuneConfig
 
 WORKLOAD = ("dilated_conv2d", "context_d4")  # (operator, example), overridable with --example OP:NAME
 SIDES = ("opsearch", "opsearch-full", "opsearch-unroll512", "opsearch-pop512", "stock")
+CONFIRM = 4  # finalists the "+confirm" sides time again (``TuneConfig.confirm``, off in ``tune``)
 KEEP_DB = None  # --keep-db DIR: opsearch sides write their database to DIR/<side>-<op>-<example>.db
 
 
@@ -93,7 +93,7 @@ def _ours(trials: int, batch: int, checkpoints: list[int], build_timeout: float,
         lat = [rec.mean_us if rec.status == "ok" else None for rec in hist]
         traces = {n: _best_within(lat, [rec.trace for rec in hist], n) for n in checkpoints}
         t1 = time.time()
-        confirmed = confirm_finalists(db, wl, targets.resolve("cpu"), k=TuneConfig.confirm)
+        confirmed = confirm_finalists(db, wl, targets.resolve("cpu"), k=CONFIRM)
         confirm_s = time.time() - t1
         best = db.top_k(wl, "cpu", 1)
     return {"side": side, "seed": seed, "wall_s": wall, "trials": r.trials_run, "curve": list(running_min(lat)),
@@ -358,7 +358,8 @@ def main() -> None:
         print(f"{side:18s} {wall:8.1f} {tpm[side]:11.1f} {valid:6.0f}{cells}")
         report["sides"][side] = {"wall_s": wall, "trials_per_min": tpm[side], "valid": valid, "best_own_us": own_at,
                                  "best_retimed_us": retimed_at, "retimed_per_seed_us": per_round,
-                                 "curve_us": rs[-1]["curve"]}
+                                 "curve_us": rs[-1]["curve"],
+                                 "traces_per_seed": {str(n): [r["traces"].get(str(n)) for r in rs] for n in cps}}
         if side.endswith("+confirm"):  # its curve is the search's; the confirmation's own figures:
             own = [r["confirmed_own_us"] for r in rs if r["confirmed_own_us"]]
             report["sides"][side].update(confirm_s=statistics.median(r["confirm_s"] for r in rs),

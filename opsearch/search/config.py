@@ -36,9 +36,9 @@ class TuneConfig:
     (``schedules/costmodel-<kind>.json``) when pretraining finds nothing to train on.
     ``confirm`` (CPU, local runner): after the search, the fastest ``confirm`` records of each
     workload that this run measured at least ``opsearch.search.confirm.MIN_TRIALS`` candidates of
-    are built again and timed side by side, alternating, and those timings replace their own, so
-    the best served is the fastest measured beside the others rather than the luckiest measured
-    alone (0: off; see ``opsearch.search.confirm``).
+    are built again and timed side by side, alternating, and those timings replace their own
+    (see ``opsearch.search.confirm``). Off (0) by default: on a znver4 VM it did not pick faster
+    kernels than the search's own measurements (benchmarks/RESULTS.md).
     ``measure_config`` sets how the local runner times candidates, including its screening
     (``MeasureConfig.screen_ratio``: full timing only for candidates near the best; None times
     every candidate fully).
@@ -53,7 +53,7 @@ class TuneConfig:
     measure: bool = True
     rpc: str | None = None
     verify: bool = True
-    confirm: int = 4
+    confirm: int = 0
     seed: int = 0
     transfer: int = 3
     pretrain: bool = True

@@ -9,7 +9,11 @@ stores each one's confirmation samples as its timings. The database's best (what
 serves) is then the finalist that was fastest measured beside the others, not alone.
 
 Only the local CPU runner's records are confirmed (the tuner calls this for LLVM targets without
-RPC); a finalist that no longer builds is left as it is, for the tuner's verification to mark.
+RPC, when ``TuneConfig.confirm`` is set); a finalist that no longer builds is left as it is, for
+the tuner's verification to mark. It is off by default: on a 2-core znver4 VM (2026-12-06, three
+workloads, three seeds each) the confirmed pick re-timed no faster than the search's own pick in a
+separate process (benchmarks/RESULTS.md), so the finalists' differences were within the noise
+that a second in-process measurement can resolve.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ def time_alternating(kernels: dict, args: list, rounds: int = 5, number: int = 1
                      min_repeat_ms: int = 20) -> dict[str, list[float]]:
     """Per-round median latencies (µs) of several kernels of one workload on the same inputs,
     timed in this process, alternating between them for ``rounds`` rounds."""
+    for k in kernels.values():  # untimed: the thread pool and the caches warm up before any sample
+        k.time_ms(*args, number=1, repeat=1, min_repeat_ms=min_repeat_ms)
     samples: dict[str, list[float]] = {name: [] for name in kernels}
     for _ in range(rounds):
         for name, k in kernels.items():

@@ -30,6 +30,9 @@ EXE = os.path.join(os.path.dirname(sys.executable), "opsearch")
         (["tune", "dilated_conv2d", "--example", "context_d4", "--tuner", "stock", "--target", "cuda:sm_90"],
          "--tuner stock measures on this CPU only; got target cuda:sm_90"),
         (["tune", "dilated_conv2d", "--example", "context_d4", "--tuner", "nosuch"], "Invalid value for '--tuner'"),
+        (["tune", "dilated_conv2d", "--example", "context_d4", "--confirm", "1"],
+         "confirm must be 0 (off) or at least 2 finalists, got 1"),
+        (["tune", "dilated_conv2d", "--example", "context_d4", "--confirm", "-1"], "Invalid value for '--confirm'"),
     ],
 )
 def test_bad_tune_input(args, message, tmp_path):
