@@ -32,14 +32,10 @@ def time_schedules(wl: Workload, traces: dict, target: str = "cpu", rounds: int 
     """Median latency (µs) of several schedules (name -> trace JSON) of one workload, built and
     timed in this process, alternating between them for ``rounds`` rounds."""
     from ..db.replay import replay
-    from ..runtime.kernels import build
+    from ..runtime.kernels import build, time_alternating
 
-    t = list(sample_inputs(wl).values())
     ks = {name: build(replay(tr, wl), wl, target) for name, tr in traces.items() if tr}
-    samples: dict[str, list[float]] = {name: [] for name in ks}
-    for _ in range(rounds):
-        for name, k in ks.items():
-            samples[name].append(statistics.median(k.time_ms(*t, number=1, repeat=5, min_repeat_ms=20)) * 1e3)
+    samples = time_alternating(ks, list(sample_inputs(wl).values()), rounds)
     return {name: statistics.median(v) for name, v in samples.items()}
 
 

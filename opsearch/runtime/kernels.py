@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import functools
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,20 @@ class Kernel:
         out = torch.empty(self.out_shape, dtype=self.out_dtype)
         ev = self.module.time_evaluator("main", tvm.cpu(), number=number, repeat=repeat, min_repeat_ms=min_repeat_ms)
         return [r * 1e3 for r in ev(*tensors, *self.constants, out).results]
+
+
+def time_alternating(kernels: dict, args: list, rounds: int = 5, number: int = 1, repeat: int = 5,
+                     min_repeat_ms: int = 20) -> dict[str, list[float]]:
+    """Per-round median latencies (µs) of several kernels of one workload on the same inputs,
+    timed in this process, alternating between them for ``rounds`` rounds."""
+    for k in kernels.values():  # untimed: the thread pool and the caches warm up before any sample
+        k.time_ms(*args, number=1, repeat=1, min_repeat_ms=min_repeat_ms)
+    samples: dict[str, list[float]] = {name: [] for name in kernels}
+    for _ in range(rounds):
+        for name, k in kernels.items():
+            samples[name].append(statistics.median(k.time_ms(*args, number=number, repeat=repeat,
+                                                             min_repeat_ms=min_repeat_ms)) * 1e3)
+    return samples
 
 
 def torch_dtype(name: str):

@@ -40,26 +40,12 @@ class Confirmed:
     after_us: float
 
 
-def time_alternating(kernels: dict, args: list, rounds: int = 5, number: int = 1, repeat: int = 5,
-                     min_repeat_ms: int = 20) -> dict[str, list[float]]:
-    """Per-round median latencies (µs) of several kernels of one workload on the same inputs,
-    timed in this process, alternating between them for ``rounds`` rounds."""
-    for k in kernels.values():  # untimed: the thread pool and the caches warm up before any sample
-        k.time_ms(*args, number=1, repeat=1, min_repeat_ms=min_repeat_ms)
-    samples: dict[str, list[float]] = {name: [] for name in kernels}
-    for _ in range(rounds):
-        for name, k in kernels.items():
-            samples[name].append(statistics.median(k.time_ms(*args, number=number, repeat=repeat,
-                                                             min_repeat_ms=min_repeat_ms)) * 1e3)
-    return samples
-
-
 def confirm_finalists(db, wl: Workload, target: TargetSpec, k: int = 4, rounds: int = 5) -> list[Confirmed]:
     """Time the ``k`` fastest ok records of ``wl`` on ``target`` again, side by side, and store
     each one's per-round samples (µs) as its ``run_us`` (``mean_us`` their mean). Returns the
     finalists fastest first by their new latency; nothing is stored when fewer than two build."""
     from ..db.replay import replay
-    from ..runtime.kernels import build
+    from ..runtime.kernels import build, time_alternating
 
     finalists = db.top_k(wl, target, k)
     kernels, before = {}, {}
