@@ -37,8 +37,8 @@ class TuneConfig:
     ``confirm`` (CPU, local runner): after the search, the fastest ``confirm`` records of each
     workload that this run measured at least ``opsearch.search.confirm.MIN_TRIALS`` candidates of
     are built again and timed side by side, alternating, and those timings replace their own
-    (see ``opsearch.search.confirm``). Off (0) by default: on a znver4 VM it did not pick faster
-    kernels than the search's own measurements (benchmarks/RESULTS.md).
+    (see ``opsearch.search.confirm``). Off (0) by default: on a znver4 VM its picks were no faster
+    than the search's own, and slower on one workload of four (benchmarks/RESULTS.md).
     ``measure_config`` sets how the local runner times candidates, including its screening
     (``MeasureConfig.screen_ratio``: full timing only for candidates near the best; None times
     every candidate fully).

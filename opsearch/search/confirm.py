@@ -10,10 +10,11 @@ serves) is then the finalist that was fastest measured beside the others, not al
 
 Only the local CPU runner's records are confirmed (the tuner calls this for LLVM targets without
 RPC, when ``TuneConfig.confirm`` is set); a finalist that no longer builds is left as it is, for
-the tuner's verification to mark. It is off by default: on a 2-core znver4 VM (2026-12-06, three
-workloads, three seeds each) the confirmed pick re-timed no faster than the search's own pick in a
-separate process (benchmarks/RESULTS.md), so the finalists' differences were within the noise
-that a second in-process measurement can resolve.
+the tuner's verification to mark. It is off by default: on a 2-core znver4 VM (2026-12-06, four
+workloads, three seeds each), re-timed in a separate process, the confirmed pick was never clearly
+faster than the search's own and was 13-41% slower on context_d4 in every seed
+(benchmarks/RESULTS.md). Timed inside the tuning process, finalists rank worse than in the
+search's fresh worker processes; timing them in such a worker is the next thing to try.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def confirm_finalists(db, wl: Workload, target: TargetSpec, k: int = 4, rounds: 
             kernels[str(rec.id)] = build(replay(rec.trace, wl), wl, target)
             before[str(rec.id)] = rec.mean_us
         except Exception as e:  # noqa: BLE001 - verification marks it; the others are still compared
-            log.warning("finalist %s of %s not confirmed: %s", rec.id, wl.op, str(e).strip().splitlines()[-1:])
+            log.warning("finalist %s of %s not confirmed: %s", rec.id, wl.op,
+                        (str(e).strip().splitlines() or [type(e).__name__])[-1])
     if len(kernels) < 2:
         return []
     samples = time_alternating(kernels, list(sample_inputs(wl).values()), rounds)
