@@ -39,6 +39,7 @@ from .records import (STATUSES, Comparison, ImportReport, Info, Record, RunInfo,
                       target_spec, workload_from_json)
 from .rows import TOP_K, as_workload, record_row, records_query, run_info, to_records, workload_info
 from .transfer import import_lines
+from .validate import TraceError, check_numbers
 
 T = TypeVar("T")
 _RETRIES = 10
@@ -266,9 +267,12 @@ class Database:
     def retime(self, record: Record | int, run_us: list[float]) -> None:
         """Replace an ``ok`` record's timings with a later measurement of it (``run_us``, µs; the
         tuner's confirmation of its finalists); ``mean_us`` becomes their mean."""
-        if not run_us or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 or v == float("inf")
-                             for v in run_us):
-            raise DatabaseError(f"a new measurement needs finite, non-negative times in microseconds, got {list(run_us)[:5]}")
+        try:
+            check_numbers(run_us)
+        except TraceError as e:
+            raise DatabaseError(f"a new measurement needs finite, non-negative times: {e}") from None
+        if not run_us:
+            raise DatabaseError("a new measurement needs finite, non-negative times: none given")
         rid = record if isinstance(record, int) else record.id
 
         def write(s: Session) -> None:

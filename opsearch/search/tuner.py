@@ -253,12 +253,13 @@ class Tuner:
         from ..targets import register_intrinsics
 
         cfg = self.config
+        local_cpu = cfg.measure and self.target.kind == "llvm" and not cfg.rpc  # the local CPU runner times
         try:
-            if cfg.measure and self.target.kind == "llvm" and not cfg.rpc and self._plan_has_work():
+            if local_cpu and self._plan_has_work():
                 self._local_runner()  # its workers start now, beside the set-up below
             register_intrinsics(self.target.kind)
             added = {}
-            if (cfg.include_default or cfg.include_shipped) and cfg.measure and self.target.kind == "llvm" and not cfg.rpc:
+            if (cfg.include_default or cfg.include_shipped) and local_cpu:
                 added, self.default_hashes = self._add_first_trials()
             plan = self._plan_now = self._plan()
             for wl, hashes in added.items():  # the first trials of this run for the workload
@@ -287,7 +288,7 @@ class Tuner:
                          ", ".join(f"{k} {v:.1f}" for k, v in r.phase_s.items()))
                 self._runner.shutdown()
                 self._runner = None
-        if cfg.confirm and cfg.measure and self.target.kind == "llvm" and not cfg.rpc and not self.interrupted:
+        if cfg.confirm and local_cpu and not self.interrupted:
             self._confirm(plan)
         # A task that ends under its budget without another reason ran out of new candidates,
         # unless the run's total budget (--trials, shared by its workloads) is spent.

@@ -24,7 +24,7 @@ def test_retime_replaces_an_ok_records_timings(tmp_path):
     with pytest.raises(DatabaseError, match="only ok records"):
         db.retime(failed, [1.0])
     for bad in ([], [float("nan")], [-1.0], [float("inf")]):
-        with pytest.raises(DatabaseError, match="finite, non-negative"):
+        with pytest.raises(DatabaseError, match="finite, non-negative times"):
             db.retime(ok, bad)
     with pytest.raises(DatabaseError, match="no record with id 999"):
         db.retime(999, [1.0])
