@@ -2,7 +2,8 @@
 
 Each side runs in its own process, alternating (A B A B) for ``--rounds`` rounds, with the same
 trial budget; round i runs both sides with seed ``--seed`` + i, and every figure is the median over
-the rounds (one run per side moves a workload by 10-25% on small shared VMs). The sides (``--sides``): ``opsearch`` (what ``tune`` does), ``opsearch-full`` (the
+the rounds (one run per side moves a workload by 10-25% on small shared VMs). The sides (``--sides``): ``opsearch`` (what ``tune`` does), ``opsearch-norefine``
+(the same without the refinement of the last trials, ``refine=0``: see ``opsearch.search.refine``), ``opsearch-full`` (the
 same with every candidate timed fully, ``--full-timing``: no screening), ``opsearch-unroll512``
 (the same with MetaSchedule's unrolling choices, 512 steps included, multi-stage spaces too: see
 ``opsearch.search.space``), ``opsearch-pop512`` (the same with stock's evolutionary population
@@ -46,7 +47,7 @@ import time
 from opsearch.bench.report import first_reaching, running_min
 
 WORKLOAD = ("dilated_conv2d", "context_d4")  # (operator, example), overridable with --example OP:NAME
-SIDES = ("opsearch", "opsearch-full", "opsearch-unroll512", "opsearch-pop512", "stock")
+SIDES = ("opsearch", "opsearch-norefine", "opsearch-full", "opsearch-unroll512", "opsearch-pop512", "stock")
 CONFIRM = 4  # finalists the "+confirm" sides time again (``TuneConfig.confirm``, off in ``tune``)
 KEEP_DB = None  # --keep-db DIR: opsearch sides write their database to DIR/<side>-<op>-<example>.db
 
@@ -84,6 +85,8 @@ def _ours(trials: int, batch: int, checkpoints: list[int], build_timeout: float,
         extra = {"population": population} if population else {}
         if full_timing:
             extra["measure_config"] = MeasureConfig(screen_ratio=None)
+        if side == "opsearch-norefine":
+            extra["refine"] = 0.0
         # cold like stock: no shipped record as a first trial (it would start from a tuned schedule)
         # the search alone (confirm=0), so that its own pick is kept; then the tuner's confirmation
         (r,) = tune(wl, "cpu", db, trials=trials, batch=batch, verify=False, include_shipped=False, confirm=0,

@@ -55,6 +55,9 @@ def _workloads(op_name, example, args, pending, db, target):
 @click.option("--confirm", default=0, show_default=True, type=click.IntRange(min=0),
               help="After the search, time each workload's fastest N records again side by side and keep "
                    "the fastest of them (CPU, local runner; 0: off).")
+@click.option("--refine", default=0.25, show_default=True, type=float, metavar="SHARE",
+              help="Share of each workload's trials (64 or more) kept for the end of its search, which then "
+                   "measures one-step neighbours of its fastest records (0: off).")
 @click.option("--out", "out_dir", default="opsearch-runs", show_default=True, help="Where the tuning-curve PNG goes.")
 @click.option("--tuner", type=click.Choice(["opsearch", "stock"]), default="opsearch", show_default=True,
               help="'stock': stock MetaSchedule tune_tir as a baseline (keep its records in their own --db).")
@@ -65,7 +68,7 @@ def _workloads(op_name, example, args, pending, db, target):
               help="Candidates per workload in the bundle (the default schedule and the newest unmeasured).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output only.")
 def tune(op_name, example, args, pending, target, trials, trials_per_workload, time_limit, patience, batch, db_url,
-         rpc, no_measure, full_timing, confirm, out_dir, tuner, export_dir, export_limit, as_json):
+         rpc, no_measure, full_timing, confirm, refine, out_dir, tuner, export_dir, export_limit, as_json):
     """Tune OP's workload(s) for a target and store every candidate in the database."""
     from .. import db as dbmod
     from .. import targets
@@ -81,7 +84,8 @@ def tune(op_name, example, args, pending, target, trials, trials_per_workload, t
     spec = targets.resolve(target)
     if tuner == "stock":
         unsupported = [flag for flag, v in (("--rpc", rpc), ("--no-measure", no_measure), ("--patience", patience),
-                                            ("--time", time_limit), ("--full-timing", full_timing)) if v]
+                                            ("--time", time_limit), ("--full-timing", full_timing),
+                                            ("--confirm", confirm)) if v]
         if unsupported:
             raise OpsearchError(f"--tuner stock runs tune_tir as its users do; it does not take {', '.join(unsupported)}")
         if spec.kind != "llvm":
@@ -99,7 +103,7 @@ def tune(op_name, example, args, pending, target, trials, trials_per_workload, t
         _tune_stock(wls, spec, db, trials_per_workload or max(1, trials // len(wls)), batch, as_json)
         return
     cfg = TuneConfig(trials=trials, trials_per_workload=trials_per_workload, time_limit_s=time_limit,
-                     patience=patience, batch=batch, measure=not no_measure, rpc=rpc, confirm=confirm,
+                     patience=patience, batch=batch, measure=not no_measure, rpc=rpc, confirm=confirm, refine=refine,
                      measure_config=MeasureConfig(screen_ratio=None) if full_timing else MeasureConfig())
     with _progress(as_json) as progress:
         results = Tuner(wls, spec, db, cfg, progress).run()

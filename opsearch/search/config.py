@@ -39,6 +39,10 @@ class TuneConfig:
     are built again and timed side by side, alternating, and those timings replace their own
     (see ``opsearch.search.confirm``). Off (0) by default: on a znver4 VM its picks were no faster
     than the search's own, and slower on one workload of four (benchmarks/RESULTS.md).
+    ``refine`` is the share of each workload's trials in this run (when it has at least
+    ``opsearch.search.refine.MIN_BUDGET``) kept for the end of its search, which then measures
+    one-step neighbours of its fastest records instead of the evolution's proposals
+    (``opsearch.search.refine``; 0: off).
     ``measure_config`` sets how the local runner times candidates, including its screening
     (``MeasureConfig.screen_ratio``: full timing only for candidates near the best; None times
     every candidate fully).
@@ -54,6 +58,7 @@ class TuneConfig:
     rpc: str | None = None
     verify: bool = True
     confirm: int = 0
+    refine: float = 0.25
     seed: int = 0
     transfer: int = 3
     pretrain: bool = True
@@ -72,6 +77,8 @@ class TuneConfig:
             raise OpsearchError(f"batch must be positive, got {self.batch}")
         if self.confirm < 0 or self.confirm == 1:
             raise OpsearchError(f"confirm must be 0 (off) or at least 2 finalists, got {self.confirm}")
+        if not 0 <= self.refine < 1:
+            raise OpsearchError(f"refine must be a share of the trials from 0 (off) to below 1, got {self.refine}")
         if self.transfer < 0:
             raise OpsearchError(f"transfer must be zero or positive, got {self.transfer}")
         self.measure_config.check()

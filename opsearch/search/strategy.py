@@ -14,6 +14,11 @@ run, on both cores. While ``untrained()`` says so, the evolution runs with no ge
 (its initial population, sampled from the space and the database's best, is scored once and
 picked from), and with the configured number again once the model has data. The same
 ``EvolutionarySearch`` instance serves both, so it keeps one record of what it has proposed.
+
+The last ``refine_trials`` of the task's budget (or the last ``shared_refine`` of the run's, for
+runs of several tasks sharing one budget) go to a :class:`~opsearch.search.refine.Refiner` (one-step
+neighbours of the best records, ``refine.py``) while it has unmeasured neighbours to offer; the
+evolution is told of those batches' results too, so its count of trials stays the task's.
 """
 
 from __future__ import annotations
@@ -37,19 +42,31 @@ class BudgetedSearch(PySearchStrategy):
     draws its batches from: a run's total budget is kept to the trial (MetaSchedule's own global
     cap is checked between batches, so two tasks' batches could overrun it)."""
 
-    def __init__(self, inner, max_trials: int, untrained=None, shared: list[int] | None = None):
+    def __init__(self, inner, max_trials: int, untrained=None, shared: list[int] | None = None,
+                 refine_trials: int = 0, refiner=None, shared_refine: int = 0):
         super().__init__()
         self.inner = inner
         self.max_trials = max_trials
         self.untrained = untrained
         self.shared = shared
+        self.refine_trials = refine_trials if refiner is not None else 0
+        self.refiner = refiner
+        self.shared_refine = shared_refine if refiner is not None else 0
         self.cold_searches = 0  # searches run without genetic iterations
+        self.refined = 0  # candidates proposed by the refiner
+        self.proposed = 0  # candidates proposed in all
+        self.context = None
+        self.cost_model = None
+        self.per_iter = 0
 
     def _initialize_with_tune_context(self, context) -> None:
+        self.context = context
         self.inner._initialize_with_tune_context(context)
 
     def pre_tuning(self, max_trials, num_trials_per_iter, design_spaces, database=None, cost_model=None) -> None:
-        self.inner.pre_tuning(min(max_trials, self.max_trials), num_trials_per_iter, design_spaces, database, cost_model)
+        self.per_iter, self.cost_model = num_trials_per_iter, cost_model
+        self.max_trials = min(max_trials, self.max_trials)
+        self.inner.pre_tuning(self.max_trials, num_trials_per_iter, design_spaces, database, cost_model)
 
     def post_tuning(self) -> None:
         self.inner.post_tuning()
@@ -57,10 +74,23 @@ class BudgetedSearch(PySearchStrategy):
     def generate_measure_candidates(self):
         if self.shared is not None and self.shared[0] <= 0:
             return None  # the run's budget is spent: this task ends
-        batch = self._generate()
-        if batch is not None and self.shared is not None:
-            batch = list(batch)[: self.shared[0]]
-            self.shared[0] -= len(batch)
+        left = self.max_trials - self.proposed
+        if left <= 0:
+            return None
+        refining = left <= self.refine_trials or (self.shared is not None and self.shared[0] <= self.shared_refine)
+        batch = self._refine(left) if refining else None
+        if not batch:
+            batch = self._generate()
+        if batch is not None:
+            batch = list(batch)[: min(left, self.shared[0]) if self.shared is not None else left]
+            if self.shared is not None:
+                self.shared[0] -= len(batch)
+            self.proposed += len(batch)
+        return batch
+
+    def _refine(self, left: int):
+        batch = self.refiner.candidates(self.context, self.cost_model, min(left, self.per_iter or left))
+        self.refined += len(batch)
         return batch
 
     def _generate(self):
@@ -81,4 +111,5 @@ class BudgetedSearch(PySearchStrategy):
         self.inner.notify_runner_results(measure_candidates, results)
 
     def clone(self):
-        return BudgetedSearch(self.inner.clone(), self.max_trials, self.untrained, self.shared)
+        return BudgetedSearch(self.inner.clone(), self.max_trials, self.untrained, self.shared, self.refine_trials,
+                              self.refiner, self.shared_refine)

@@ -329,10 +329,13 @@ class Tuner:
             # Evolving schedules of many stages is costly (each mutation replays every stage):
             # a smaller population keeps a search iteration within seconds on small machines.
             population = min(cfg.population, 48) if multistage else cfg.population
+            refine_trials, refiner = self._refiner(wl, mods[wl], min(left[wl], run_left[0]),
+                                                   lambda: adapter)  # made below, once the tasks are
             tasks.append(ms.TuneContext(
                 mod=mods[wl], target=tvm_target, space_generator=space,
                 search_strategy=BudgetedSearch(ms.search_strategy.EvolutionarySearch(population_size=population), left[wl],
-                                               untrained, run_left),
+                                               untrained, run_left, refine_trials, refiner,
+                                               int(run_left[0] * cfg.refine) if len(active) > 1 else 0),
                 task_name=f"{wl.op}", rand_state=cfg.seed, num_threads=self.target.num_cores or "physical"))
             task_wl.append(wl)
 
@@ -409,6 +412,23 @@ class Tuner:
         if self.interrupted:
             for wl in active:
                 stopped.setdefault(wl, "interrupted")
+
+    def _refiner(self, wl: Workload, mod, budget: int, adapter):  # adapter: () -> the run's MetaScheduleDatabase
+        """(trials, Refiner) for the end of ``wl``'s search (see ``TuneConfig.refine``), or (0, None)."""
+        from .refine import MIN_BUDGET, Refiner
+
+        trials = int(budget * self.config.refine)
+        if budget < MIN_BUDGET or trials <= 0:
+            return 0, None
+
+        def top(k):
+            msdb = adapter()
+            return msdb.get_top_k(msdb.commit_workload(mod), k)
+
+        def seen():
+            return {r.module_hash for r in self.db.history(wl, self.target)}
+
+        return trials, Refiner(top, seen, seed=self.config.seed)
 
     def _confirm(self, plan: dict) -> None:
         """Time each well-searched workload's finalists again side by side (see ``confirm``)."""

@@ -33,6 +33,11 @@ EXE = os.path.join(os.path.dirname(sys.executable), "opsearch")
         (["tune", "dilated_conv2d", "--example", "context_d4", "--confirm", "1"],
          "confirm must be 0 (off) or at least 2 finalists, got 1"),
         (["tune", "dilated_conv2d", "--example", "context_d4", "--confirm", "-1"], "Invalid value for '--confirm'"),
+        (["tune", "dilated_conv2d", "--example", "context_d4", "--refine", "1"],
+         "refine must be a share of the trials from 0 (off) to below 1, got 1.0"),
+        (["tune", "dilated_conv2d", "--example", "context_d4", "--refine", "half"], "Invalid value for '--refine'"),
+        (["tune", "dilated_conv2d", "--example", "context_d4", "--tuner", "stock", "--confirm", "4"],
+         "--tuner stock runs tune_tir as its users do; it does not take --confirm"),
     ],
 )
 def test_bad_tune_input(args, message, tmp_path):

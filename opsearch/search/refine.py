@@ -1,0 +1,172 @@
+"""The end of a search: measure one-step neighbours of the fastest kernels found so far.
+
+At the end of a workload's budget the evolutionary search mostly proposes candidates far from
+its best (each child is several mutations away, picked by a cost model that ranks close
+candidates little better than chance), while the kernels that beat a good schedule by a few
+percent differ from it in one tile size, one unrolling choice or one compute location. Stock
+MetaSchedule's picks for dilated_conv1d tcn_d8 on znver4 beat ours by ~5% that way: the same
+kind of kernel, other batch and channel tiles (benchmarks/search_quality.md).
+
+So the last ``TuneConfig.refine`` share of a workload's trials goes to a local search: each batch
+takes the workload's fastest measured records, builds every schedule one decision away from them
+(a prime factor moved between two levels of a tile, another unrolling or vectorising choice,
+a compute location one loop further in or out), drops those already measured, and measures the
+ones the cost model ranks highest, a quarter of the batch picked at random among the rest. A
+neighbour that beats the best becomes the centre of the next batch (hill climbing with the
+cost model as a filter). Decisions are changed in the trace, which is replayed and
+post-processed exactly as MetaSchedule's own mutators do, so every candidate lies in the
+design space and replays from its stored trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+log = logging.getLogger(__name__)
+
+MIN_BUDGET = 64  # a workload's trials in a run below which none are kept for refinement
+CENTRES = 3  # the fastest records whose neighbours a batch draws on
+POOL_PER_BATCH = 4  # candidates built per batch slot, before the cost model picks
+RANDOM_SHARE = 0.25  # of each batch, picked at random among the pool instead of by the cost model
+
+
+def _primes(n: int) -> list[int]:
+    out, p = [], 2
+    while p * p <= n:
+        if n % p == 0:
+            out.append(p)
+            while n % p == 0:
+                n //= p
+        p += 1
+    if n > 1:
+        out.append(n)
+    return out
+
+
+def tile_neighbours(decision: list[int], max_innermost: int = 0) -> list[list[int]]:
+    """Tilings one step from ``decision`` (the factors of one loop, outermost first): a prime
+    factor of one level moved to another, the product kept; the innermost factor at most
+    ``max_innermost`` when that is positive."""
+    out = []
+    for i, f in enumerate(decision):
+        for p in _primes(f):
+            for j in range(len(decision)):
+                if j == i:
+                    continue
+                new = list(decision)
+                new[i] //= p
+                new[j] *= p
+                if max_innermost > 0 and new[-1] > max_innermost:
+                    continue
+                out.append(new)
+    return out
+
+
+def decision_neighbours(inst, decision) -> list:
+    """Other decisions for one sampling instruction of a trace (empty if it has none to offer)."""
+    kind = inst.kind.name
+    if kind == "SamplePerfectTile":
+        limit = int(inst.attrs[1]) if len(inst.attrs) > 1 else 0
+        return tile_neighbours([int(x) for x in decision], limit)
+    if kind == "SampleCategorical":
+        probs = [float(p) for p in inst.attrs[1]]
+        return [i for i, p in enumerate(probs) if p > 0 and i != int(decision)]
+    if kind == "SampleComputeLocation":
+        d = int(decision)
+        return [x for x in (d - 1, d + 1) if x >= -2]  # -2: inline, -1: root, else a loop index
+    return []
+
+
+def neighbour_traces(trace) -> list:
+    """Every trace one decision away from ``trace`` (postprocessing removed, not yet replayed)."""
+    out = []
+    for inst in trace.insts:
+        decision = trace.get_decision(inst)
+        if decision is None:
+            continue
+        for new in decision_neighbours(inst, decision):
+            out.append(trace.with_decision(inst, new, remove_postproc=True))
+    return out
+
+
+def build(mod, trace, postprocs, seed: int):
+    """The schedule of ``trace`` (postprocessing removed) on ``mod``, post-processed; None if it
+    does not replay or a postprocessor rejects it."""
+    from tvm.s_tir import Schedule
+
+    try:
+        sch = Schedule(mod, seed=seed, debug_mask="none", error_render_level="none")
+        trace.apply_to_schedule(sch, remove_postproc=True)
+        sch.enter_postproc()
+        for post in postprocs:
+            if not post.apply(sch):
+                return None
+    except Exception:  # noqa: BLE001 - TVM raises many types; any of them means "not a candidate"
+        return None
+    return sch
+
+
+class Refiner:
+    """Proposes the batches of one task's refinement (see the module docstring).
+
+    ``top(k)`` returns the task's k fastest measured MetaSchedule TuningRecords; ``seen()`` the
+    module hashes already measured for the task's workload on this target (any run)."""
+
+    def __init__(self, top, seen, seed: int = 0):
+        self.top = top
+        self.seen = seen
+        self.rng = random.Random(seed)
+        self.proposed: set[str] = set()
+        self.batches = 0
+
+    def candidates(self, context, cost_model, n: int) -> list:
+        """Up to ``n`` measure candidates, or [] when the best records have no unmeasured
+        neighbour left (the caller then goes back to the evolutionary search)."""
+        from tvm.s_tir import meta_schedule as ms
+
+        from ..db.replay import module_hash
+
+        records = self.top(CENTRES)
+        if not records:
+            return []
+        seen = self.seen() | self.proposed
+        postprocs = list(context.space_generator.postprocs)
+        # the best record's neighbours fill half the pool, the others share the rest
+        quota = max(n, POOL_PER_BATCH * n)
+        shares = [quota // 2] + [max(1, quota // 2 // max(1, len(records) - 1))] * (len(records) - 1)
+        pool, hashes = [], set()
+        for rec, share in zip(records, shares):
+            traces = neighbour_traces(rec.trace)
+            self.rng.shuffle(traces)
+            got = 0
+            for tr in traces:
+                if got >= share:
+                    break
+                sch = build(context.mod, tr, postprocs, self.rng.randrange(1, 2**31 - 1))
+                if sch is None:
+                    continue
+                h = module_hash(sch.mod)
+                if h in seen or h in hashes:
+                    continue
+                hashes.add(h)
+                pool.append((h, sch))
+                got += 1
+        if not pool:
+            return []
+        args_info = ms.arg_info.ArgInfo.from_prim_func(context.mod["main"])
+        cands = [ms.MeasureCandidate(sch, args_info) for _, sch in pool]
+        picked = list(range(len(pool)))
+        if len(pool) > n:
+            by_model = max(0, n - round(n * RANDOM_SHARE))
+            try:
+                scores = list(cost_model.predict(context, cands)) if cost_model is not None else None
+            except Exception as e:  # noqa: BLE001 - an untrained or failing model: pick at random
+                log.debug("refinement: cost model did not score the pool: %s", e)
+                scores = None
+            order = sorted(picked, key=lambda i: -scores[i]) if scores is not None else self.rng.sample(picked, len(picked))
+            head, rest = order[:by_model], order[by_model:]
+            picked = head + self.rng.sample(rest, n - len(head))
+        self.batches += 1
+        self.proposed.update(pool[i][0] for i in picked)
+        return [cands[i] for i in picked]

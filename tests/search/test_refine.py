@@ -1,0 +1,141 @@
+"""The end of a search: one-step neighbours of the best records (``opsearch.search.refine``)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from opsearch import db as dbmod
+from opsearch.errors import OpsearchError
+from opsearch.search import refine as refine_mod
+from opsearch.search import tune
+
+from .conftest import family_workload
+
+
+@pytest.mark.parametrize("decision,limit", [([2, 3, 1, 4], 0), ([1, 12, 5, 1], 0), ([6, 1, 1, 64], 64), ([7], 0)])
+def test_tile_neighbours_move_one_prime_factor_and_keep_the_product(decision, limit):
+    out = refine_mod.tile_neighbours(decision, limit)
+    assert len({tuple(t) for t in out}) == len(out) and decision not in out
+    for t in out:
+        assert math.prod(t) == math.prod(decision) and all(f >= 1 for f in t)
+        changed = [i for i, (a, b) in enumerate(zip(t, decision)) if a != b]
+        assert len(changed) == 2
+        i, j = changed  # one level lost a prime factor p, another gained it
+        p = max(t[i], decision[i]) // min(t[i], decision[i])
+        assert refine_mod._primes(p) == [p]
+        assert (t[i] * p == decision[i] and t[j] == decision[j] * p) or (t[j] * p == decision[j] and t[i] == decision[i] * p)
+        if limit:
+            assert t[-1] <= limit
+    # the count: for every level's distinct prime factors, every other level
+    expect = sum(len(refine_mod._primes(f)) * (len(decision) - 1) for f in decision)
+    if not limit:
+        assert len(out) == expect
+    else:  # [6, 1, 1, 64] at most 64 innermost: nothing may move into the last level
+        assert all(t[-1] <= 64 for t in out) and len(out) < expect
+
+
+def test_primes():
+    assert refine_mod._primes(1) == [] and refine_mod._primes(12) == [2, 3] and refine_mod._primes(97) == [97]
+    assert refine_mod._primes(2 * 3 * 5 * 7 * 49) == [2, 3, 5, 7]
+
+
+def _design_trace(wl, seed=3):
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    from opsearch.ops.tir import ir_module
+    from opsearch.search.space import design_space
+    from opsearch.targets import resolve
+
+    target = resolve("cpu")
+    space, _ = design_space(wl, target)
+    ctx = ms.TuneContext(mod=ir_module(wl), target=target.tvm(), space_generator=space, task_name="t",
+                         rand_state=seed, num_threads=1)
+    (sch, *_) = ctx.generate_design_space()
+    return ctx, sch, tvm
+
+
+def _decisions(trace) -> dict:
+    return {i: trace.get_decision(inst) for i, inst in enumerate(trace.insts) if trace.get_decision(inst) is not None}
+
+
+def test_neighbour_traces_change_exactly_one_decision_and_build():
+    from opsearch.db.replay import module_hash
+
+    wl = family_workload("dilated")
+    ctx, sch, _ = _design_trace(wl)
+    base = _decisions(sch.trace)
+    neighbours = refine_mod.neighbour_traces(sch.trace)
+    assert len(neighbours) >= 5  # tiles of several loops, unrolling and compute locations
+    built, hashes = 0, set()
+    postprocs = list(ctx.space_generator.postprocs)
+    for tr in neighbours:
+        new = _decisions(tr)
+        assert new.keys() == base.keys()
+        assert sum(str(new[i]) != str(base[i]) for i in base) == 1
+        s = refine_mod.build(ctx.mod, tr, postprocs, seed=1)
+        if s is not None:
+            built += 1
+            hashes.add(module_hash(s.mod))
+    assert built >= len(neighbours) // 2 and len(hashes) >= 2  # most replay, and they are different kernels
+
+
+def test_a_trace_that_does_not_replay_builds_nothing():
+    wl = family_workload("dilated")
+    ctx, sch, _ = _design_trace(wl)
+    other = family_workload("shift-add")  # another operator's IR: its blocks are not there
+    from opsearch.ops.tir import ir_module
+
+    tr = refine_mod.neighbour_traces(sch.trace)[0]
+    assert refine_mod.build(ir_module(other), tr, list(ctx.space_generator.postprocs), seed=1) is None
+
+
+def test_refine_must_be_a_share(tmp_path):
+    wl = family_workload("dilated")
+    for bad in (-0.1, 1.0, 2):
+        with pytest.raises(OpsearchError, match="refine must be a share"):
+            tune(wl, "cpu", f"sqlite:///{tmp_path / 'x.db'}", trials=4, refine=bad)
+
+
+def test_the_last_trials_of_a_run_are_neighbours_of_earlier_records(tmp_path, monkeypatch):
+    """A run keeps the end of its budget for refinement: each of those candidates is one decision
+    away from a record measured before it, and none was measured twice."""
+    from tvm.s_tir import Schedule, Trace
+
+    from opsearch.ops.tir import ir_module
+
+    monkeypatch.setattr(refine_mod, "MIN_BUDGET", 8)
+    db = dbmod.connect(f"sqlite:///{tmp_path / 'r.db'}")
+    wl = family_workload("dilated")
+    # 12 trials: the default schedule, two evolution batches of 4, then int(11 * 0.5) = 5 >= 3 left
+    tune(wl, "cpu", db, trials=12, batch=4, include_shipped=False, verify=False, refine=0.5)
+    hist = db.history(wl, "cpu")
+    assert len(hist) == 12 and len({r.module_hash for r in hist}) == 12
+    mod = ir_module(wl)
+
+    def decisions(rec):
+        sch = Schedule(mod)
+        Trace.apply_json_to_schedule(rec.trace, sch)
+        return _decisions(sch.trace)
+
+    searched = [r for r in hist if r.trace and decisions(r)]  # the default schedule has no decisions
+    refined = searched[-3:]
+    for rec in refined:
+        d = decisions(rec)
+        earlier = [decisions(r) for r in searched[: searched.index(rec)] if r.status == "ok"]
+        assert any(e.keys() == d.keys() and sum(str(e[i]) != str(d[i]) for i in d) == 1 for e in earlier), \
+            f"record {rec.id} {d} is not one decision away from an earlier one: {earlier}"
+
+
+def test_refinement_is_off_below_its_minimum_budget(tmp_path):
+    """Under MIN_BUDGET trials (the test suite's tiny runs) the evolution proposes everything."""
+    from opsearch.search.tuner import Tuner
+
+    db = dbmod.connect(f"sqlite:///{tmp_path / 'o.db'}")
+    wl = family_workload("dilated")
+    t = Tuner([wl], "cpu", db)
+    assert t._refiner(wl, None, refine_mod.MIN_BUDGET - 1, lambda: None) == (0, None)
+    trials, refiner = t._refiner(wl, None, 256, lambda: None)
+    assert trials == 64 and refiner is not None
