@@ -90,14 +90,22 @@ def neighbour_traces(trace) -> list:
     return out
 
 
+def _decisions(trace) -> list[str]:
+    return [str(d) for d in (trace.get_decision(inst) for inst in trace.insts) if d is not None]
+
+
 def build(mod, trace, postprocs, seed: int):
     """The schedule of ``trace`` (postprocessing removed) on ``mod``, post-processed; None if it
-    does not replay or a postprocessor rejects it."""
+    does not replay, a postprocessor rejects it, or replaying changed a decision: TVM replaces a
+    compute location that is not valid (any more) with a valid one, so moving one block can move
+    another, and that candidate is not one step from its centre."""
     from tvm.s_tir import Schedule
 
     try:
         sch = Schedule(mod, seed=seed, debug_mask="none", error_render_level="none")
         trace.apply_to_schedule(sch, remove_postproc=True)
+        if _decisions(sch.trace) != _decisions(trace):
+            return None
         sch.enter_postproc()
         for post in postprocs:
             if not post.apply(sch):

@@ -76,9 +76,11 @@ def test_neighbour_traces_change_exactly_one_decision_and_build():
         assert new.keys() == base.keys()
         assert sum(str(new[i]) != str(base[i]) for i in base) == 1
         s = refine_mod.build(ctx.mod, tr, postprocs, seed=1)
-        if s is not None:
+        if s is not None:  # the built schedule made exactly the decisions asked for
             built += 1
             hashes.add(module_hash(s.mod))
+            got = _decisions(s.trace)
+            assert got.keys() == new.keys() and all(str(got[i]) == str(new[i]) for i in new)
     assert built >= len(neighbours) // 2 and len(hashes) >= 2  # most replay, and they are different kernels
 
 
