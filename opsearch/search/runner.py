@@ -271,6 +271,34 @@ def _error_text(e: BaseException, timeout: float, what: str) -> str:
     return msg[msg.find(BUILD_PREFIX) if BUILD_PREFIX in msg else msg.find(RUN_PREFIX):]
 
 
+# TVM's thread pool threads spin (sched_yield in a loop) 300,000 times after each parallel call
+# before they sleep: 0.1-0.3 s on these VMs. The runner times a candidate on the worker that
+# compiled it, so the worker that timed the one before kept both cores busy during the next one's
+# samples: on a 2-core znver4 VM a third of the re-measured tcn_d8 picks ran ~2x slow (2,000 against
+# 1,000 us; none with one worker). 1,000 spins (~1 ms) still bridge the back-to-back calls of a
+# timing loop. TVM reads the count when it loads, and the pool starts (and restarts) its worker
+# processes from its own threads, so the variable is set in this process's environment while a
+# runner lives (TVM, already loaded here, keeps its own count); a value the user exported is kept.
+SPIN_ENV = "TVM_THREAD_POOL_SPIN_COUNT"
+WORKER_SPIN_COUNT = "1000"
+_spin_users = [0]  # runners alive that set SPIN_ENV
+
+
+def _set_worker_spin() -> bool:
+    """Set SPIN_ENV for worker processes started from now on; False if the user had set it."""
+    if _spin_users[0] == 0 and SPIN_ENV in os.environ:
+        return False
+    os.environ[SPIN_ENV] = WORKER_SPIN_COUNT
+    _spin_users[0] += 1
+    return True
+
+
+def _unset_worker_spin() -> None:
+    _spin_users[0] -= 1
+    if _spin_users[0] == 0:
+        os.environ.pop(SPIN_ENV, None)
+
+
 class _Worker(PopenPoolExecutor):
     """One worker process (a pool of one) whose tasks can each get their own time limit."""
 
@@ -298,6 +326,7 @@ class LocalBuildRunner(PyRunner):
         self.timed_fully = 0
         self.phase_s: dict[str, float] = {}  # wall seconds per phase, over the runner's life
         n = max(1, build_workers if build_workers is not None else host_cores())
+        self._spin_set = _set_worker_spin()
         self.pools = [_Worker(max_workers=1, timeout=self.config.timeout_sec, initializer=_worker_init)
                       for _ in range(n)]
         self.compile_s: list[float] = []  # every compile's seconds, for the adaptive limit
@@ -459,3 +488,6 @@ class LocalBuildRunner(PyRunner):
             except Exception as e:  # noqa: BLE001
                 log.warning("a runner worker did not shut down cleanly: %s", e)
                 pool._shutdown = True  # its __del__ must not try again
+        if self._spin_set:
+            self._spin_set = False
+            _unset_worker_spin()

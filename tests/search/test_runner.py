@@ -225,3 +225,31 @@ def test_the_compile_limit_is_off_until_enough_compiles_and_never_above_the_time
         assert runner.compile_summary() == "3 compiles, median 2.00 s, 90th percentile 2.00 s, 0 stopped at the run's limit"
     finally:
         runner.shutdown()
+
+
+def test_workers_start_with_a_short_thread_pool_spin(monkeypatch):
+    """TVM's pool threads spin ~0.1-0.3 s after each call unless told otherwise; the runner's
+    workers get a short spin so the one that timed last does not slow the next one's timing. The
+    variable lives in this process's environment only while a runner does, and a user's own value
+    is kept."""
+    import os
+
+    from opsearch.search import runner as rmod
+
+    monkeypatch.delenv(rmod.SPIN_ENV, raising=False)
+    r = rmod.LocalBuildRunner({"kind": "llvm"}, build_workers=2)
+    try:
+        seen = [pool.submit(os.getenv, rmod.SPIN_ENV).result() for pool in r.pools]
+        assert seen == [rmod.WORKER_SPIN_COUNT] * 2
+        assert os.environ.get(rmod.SPIN_ENV) == rmod.WORKER_SPIN_COUNT
+    finally:
+        r.shutdown()
+    assert rmod.SPIN_ENV not in os.environ and rmod._spin_users[0] == 0
+
+    monkeypatch.setenv(rmod.SPIN_ENV, "77")
+    r = rmod.LocalBuildRunner({"kind": "llvm"}, build_workers=1)
+    try:
+        assert r.pools[0].submit(os.getenv, rmod.SPIN_ENV).result() == "77"
+    finally:
+        r.shutdown()
+    assert os.environ.get(rmod.SPIN_ENV) == "77"
