@@ -16,6 +16,10 @@ neighbour that beats the best becomes the centre of the next batch (hill climbin
 cost model as a filter). Decisions are changed in the trace, which is replayed and
 post-processed exactly as MetaSchedule's own mutators do, so every candidate lies in the
 design space and replays from its stored trace.
+
+On tcn_d8 (znver4 VM, 256 trials, three seeds, picks re-timed side by side in five processes)
+refinement made the pick 8% faster (from 1,106 to 1,016 us), 0.99 of stock's; on context_d4
+it changed nothing measurable (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations

@@ -274,9 +274,9 @@ def _error_text(e: BaseException, timeout: float, what: str) -> str:
 # TVM's thread pool threads spin (sched_yield in a loop) 300,000 times after each parallel call
 # before they sleep: 0.1-0.3 s on these VMs. The runner times a candidate on the worker that
 # compiled it, so the worker that timed the one before kept both cores busy during the next one's
-# samples: on a 2-core znver4 VM a third of the re-measured tcn_d8 picks ran ~2x slow (2,000 against
-# 1,000 us; none with one worker). 1,000 spins (~1 ms) still bridge the back-to-back calls of a
-# timing loop. TVM reads the count when it loads, and the pool starts (and restarts) its worker
+# samples: on a 2-core znver4 VM, 7 and 3 of 27 re-measurements of tcn_d8 picks ran at 1.8-2.1 ms
+# against 1.0-1.2 ms (none with one worker, 1 and 0 with this count; benchmarks/RESULTS.md).
+# 1,000 spins (~1 ms) still bridge the back-to-back calls of a timing loop. TVM reads the count when it loads, and the pool starts (and restarts) its worker
 # processes from its own threads, so the variable is set in this process's environment while a
 # runner lives (TVM, already loaded here, keeps its own count); a value the user exported is kept.
 SPIN_ENV = "TVM_THREAD_POOL_SPIN_COUNT"
