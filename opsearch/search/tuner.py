@@ -322,22 +322,23 @@ class Tuner:
         def untrained():
             return cost_model.booster is None
 
-        tasks, task_wl = [], []
+        tasks, task_wl, strategies = [], [], []
         run_left = [min(self.global_left, sum(left.values()))]  # drawn on by every task's batches
         for wl in active:
             space, multistage = design_space(wl, self.target, mods[wl])
             # Evolving schedules of many stages is costly (each mutation replays every stage):
             # a smaller population keeps a search iteration within seconds on small machines.
             population = min(cfg.population, 48) if multistage else cfg.population
-            refine_trials, refiner = self._refiner(wl, mods[wl], min(left[wl], run_left[0]),
-                                                   lambda: adapter)  # made below, once the tasks are
+            # the refiner reads the run's database adapter, which is made below with the run
+            refine_trials, refiner = self._refiner(wl, mods[wl], min(left[wl], run_left[0]), lambda: adapter)
+            strategy = BudgetedSearch(ms.search_strategy.EvolutionarySearch(population_size=population), left[wl],
+                                      untrained, run_left, refine_trials, refiner,
+                                      int(run_left[0] * cfg.refine) if len(active) > 1 else 0)
             tasks.append(ms.TuneContext(
-                mod=mods[wl], target=tvm_target, space_generator=space,
-                search_strategy=BudgetedSearch(ms.search_strategy.EvolutionarySearch(population_size=population), left[wl],
-                                               untrained, run_left, refine_trials, refiner,
-                                               int(run_left[0] * cfg.refine) if len(active) > 1 else 0),
+                mod=mods[wl], target=tvm_target, space_generator=space, search_strategy=strategy,
                 task_name=f"{wl.op}", rand_state=cfg.seed, num_threads=self.target.num_cores or "physical"))
             task_wl.append(wl)
+            strategies.append(strategy)
 
         run = self.db.start_run({"target": self.target.name, "trials": cfg.trials, "workloads": [w.key() for w in active],
                                  "measure": cfg.measure, "rpc": cfg.rpc})
@@ -409,6 +410,9 @@ class Tuner:
             if cost_model.booster is not None and cost_model.size > cost_model.n_pretrained:
                 self.db.save_cost_model(self.target.kind, cost_model.to_bytes(), format="xgboost-json",
                                         n_samples=cost_model.size, metrics=cost_model.metadata())
+        for wl, strategy in zip(task_wl, strategies):
+            if strategy.refined:
+                log.info("%s: %d of its candidates were one-step neighbours of its best records", wl.op, strategy.refined)
         if self.interrupted:
             for wl in active:
                 stopped.setdefault(wl, "interrupted")

@@ -101,18 +101,24 @@ def test_refine_must_be_a_share(tmp_path):
             tune(wl, "cpu", f"sqlite:///{tmp_path / 'x.db'}", trials=4, refine=bad)
 
 
-def test_the_last_trials_of_a_run_are_neighbours_of_earlier_records(tmp_path, monkeypatch):
+def test_the_last_trials_of_a_run_are_neighbours_of_earlier_records(tmp_path, monkeypatch, caplog):
     """A run keeps the end of its budget for refinement: each of those candidates is one decision
     away from a record measured before it, and none was measured twice."""
+    import logging
+    import re
+
     from tvm.s_tir import Schedule, Trace
 
     from opsearch.ops.tir import ir_module
 
     monkeypatch.setattr(refine_mod, "MIN_BUDGET", 8)
+    caplog.set_level(logging.INFO, logger="opsearch.search.tuner")
     db = dbmod.connect(f"sqlite:///{tmp_path / 'r.db'}")
     wl = family_workload("dilated")
     # 12 trials: the default schedule, two evolution batches of 4, then int(11 * 0.5) = 5 >= 3 left
     tune(wl, "cpu", db, trials=12, batch=4, include_shipped=False, verify=False, refine=0.5)
+    (n,) = re.findall(r"(\d+) of its candidates were one-step neighbours", caplog.text)
+    assert 3 <= int(n) <= 5
     hist = db.history(wl, "cpu")
     assert len(hist) == 12 and len({r.module_hash for r in hist}) == 12
     mod = ir_module(wl)
