@@ -130,7 +130,6 @@ class Refiner:
         self.seen = seen
         self.rng = random.Random(seed)
         self.proposed: set[str] = set()
-        self.batches = 0
 
     def candidates(self, context, cost_model, n: int) -> list:
         """Up to ``n`` measure candidates, or [] when the best records have no unmeasured
@@ -145,7 +144,7 @@ class Refiner:
         seen = self.seen() | self.proposed
         postprocs = list(context.space_generator.postprocs)
         # the best record's neighbours fill half the pool, the others share the rest
-        quota = max(n, POOL_PER_BATCH * n)
+        quota = POOL_PER_BATCH * n
         shares = [quota // 2] + [max(1, quota // 2 // max(1, len(records) - 1))] * (len(records) - 1)
         pool, hashes = [], set()
         for rec, share in zip(records, shares):
@@ -179,6 +178,5 @@ class Refiner:
             order = sorted(picked, key=lambda i: -scores[i]) if scores is not None else self.rng.sample(picked, len(picked))
             head, rest = order[:by_model], order[by_model:]
             picked = head + self.rng.sample(rest, n - len(head))
-        self.batches += 1
         self.proposed.update(pool[i][0] for i in picked)
         return [cands[i] for i in picked]

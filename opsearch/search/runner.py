@@ -276,16 +276,18 @@ def _error_text(e: BaseException, timeout: float, what: str) -> str:
 # compiled it, so the worker that timed the one before kept both cores busy during the next one's
 # samples: on a 2-core znver4 VM, 7 and 3 of 27 re-measurements of tcn_d8 picks ran at 1.8-2.1 ms
 # against 1.0-1.2 ms (none with one worker, 1 and 0 with this count; benchmarks/RESULTS.md).
-# 1,000 spins (~1 ms) still bridge the back-to-back calls of a timing loop. TVM reads the count when it loads, and the pool starts (and restarts) its worker
-# processes from its own threads, so the variable is set in this process's environment while a
-# runner lives (TVM, already loaded here, keeps its own count); a value the user exported is kept.
+# 1,000 spins (~1 ms) still bridge the back-to-back calls of a timing loop. Set from a worker's
+# initializer the count made no difference to those timings, and the pool starts (and
+# restarts) its workers from its own threads, so the variable is set in this process's
+# environment while a runner lives; a value already there is kept (exported by the user, or the
+# 0 that importing opsearch.torch_bridge sets: workers then time as the bridge runs kernels).
 SPIN_ENV = "TVM_THREAD_POOL_SPIN_COUNT"
 WORKER_SPIN_COUNT = "1000"
 _spin_users = [0]  # runners alive that set SPIN_ENV
 
 
 def _set_worker_spin() -> bool:
-    """Set SPIN_ENV for worker processes started from now on; False if the user had set it."""
+    """Set SPIN_ENV for worker processes started from now on; False if it was set already."""
     if _spin_users[0] == 0 and SPIN_ENV in os.environ:
         return False
     os.environ[SPIN_ENV] = WORKER_SPIN_COUNT
