@@ -10,8 +10,10 @@ kind of kernel, other batch and channel tiles (benchmarks/search_quality.md).
 So the last ``TuneConfig.refine`` share of a workload's trials goes to a local search: each batch
 takes the workload's fastest measured records, builds every schedule one decision away from them
 (a prime factor moved between two levels of a tile, another unrolling or vectorising choice,
-a compute location one loop further in or out), drops those already measured, and measures the
-ones the cost model ranks highest, a quarter of the batch picked at random among the rest. A
+a compute location one loop further in or out) and, for about half of each centre's pool, tilings
+one larger move away (a level's whole factor moved into another, two levels' factors swapped,
+two primes exchanged between levels), drops those already measured, and measures the ones the
+cost model ranks highest, a quarter of the batch picked at random among the rest. A
 neighbour that beats the best becomes the centre of the next batch (hill climbing with the
 cost model as a filter). Decisions are changed in the trace, which is replayed and
 post-processed exactly as MetaSchedule's own mutators do, so every candidate lies in the
@@ -19,7 +21,10 @@ design space and replays from its stored trace.
 
 On tcn_d8 (znver4 VM, 256 trials, three seeds, picks re-timed side by side in five processes)
 refinement made the pick 8% faster (from 1,106 to 1,016 us), 0.99 of stock's; on context_d4
-it changed nothing measurable (benchmarks/RESULTS.md).
+it changed nothing measurable (benchmarks/RESULTS.md). The larger tile moves came from
+vit_mlp_fc1 on rocketlake, where stock's pick had our kernel's structure with the output
+channels' 48 one tile level further in (48·1·1·16 against 1·48·1·16) and the reduction split
+16·12 instead of 24·8: each one such move, five and two prime moves.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ MIN_BUDGET = 64  # a workload's trials in a run below which none are kept for re
 CENTRES = 3  # the fastest records whose neighbours a batch draws on
 POOL_PER_BATCH = 4  # candidates built per batch slot, before the cost model picks
 RANDOM_SHARE = 0.25  # of each batch, picked at random among the pool instead of by the cost model
+WIDE_SHARE = 0.5  # of each centre's pool, tilings one larger move away (wide_tile_neighbours); 0: off
 
 
 def _primes(n: int) -> list[int]:
@@ -67,12 +73,54 @@ def tile_neighbours(decision: list[int], max_innermost: int = 0) -> list[list[in
     return out
 
 
-def decision_neighbours(inst, decision) -> list:
-    """Other decisions for one sampling instruction of a trace (empty if it has none to offer)."""
+def wide_tile_neighbours(decision: list[int], max_innermost: int = 0) -> list[list[int]]:
+    """Tilings of the same product that are more than one prime move from ``decision`` but one
+    move of a larger kind: one level's whole factor moved into another level, the factors of two
+    levels swapped, or a prime factor of one level exchanged for another prime of a second level.
+    The innermost factor at most ``max_innermost`` when that is positive; none of
+    :func:`tile_neighbours`' tilings, no duplicates."""
+    near = {tuple(t) for t in tile_neighbours(decision, 0)}
+    seen, out = {tuple(decision)} | near, []
+
+    def add(new):
+        if (max_innermost > 0 and new[-1] > max_innermost) or tuple(new) in seen:
+            return
+        seen.add(tuple(new))
+        out.append(new)
+
+    n = len(decision)
+    for i in range(n):
+        for j in range(n):
+            if i == j:
+                continue
+            moved = list(decision)  # all of level i into level j
+            moved[j] *= moved[i]
+            moved[i] = 1
+            add(moved)
+            if i < j:
+                swapped = list(decision)
+                swapped[i], swapped[j] = swapped[j], swapped[i]
+                add(swapped)
+            for p in _primes(decision[i]):  # p from i to j, q from j to i
+                for q in _primes(decision[j]):
+                    if p != q:
+                        new = list(decision)
+                        new[i] = new[i] // p * q
+                        new[j] = new[j] // q * p
+                        add(new)
+    return out
+
+
+def decision_neighbours(inst, decision, wide: bool = False) -> list:
+    """Other decisions for one sampling instruction of a trace (empty if it has none to offer);
+    with ``wide``, only the tilings of :func:`wide_tile_neighbours` (other kinds have none)."""
     kind = inst.kind.name
     if kind == "SamplePerfectTile":
         limit = int(inst.attrs[1]) if len(inst.attrs) > 1 else 0
-        return tile_neighbours([int(x) for x in decision], limit)
+        pick = wide_tile_neighbours if wide else tile_neighbours
+        return pick([int(x) for x in decision], limit)
+    if wide:
+        return []
     if kind == "SampleCategorical":
         probs = [float(p) for p in inst.attrs[1]]
         return [i for i, p in enumerate(probs) if p > 0 and i != int(decision)]
@@ -82,14 +130,15 @@ def decision_neighbours(inst, decision) -> list:
     return []
 
 
-def neighbour_traces(trace) -> list:
-    """Every trace one decision away from ``trace`` (postprocessing removed, not yet replayed)."""
+def neighbour_traces(trace, wide: bool = False) -> list:
+    """Every trace one decision away from ``trace`` (postprocessing removed, not yet replayed);
+    with ``wide``, those whose one changed decision is a tiling of :func:`wide_tile_neighbours`."""
     out = []
     for inst in trace.insts:
         decision = trace.get_decision(inst)
         if decision is None:
             continue
-        for new in decision_neighbours(inst, decision):
+        for new in decision_neighbours(inst, decision, wide):
             out.append(trace.with_decision(inst, new, remove_postproc=True))
     return out
 
@@ -131,6 +180,16 @@ class Refiner:
         self.rng = random.Random(seed)
         self.proposed: set[str] = set()
 
+    def _mixed(self, near: list, wide: list) -> list:
+        """Both lists shuffled and merged, each next trace a wide one with chance ``WIDE_SHARE``
+        while both last."""
+        self.rng.shuffle(near)
+        self.rng.shuffle(wide)
+        out = []
+        while near and wide:
+            out.append((wide if self.rng.random() < WIDE_SHARE else near).pop())
+        return out + near + wide
+
     def candidates(self, context, cost_model, n: int) -> list:
         """Up to ``n`` measure candidates, or [] when the best records have no unmeasured
         neighbour left (the caller then goes back to the evolutionary search)."""
@@ -148,8 +207,7 @@ class Refiner:
         shares = [quota // 2] + [max(1, quota // 2 // max(1, len(records) - 1))] * (len(records) - 1)
         pool, hashes = [], set()
         for rec, share in zip(records, shares):
-            traces = neighbour_traces(rec.trace)
-            self.rng.shuffle(traces)
+            traces = self._mixed(neighbour_traces(rec.trace), neighbour_traces(rec.trace, wide=True) if WIDE_SHARE else [])
             got = 0
             for tr in traces:
                 if got >= share:

@@ -147,3 +147,42 @@ def test_refinement_is_off_below_its_minimum_budget(tmp_path):
     assert t._refiner(wl, None, refine_mod.MIN_BUDGET - 1, lambda: None) == (0, None)
     trials, refiner = t._refiner(wl, None, 256, lambda: None)
     assert trials == 64 and refiner is not None
+
+
+@pytest.mark.parametrize("decision,limit", [([48, 1, 1, 16], 0), ([24, 8], 0), ([6, 1, 1, 64], 64), ([7], 0), ([2, 2], 0)])
+def test_wide_tile_neighbours_keep_the_product_and_add_only_larger_moves(decision, limit):
+    out = refine_mod.wide_tile_neighbours(decision, limit)
+    near = {tuple(t) for t in refine_mod.tile_neighbours(decision, 0)}
+    assert len({tuple(t) for t in out}) == len(out) and decision not in out
+    for t in out:
+        assert math.prod(t) == math.prod(decision) and all(f >= 1 for f in t)
+        assert tuple(t) not in near  # more than one prime move away
+        changed = [i for i, (a, b) in enumerate(zip(t, decision)) if a != b]
+        assert len(changed) == 2  # still only two levels change
+        if limit:
+            assert t[-1] <= limit
+    # the moves that were missing on vit_mlp_fc1 (refine.py's docstring)
+    if decision == [48, 1, 1, 16]:
+        assert [1, 48, 1, 16] in out and [1, 1, 1, 768] in out
+    if decision == [24, 8]:
+        assert [16, 12] in out
+    if decision in ([7], [2, 2]):  # one level, or nothing larger than a prime move to make
+        assert out == []
+
+
+def test_wide_neighbour_traces_change_one_tiling_and_build():
+    wl = family_workload("dilated")
+    ctx, sch, _ = _design_trace(wl)
+    base = _decisions(sch.trace)
+    wide = refine_mod.neighbour_traces(sch.trace, wide=True)
+    near = {str(_decisions(t)) for t in refine_mod.neighbour_traces(sch.trace)}
+    assert wide, "a design trace of dilated_conv2d has tiles with more than one prime factor"
+    postprocs = list(ctx.space_generator.postprocs)
+    built = 0
+    for tr in wide:
+        new = _decisions(tr)
+        diff = [i for i in base if str(new[i]) != str(base[i])]
+        assert len(diff) == 1 and tr.insts[diff[0]].kind.name == "SamplePerfectTile"
+        assert str(new) not in near
+        built += refine_mod.build(ctx.mod, tr, postprocs, seed=1) is not None
+    assert built >= 1
