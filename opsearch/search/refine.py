@@ -10,10 +10,8 @@ kind of kernel, other batch and channel tiles (benchmarks/search_quality.md).
 So the last ``TuneConfig.refine`` share of a workload's trials goes to a local search: each batch
 takes the workload's fastest measured records, builds every schedule one decision away from them
 (a prime factor moved between two levels of a tile, another unrolling or vectorising choice,
-a compute location one loop further in or out) and, for about half of each centre's pool, tilings
-one larger move away (a level's whole factor moved into another, two levels' factors swapped,
-two primes exchanged between levels), drops those already measured, and measures the ones the
-cost model ranks highest, a quarter of the batch picked at random among the rest. A
+a compute location one loop further in or out), drops those already measured, and measures the
+ones the cost model ranks highest, a quarter of the batch picked at random among the rest. A
 neighbour that beats the best becomes the centre of the next batch (hill climbing with the
 cost model as a filter). Decisions are changed in the trace, which is replayed and
 post-processed exactly as MetaSchedule's own mutators do, so every candidate lies in the
@@ -21,10 +19,16 @@ design space and replays from its stored trace.
 
 On tcn_d8 (znver4 VM, 256 trials, three seeds, picks re-timed side by side in five processes)
 refinement made the pick 8% faster (from 1,106 to 1,016 us), 0.99 of stock's; on context_d4
-it changed nothing measurable (benchmarks/RESULTS.md). The larger tile moves came from
-vit_mlp_fc1 on rocketlake, where stock's pick had our kernel's structure with the output
-channels' 48 one tile level further in (48·1·1·16 against 1·48·1·16) and the reduction split
-16·12 instead of 24·8: each one such move, five and two prime moves.
+it changed nothing measurable (benchmarks/RESULTS.md).
+
+``WIDE_SHARE`` (off by default) gives part of each centre's pool to tilings one larger move away
+(:func:`wide_tile_neighbours`: a level's whole factor moved into another, two levels' factors
+swapped, two primes exchanged between levels). On vit_mlp_fc1 (rocketlake) stock's pick had our
+kernel's structure with tiles five and two prime moves from ours, one such move each. Measured
+on znver4 with half the pool so (vit_mlp_fc1 and adder_conv2d resnet20_c16 over two seeds,
+resnet50_s2 over one), the last 64 trials improved the best by 0.0-0.7% against 1.5-4.6% with
+one-step moves alone, and the picks were no faster: the larger moves mostly land on slower
+kernels and crowd the one-step ones out of the pool (benchmarks/search_quality.md).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ MIN_BUDGET = 64  # a workload's trials in a run below which none are kept for re
 CENTRES = 3  # the fastest records whose neighbours a batch draws on
 POOL_PER_BATCH = 4  # candidates built per batch slot, before the cost model picks
 RANDOM_SHARE = 0.25  # of each batch, picked at random among the pool instead of by the cost model
-WIDE_SHARE = 0.5  # of each centre's pool, tilings one larger move away (wide_tile_neighbours); 0: off
+WIDE_SHARE = 0.0  # of each centre's pool, tilings one larger move away (wide_tile_neighbours); 0: off
 
 
 def _primes(n: int) -> list[int]:

@@ -186,3 +186,15 @@ def test_wide_neighbour_traces_change_one_tiling_and_build():
         assert str(new) not in near
         built += refine_mod.build(ctx.mod, tr, postprocs, seed=1) is not None
     assert built >= 1
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
+def test_a_centres_pool_mixes_wide_moves_in_at_their_share(monkeypatch, share):
+    monkeypatch.setattr(refine_mod, "WIDE_SHARE", share)
+    r = refine_mod.Refiner(top=lambda k: [], seen=set, seed=5)
+    near, wide = [f"n{i}" for i in range(200)], [f"w{i}" for i in range(200)]
+    out = r._mixed(list(near), list(wide) if share else [])
+    assert sorted(out) == sorted(near + (wide if share else []))  # nothing lost or repeated
+    head = out[:100]  # while both lists last, about WIDE_SHARE of the picks are wide ones
+    got = sum(x.startswith("w") for x in head) / len(head)
+    assert abs(got - share) <= 0.15
