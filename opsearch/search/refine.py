@@ -27,8 +27,8 @@ swapped, two primes exchanged between levels). On vit_mlp_fc1 (rocketlake) stock
 kernel's structure with tiles five and two prime moves from ours, one such move each. Measured
 on znver4 with half the pool so (vit_mlp_fc1 and adder_conv2d resnet20_c16 over two seeds,
 resnet50_s2 over one), the last 64 trials improved the best by 0.0-0.7% against 1.5-4.6% with
-one-step moves alone, and the picks were no faster: the larger moves mostly land on slower
-kernels and crowd the one-step ones out of the pool (benchmarks/search_quality.md).
+one-step moves alone (own measurements, medians over seeds), and the picks were no faster
+(benchmarks/search_quality.md). So they stay off.
 """
 
 from __future__ import annotations
