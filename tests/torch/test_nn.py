@@ -59,7 +59,9 @@ def test_paths_agree(i, gen):
     y0, g0 = _run(m, x, False)
     torch.testing.assert_close(y1, y0, rtol=1e-5, atol=1e-5)
     for a, b in zip(g1, g0):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        # float32 gradients sum many terms in another order on each path: their error scales with
+        # the tensor's largest entry (DctChannelAttention m13 once missed 1e-5 by 4e-5 at 0.26)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 + 1e-4 * float(b.abs().max()))
 
 
 def test_dilated_conv2d_is_nn_conv2d():
