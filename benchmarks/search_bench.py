@@ -12,9 +12,9 @@ of 512 instead of ``TuneConfig.population``) and ``stock``. Reported: wall time,
 (``--checkpoints``, trial counts): each side's own measurement of its best candidate within the
 first N trials, and the same candidates (every round's) re-timed side by side in one process for
 fairness. Each opsearch side's search runs with ``confirm=0`` (``tune``'s default); the tuner's
-optional confirmation (``opsearch.search.confirm``: its 4 fastest timed again side by side) then
-runs on its database, and its pick is reported as the side ``<side>+confirm`` at the last
-checkpoint: what ``tune(..., confirm=4)`` would return.
+optional confirmation (``opsearch.search.confirm``: its 4 fastest timed again side by side in fresh
+processes) then runs on its database, and its pick is reported as the side ``<side>+confirm`` at
+the last checkpoint: what ``tune(..., confirm=4)`` would return.
 
 Stock ``tune_tir`` gets a ``LocalBuilder(timeout_sec=--stock-build-timeout)``: its default 30 s
 timeout fails every batch on 2 cores (each worker imports every tensor intrinsic, 22-26 s), which
@@ -28,6 +28,10 @@ their rounds). ``--summary JSON...`` prints one table over several workloads' ``
 stock's best over each opsearch side's (re-timed, above 1: opsearch faster), opsearch's best after
 a third of the trials against stock's after all of them, the trials each side needed to match
 stock's best, and geometric means; ``--plot PNG`` draws quality against trials over them.
+``--fresh JSON`` times a ``--json`` file's last picks (each side, each seed) side by side in
+``--processes`` fresh processes, one after another, and keeps the median of each pick's
+per-process medians: on small VMs a kernel's speed also depends on the process it runs in, so one
+re-timing process is a noisy judge.
 
     .venv/bin/python benchmarks/search_bench.py --trials 256 --checkpoints 64,256 --batch 32
     .venv/bin/python benchmarks/search_bench.py --summary /tmp/sq/*.json --plot benchmarks/search_quality.png
@@ -142,6 +146,35 @@ def _retime(traces: dict) -> dict:
     from opsearch.bench.suite import time_schedules
 
     return time_schedules(_workload(), traces)
+
+
+def fresh_retime(path: str, processes: int) -> str:
+    """Every side's pick after the last checkpoint of a ``--json`` file (each seed), timed side by
+    side in ``processes`` fresh processes one after another (``confirm.time_in_fresh_processes``);
+    each pick's figure is the median of its per-process medians (a kernel's speed also depends on
+    the process it runs in). Stores them in the file under ``fresh``; returns a table."""
+    from opsearch import ops
+    from opsearch.search.confirm import time_in_fresh_processes
+    from opsearch.targets import resolve
+
+    r = json.loads(open(path).read())
+    op, name = r["workload"].split(":", 1)
+    last = str(r["checkpoints"][-1])
+    traces = {f"{side}#{i}": tr for side, d in r["sides"].items()
+              for i, tr in enumerate(d["traces_per_seed"].get(last, [])) if tr}
+    medians, errors = time_in_fresh_processes(ops.get(op).example(name), resolve("cpu"), traces, processes)
+    fresh = {k: {"median_us": statistics.median(v), "per_process_us": v} for k, v in medians.items()}
+    r["fresh"] = {"processes": processes, "checkpoint": int(last), "picks": fresh, "errors": errors}
+    with open(path, "w") as f:
+        json.dump(r, f, indent=1)
+    stock = [v["median_us"] for k, v in fresh.items() if k.startswith("stock#")]
+    lines = [f"{r['workload']}: picks after {last} trials, each timed in {processes} fresh processes",
+             f"{'pick':24s} {'median us':>10s} {'per process us':>40s} {'stock/pick':>10s}"]
+    for k, v in fresh.items():
+        ratio = f"{statistics.median(stock) / v['median_us']:10.3f}" if stock else f"{'':>10s}"
+        lines.append(f"{k:24s} {v['median_us']:10.1f} {' '.join(f'{x:.1f}' for x in v['per_process_us']):>40s} {ratio}")
+    lines += [f"{k}: does not build: {e}" for k, e in errors.items()]
+    return "\n".join(lines)
 
 
 def summary(paths: list[str]) -> str:
@@ -281,6 +314,10 @@ def main() -> None:
     ap.add_argument("--summary", nargs="+", metavar="JSON",
                     help="print one markdown table over earlier runs' --json files (each with a stock side) and exit")
     ap.add_argument("--plot", metavar="PNG", help="with --summary: also plot quality against trials to PNG")
+    ap.add_argument("--fresh", metavar="JSON",
+                    help="time a --json file's picks (last checkpoint, each side and seed) in --processes fresh "
+                         "processes, store the figures in the file under 'fresh', print a table and exit")
+    ap.add_argument("--processes", type=int, default=5, help="with --fresh (default %(default)s)")
     ap.add_argument("--side", choices=list(SIDES))
     ap.add_argument("--retime")
     a = ap.parse_args()
@@ -288,6 +325,9 @@ def main() -> None:
         print(summary(a.summary))
         if a.plot:
             plot_summary(a.summary, a.plot)
+        return
+    if a.fresh:
+        print(fresh_retime(a.fresh, a.processes))
         return
     WORKLOAD = tuple(a.example.split(":", 1))
     KEEP_DB = a.keep_db

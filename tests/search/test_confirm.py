@@ -1,4 +1,5 @@
-"""Confirming the finalists: the fastest records timed again side by side replace their timings."""
+"""Confirming the finalists: the fastest records, timed again side by side in fresh processes,
+replace their timings, and the database's best is a confirmed one."""
 
 from __future__ import annotations
 
@@ -40,9 +41,9 @@ def test_a_tuning_run_confirms_its_finalists(tmp_path, monkeypatch):
     (ev,) = [e for e in events if e["event"] == "confirm"]
     finalists = ev["finalists"]
     assert len(finalists) == 3 and [c.after_us for c in finalists] == sorted(c.after_us for c in finalists)
-    for c in finalists:  # each finalist's timings are now the confirmation's five rounds
+    for c in finalists:  # each finalist's timings are now its median in each fresh process
         rec = db.get(c.record_id)
-        assert len(rec.run_us) == 5 and rec.mean_us == pytest.approx(c.after_us)
+        assert len(rec.run_us) == confirm_mod.PROCESSES and rec.mean_us == pytest.approx(c.after_us)
     # the best served is the fastest confirmed one, and it was verified against the reference
     assert r.best.id == finalists[0].record_id and r.verified is True
     # a run under MIN_TRIALS (here: answered from the database) confirms nothing
@@ -51,28 +52,108 @@ def test_a_tuning_run_confirms_its_finalists(tmp_path, monkeypatch):
     assert not [e for e in events if e["event"] == "confirm"]
 
 
-def test_a_finalist_that_does_not_build_is_left_for_verification(tmp_path, monkeypatch):
-    from opsearch.runtime import kernels
+def test_fresh_processes_time_each_schedule_and_name_those_that_do_not_build(tmp_path):
     from opsearch.targets import resolve
 
-    db = dbmod.connect(f"sqlite:///{tmp_path / 'b.db'}")
+    db = dbmod.connect(f"sqlite:///{tmp_path / 'f.db'}")
     wl = family_workload("dilated")
-    tune(wl, "cpu", db, trials=6, batch=3, include_shipped=False, verify=False, confirm=0)
-    target = resolve("cpu")
-    top = db.top_k(wl, target, 3)
-    real_build, calls = kernels.build, []
+    tune(wl, "cpu", db, trials=4, batch=4, include_shipped=False, verify=False, confirm=0)
+    a, b = db.top_k(wl, "cpu", 2)
+    medians, errors = confirm_mod.time_in_fresh_processes(
+        wl, resolve("cpu"), {"a": a.trace, "b": b.trace, "bad": '{"not": "a trace"}'}, processes=2, rounds=2)
+    assert set(medians) == {"a", "b"} and set(errors) == {"bad"} and errors["bad"]
+    # one median per process, each a real time near the search's own measurement of it
+    for name, rec in (("a", a), ("b", b)):
+        assert len(medians[name]) == 2
+        assert all(rec.mean_us / 20 < v < rec.mean_us * 20 for v in medians[name])
 
-    def build(sch, w, t):  # the fastest record's rebuild fails
-        calls.append(1)
-        if len(calls) == 1:
-            raise RuntimeError("damaged trace")
-        return real_build(sch, w, t)
 
-    monkeypatch.setattr(kernels, "build", build)
-    out = confirm_mod.confirm_finalists(db, wl, target, k=3, rounds=2)
-    assert len(out) == 2 and top[0].id not in {c.record_id for c in out}
-    assert all(len(db.get(c.record_id).run_us) == 2 for c in out)
-    assert list(db.get(top[0].id).run_us) == list(top[0].run_us)  # untouched
+def _fake_records(db, wl, own: dict[str, float]) -> dict[str, int]:
+    for name, us in own.items():
+        db.add_record(wl, "llvm:znver4", module_hash=name * 64, run_us=[us], trace=name)
+    return {rec.trace: rec.id for rec in db.history(wl, "llvm:znver4")}
+
+
+def test_confirmation_goes_on_until_no_unconfirmed_record_is_faster_than_its_winner(tmp_path, monkeypatch):
+    """Own measurements are lucky: if the finalists re-time slower than records that were not
+    finalists, those are confirmed against the winner, so the best served is a confirmed one."""
+    from opsearch.targets import resolve
+
+    db = dbmod.connect(f"sqlite:///{tmp_path / 'p.db'}")
+    wl = family_workload("dilated")
+    ids = _fake_records(db, wl, {"a": 10.0, "b": 11.0, "c": 12.0, "d": 13.0, "e": 30.0})
+    true_us = {"a": 20.0, "b": 22.0, "c": 9.0, "d": 25.0, "e": 1.0}  # e is never a finalist
+    groups = []
+
+    def fake(w, target, traces, processes, rounds):
+        groups.append(sorted(traces.values()))
+        return {rid: [true_us[tr]] * processes for rid, tr in traces.items()}, {}
+
+    monkeypatch.setattr(confirm_mod, "time_in_fresh_processes", fake)
+    out = confirm_mod.confirm_finalists(db, wl, resolve("llvm:znver4"), k=2)
+    # pass 1: a and b; c and d (12, 13) beat a's 20, so c (k - 1 of them) meets a; then d (13)
+    # beats c's 9 no more, and the search stops there
+    assert groups == [["a", "b"], ["a", "c"]]
+    assert [c.record_id for c in out] == [ids["c"], ids["a"], ids["b"]]
+    assert out[0].before_us == 12.0 and out[0].after_us == 9.0 and out[1].before_us == 10.0
+    assert db.best(wl, "llvm:znver4").id == ids["c"]
+    assert db.get(ids["d"]).mean_us == 13.0 and db.get(ids["e"]).mean_us == 30.0  # not timed again
+
+
+def test_the_winner_can_lose_its_place_to_a_finalist_of_an_earlier_pass(tmp_path, monkeypatch):
+    from opsearch.targets import resolve
+
+    db = dbmod.connect(f"sqlite:///{tmp_path / 'w.db'}")
+    wl = family_workload("dilated")
+    ids = _fake_records(db, wl, {"a": 10.0, "b": 11.0, "c": 12.0, "d": 13.0})
+    timings = iter([{"a": 20.0, "b": 22.0}, {"a": 30.0, "c": 25.0}, {"d": 24.0, "b": 22.0}])
+    groups = []
+
+    def fake(w, target, traces, processes, rounds):  # a re-times slower in the second pass
+        groups.append(sorted(traces.values()))
+        t = next(timings)
+        return {rid: [t[tr]] * processes for rid, tr in traces.items()}, {}
+
+    monkeypatch.setattr(confirm_mod, "time_in_fresh_processes", fake)
+    out = confirm_mod.confirm_finalists(db, wl, resolve("llvm:znver4"), k=2)
+    # after pass 2, b (22, pass 1) is the winner: d (13) meets b in pass 3
+    assert groups == [["a", "b"], ["a", "c"], ["b", "d"]]
+    assert [c.record_id for c in out] == [ids["b"], ids["d"], ids["c"], ids["a"]]
+    assert db.best(wl, "llvm:znver4").id == ids["b"]
+
+
+def test_confirmation_stops_after_its_passes_and_skips_what_does_not_build(tmp_path, monkeypatch):
+    from opsearch.targets import resolve
+
+    db = dbmod.connect(f"sqlite:///{tmp_path / 'q.db'}")
+    wl = family_workload("dilated")
+    ids = _fake_records(db, wl, {"a": 10.0, "b": 11.0, "c": 12.0, "d": 13.0, "e": 14.0, "f": 15.0})
+    groups = []
+
+    def fake(w, target, traces, processes, rounds):  # a does not build; every other re-times at 50
+        groups.append(sorted(traces.values()))
+        return ({rid: [50.0] * processes for rid, tr in traces.items() if tr != "a"},
+                {rid: "damaged trace" for rid, tr in traces.items() if tr == "a"})
+
+    monkeypatch.setattr(confirm_mod, "time_in_fresh_processes", fake)
+    out = confirm_mod.confirm_finalists(db, wl, resolve("llvm:znver4"), k=3, passes=2)
+    assert groups == [["a", "b", "c"], ["b", "d", "e"]]  # a is not offered again
+    assert {c.record_id for c in out} == {ids["b"], ids["c"], ids["d"], ids["e"]}
+    assert db.get(ids["a"]).mean_us == 10.0  # untouched: the tuner's verification marks it
+    assert db.get(ids["f"]).mean_us == 15.0  # left for want of passes
+
+
+def test_a_finalist_alone_is_not_confirmed(tmp_path, monkeypatch):
+    from opsearch.targets import resolve
+
+    db = dbmod.connect(f"sqlite:///{tmp_path / 'o.db'}")
+    wl = family_workload("dilated")
+    ids = _fake_records(db, wl, {"a": 10.0, "b": 11.0})
+    monkeypatch.setattr(confirm_mod, "time_in_fresh_processes",
+                        lambda w, t, traces, p, r: ({rid: [5.0] for rid, tr in traces.items() if tr == "a"},
+                                                    {rid: "boom" for rid, tr in traces.items() if tr != "a"}))
+    assert confirm_mod.confirm_finalists(db, wl, resolve("llvm:znver4"), k=2) == []
+    assert db.get(ids["a"]).mean_us == 10.0
 
 
 def test_confirm_must_compare_at_least_two():
