@@ -53,8 +53,8 @@ def _workloads(op_name, example, args, pending, db, target):
               help="Time every candidate fully (default: a short screening sample first, full timing only "
                    "for candidates within 1.5x of the best).")
 @click.option("--confirm", default=0, show_default=True, type=click.IntRange(min=0),
-              help="After the search, time each workload's fastest N records again side by side and keep "
-                   "the fastest of them (CPU, local runner; 0: off).")
+              help="After the search, time each workload's fastest N records again side by side in 3 fresh "
+                   "processes and keep the fastest of them (CPU, local runner; 0: off).")
 @click.option("--refine", default=0.25, show_default=True, type=float, metavar="SHARE",
               help="Share of each workload's trials (64 or more) kept for the end of its search, which then "
                    "measures one-step neighbours of its fastest records (0: off).")
@@ -204,7 +204,7 @@ class _progress:
                 self.bar.update(self.task, completed=e["done"], info=info)
             elif e["event"] == "confirm":
                 c = e["finalists"]
-                self.bar.console.print(f"{e['workload'].op}: {len(c)} finalists timed again side by side; best "
+                self.bar.console.print(f"{e['workload'].op}: {len(c)} finalists timed again in fresh processes; best "
                                        f"{c[0].after_us:.1f} us (its own measurement {c[0].before_us:.1f} us)")
             elif e["event"] == "interrupt":
                 self.bar.console.print("[yellow]Ctrl-C: stopping after the batch in flight (again to abort)")

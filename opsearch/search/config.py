@@ -36,9 +36,10 @@ class TuneConfig:
     (``schedules/costmodel-<kind>.json``) when pretraining finds nothing to train on.
     ``confirm`` (CPU, local runner): after the search, the fastest ``confirm`` records of each
     workload that this run measured at least ``opsearch.search.confirm.MIN_TRIALS`` candidates of
-    are built again and timed side by side, alternating, and those timings replace their own
-    (see ``opsearch.search.confirm``). Off (0) by default: on a znver4 VM its picks were no faster
-    than the search's own, and slower on one workload of four (benchmarks/RESULTS.md).
+    are built again and timed side by side, alternating, in several fresh processes, and those
+    timings replace their own (see ``opsearch.search.confirm``). Off (0) by default: on a znver5
+    VM its picks were the search's own on three workloads of four and 2% faster on one
+    (benchmarks/RESULTS.md), for about 20 s per workload.
     ``refine`` is the share of each workload's trials in this run (when it has at least
     ``opsearch.search.refine.MIN_BUDGET``) kept for the end of its search, which then measures
     one-step neighbours of its fastest records instead of the evolution's proposals
