@@ -177,9 +177,22 @@ def fresh_retime(path: str, processes: int) -> str:
     return "\n".join(lines)
 
 
+def fresh_ratio(r: dict, side: str) -> float | None:
+    """Stock's pick over ``side``'s in a ``--fresh`` re-timing of run ``r`` (medians over seeds)."""
+    picks = r.get("fresh", {}).get("picks", {})
+
+    def med(s):
+        v = [p["median_us"] for k, p in picks.items() if k.rsplit("#", 1)[0] == s]
+        return statistics.median(v) if v else None
+
+    st, o = med("stock"), med(side)
+    return st / o if st and o else None
+
+
 def summary(paths: list[str]) -> str:
     """One row per workload from ``--json`` files of runs with a ``stock`` side: stock's best
-    latency over each opsearch side's, re-timed side by side (above 1: opsearch faster), and the
+    latency over each opsearch side's, re-timed side by side (above 1: opsearch faster; also as
+    timed in fresh processes when the files have ``--fresh`` figures), and the
     trials each opsearch side needed to match stock's best at the last checkpoint (own measurements,
     each side in its own process), with geometric means."""
     reps = [json.load(open(p)) for p in paths]
@@ -191,6 +204,9 @@ def summary(paths: list[str]) -> str:
     early = [c for c in reps[0]["checkpoints"] if c <= n / 3 + 1]
     third = max(early) if early else None
     head = ["workload"] + [f"stock@{n} / {s}@{n}" for s in ours]
+    fresh_n = max((r["fresh"]["processes"] for r in reps if "fresh" in r), default=0)
+    if fresh_n:  # --fresh figures: the same picks, each the median of its medians in N fresh processes
+        head += [f"stock@{n} / {s}@{n}, {fresh_n} fresh processes" for s in ours]
     if third:
         head += [f"stock@{n} / {ours[0]}@{third}"]
     searches = [s for s in ours if not s.endswith("+confirm")]  # a "+confirm" side's curve is its search's
@@ -205,6 +221,8 @@ def summary(paths: list[str]) -> str:
             return st_last / o if st_last and o else None
 
         cells = [r["workload"]] + [ratio(s, n) for s in ours]
+        if fresh_n:
+            cells += [fresh_ratio(r, s) for s in ours]
         if third:
             cells.append(ratio(ours[0], third))
         for s in searches:

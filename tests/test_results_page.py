@@ -269,6 +269,16 @@ def test_search_summary_over_workloads(tmp_path):
     assert search._geo_reach([[None, 4.0]], [5.0]) == 2
     assert search.first_reaching([None, 5.0, 3.0], 4.0) == 3 and search.first_reaching([5.0], 4.0) is None
     assert search.first_reaching([5.0], None) is None and list(search.running_min([None, 5.0, None, 3.0, 4.0])) == [None, 5.0, 5.0, 3.0, 3.0]
+    # with --fresh figures in one file: a column of stock's pick over ours as timed in fresh processes
+    a["fresh"] = {"processes": 5, "checkpoint": 64, "errors": {},
+                  "picks": {"opsearch#0": {"median_us": 1000.0, "per_process_us": [1000.0] * 5},
+                            "stock#0": {"median_us": 1500.0, "per_process_us": [1500.0] * 5}}}
+    paths[0].write_text(json.dumps(a))
+    out = search.summary([str(p) for p in paths])
+    assert "| stock@64 / opsearch@64 | stock@64 / opsearch@64, 5 fresh processes |" in out
+    assert "| dilated_conv2d:context_d4 | 1.11 | 1.50 | 0.93 | 3 | 5.42 |" in out
+    assert "| shift_conv2d:scnet_64 | 0.50 | - | 0.42 | not within 64 | 5.42 |" in out
+    assert "| **geo-mean** | 0.75 | 1.50 | 0.62 | median 34 | 5.42 |" in out
 
 
 def test_the_search_quality_section_is_included_when_given():
