@@ -38,8 +38,8 @@ class TuneConfig:
     workload that this run measured at least ``opsearch.search.confirm.MIN_TRIALS`` candidates of
     are built again and timed side by side, alternating, in several fresh processes, and those
     timings replace their own (see ``opsearch.search.confirm``). Off (0) by default: on a znver5
-    VM its picks were the search's own on three workloads of four and 2% faster on one
-    (benchmarks/RESULTS.md), for about 20 s per workload.
+    VM its picks of nine workloads were as fast as the search's own on the geo-mean, judged in
+    five more fresh processes (benchmarks/RESULTS.md), for 20-60 s per workload.
     ``refine`` is the share of each workload's trials in this run (when it has at least
     ``opsearch.search.refine.MIN_BUDGET``) kept for the end of its search, which then measures
     one-step neighbours of its fastest records instead of the evolution's proposals
