@@ -31,31 +31,13 @@ from ..ops.spec import Workload
 def time_schedules(wl: Workload, traces: dict, target: str = "cpu", rounds: int = 5) -> dict[str, float]:
     """Median latency (µs) of several schedules (name -> trace JSON) of one workload, built and
     timed in this process, alternating between them for ``rounds`` rounds."""
-    samples, errors = time_schedules_samples(wl, traces, target, rounds)
+    from ..runtime.kernels import time_traces
+
+    samples, errors = time_traces(wl, traces, target, rounds)
     if errors:
         name, msg = next(iter(errors.items()))
         raise RuntimeError(f"schedule {name} of {wl.op} does not build: {msg}")
     return {name: statistics.median(v) for name, v in samples.items()}
-
-
-def time_schedules_samples(wl: Workload, traces: dict, target="cpu", rounds: int = 5
-                           ) -> tuple[dict[str, list[float]], dict[str, str]]:
-    """Per-round latencies (µs) of the schedules (name -> trace JSON) of one workload that build,
-    timed in this process, alternating between them for ``rounds`` rounds; and the last line of
-    the error of each that does not."""
-    from ..db.replay import replay
-    from ..runtime.kernels import build, time_alternating
-
-    ks, errors = {}, {}
-    for name, tr in traces.items():
-        if not tr:
-            continue
-        try:
-            ks[name] = build(replay(tr, wl), wl, target)
-        except Exception as e:  # noqa: BLE001 - reported per schedule; the others are still timed
-            errors[name] = (str(e).strip().splitlines() or [type(e).__name__])[-1]
-    samples = time_alternating(ks, list(sample_inputs(wl).values()), rounds) if ks else {}
-    return samples, errors
 
 
 def time_torch_ms(fn, *args, min_ms: float = 50.0, repeat: int = 5) -> float:

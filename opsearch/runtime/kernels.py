@@ -66,6 +66,25 @@ def time_alternating(kernels: dict, args: list, rounds: int = 5, number: int = 1
     return samples
 
 
+def time_traces(wl: Workload, traces: dict, target: TargetSpec | str = "cpu", rounds: int = 5
+                ) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """Per-round latencies (µs) of the schedules (name -> trace JSON) of one workload that build,
+    timed in this process with :func:`time_alternating`; and the last line of the error of each
+    that does not build."""
+    from ..db.replay import replay
+
+    ks, errors = {}, {}
+    for name, tr in traces.items():
+        if not tr:
+            continue
+        try:
+            ks[name] = build(replay(tr, wl), wl, target)
+        except Exception as e:  # noqa: BLE001 - reported per schedule; the others are still timed
+            errors[name] = (str(e).strip().splitlines() or [type(e).__name__])[-1]
+    samples = time_alternating(ks, list(ops.sample_inputs(wl).values()), rounds) if ks else {}
+    return samples, errors
+
+
 def torch_dtype(name: str):
     import torch
 

@@ -7,7 +7,7 @@ is the minimum of many noisy ones, and a runner-up measured on a busier second c
 kernel. After the search, :func:`confirm_finalists` takes a workload's ``k`` fastest ``ok``
 records and times them again in ``processes`` fresh Python processes, one after another (each
 builds them from their traces and times them alternating for several rounds, as
-:func:`opsearch.bench.suite.time_schedules` does), and stores each one's per-process medians as
+:func:`opsearch.runtime.kernels.time_traces` does), and stores each one's per-process medians as
 its timings. A kernel's speed also depends on the process it runs in (measured, not explained): on
 a 2-core znver4 VM (2026-12-06) the same kernel re-timed 9-55% away from its own measurement in the
 search, more than the kernels near the best differ, and on a znver5 VM one kernel's medians in five
@@ -138,12 +138,12 @@ def confirm_finalists(db, wl: Workload, target: TargetSpec, k: int = 4, processe
 
 def _main() -> None:
     from .. import ops
-    from ..bench.suite import time_schedules_samples
+    from ..runtime.kernels import time_traces
     from ..targets import resolve
 
     req = json.loads(sys.stdin.read())
     wl = ops.get(req["op"]).workload(**req["args"])
-    samples, errors = time_schedules_samples(wl, req["traces"], resolve(req["target"]), req["rounds"])
+    samples, errors = time_traces(wl, req["traces"], resolve(req["target"]), req["rounds"])
     print(json.dumps({"samples": samples, "errors": errors}))
 
 
