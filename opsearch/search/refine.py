@@ -17,6 +17,14 @@ cost model as a filter). Decisions are changed in the trace, which is replayed a
 post-processed exactly as MetaSchedule's own mutators do, so every candidate lies in the
 design space and replays from its stored trace.
 
+Each batch first measures the best record's decisions carried into the task's other design
+spaces (:func:`sketch_transplants`): MetaSchedule's multi-level tiling offers each tiling with no
+write cache and with the output written through a cache at one of two tile levels, and a local
+search that only changes decisions never leaves its centre's sketch. On a rocketlake VM
+(2026-12-07) all four of stock MetaSchedule's picks on vit_mlp_fc1 and adder_conv2d resnet20_c16
+wrote through the cache and five of our six did not; with the transplants our vit_mlp_fc1 picks
+went from 0.85 to 1.06 of stock's (two seeds, five fresh processes; benchmarks/search_quality.md).
+
 On tcn_d8 (znver4 VM, 256 trials, three seeds, picks re-timed side by side in five processes)
 refinement made the pick 8% faster (from 1,106 to 1,016 us), 0.99 of stock's; on context_d4
 it changed nothing measurable (benchmarks/RESULTS.md).
@@ -147,6 +155,41 @@ def neighbour_traces(trace, wide: bool = False) -> list:
     return out
 
 
+def _sampling(trace) -> list:
+    """(instruction, decision) of each sampling instruction of ``trace``, in order."""
+    return [(inst, d) for inst in trace.insts if (d := trace.get_decision(inst)) is not None]
+
+
+def _signature(inst, decision) -> tuple:
+    """What a decision of ``inst`` must match to carry over to another sketch's instruction."""
+    kind = inst.kind.name
+    if kind == "SamplePerfectTile":
+        return kind, len(decision), str(inst.attrs[1]) if len(inst.attrs) > 1 else ""
+    if kind == "SampleCategorical":
+        return kind, str(inst.attrs[0])
+    return (kind,)
+
+
+def sketch_transplants(trace, sketches) -> list:
+    """``trace``'s decisions carried over to each other design space (``sketches``: their traces)
+    whose sampling instructions are the same kinds in the same order (the same tiles, unrolling
+    and compute-location choices): the same kernel with another cache or reuse structure, such as
+    MetaSchedule's write-cache variants of a multi-level tiling. Postprocessing removed, not yet
+    replayed (:func:`build` drops those that do not replay to the same decisions)."""
+    own = _sampling(trace)
+    want = [_signature(i, d) for i, d in own]
+    out = []
+    for sk in sketches:
+        theirs = _sampling(sk)
+        if len(theirs) != len(own) or [_signature(i, d) for i, d in theirs] != want:
+            continue
+        new = sk
+        for (inst, _), (_, decision) in zip(theirs, own):
+            new = new.with_decision(inst, decision, remove_postproc=True)
+        out.append(new)
+    return out
+
+
 def _decisions(trace) -> list[str]:
     return [str(d) for d in (trace.get_decision(inst) for inst in trace.insts) if d is not None]
 
@@ -183,6 +226,25 @@ class Refiner:
         self.seen = seen
         self.rng = random.Random(seed)
         self.proposed: set[str] = set()
+        self.sketches = None  # the traces of the task's design spaces, read on first use
+        self.transplanted = 0  # candidates proposed by sketch_transplants
+
+    def _transplants(self, context, best, postprocs, seen) -> list:
+        """The best record's decisions in every other design space, built, not yet measured."""
+        from ..db.replay import module_hash
+
+        if self.sketches is None:
+            try:
+                self.sketches = [sch.trace for sch in context.generate_design_space()]
+            except Exception as e:  # noqa: BLE001 - no sketches: refinement goes on without them
+                log.debug("refinement: no design spaces to transplant into: %s", e)
+                self.sketches = []
+        out = []
+        for tr in sketch_transplants(best.trace, self.sketches):
+            sch = build(context.mod, tr, postprocs, self.rng.randrange(1, 2**31 - 1))
+            if sch is not None and (h := module_hash(sch.mod)) not in seen and h not in {x for x, _ in out}:
+                out.append((h, sch))
+        return out
 
     def _mixed(self, near: list, wide: list) -> list:
         """Both lists shuffled and merged, each next trace a wide one with chance ``WIDE_SHARE``
@@ -206,11 +268,14 @@ class Refiner:
             return []
         seen = self.seen() | self.proposed
         postprocs = list(context.space_generator.postprocs)
+        # the best kernel in the other sketches first: the cost model need not rank them
+        first = self._transplants(context, records[0], postprocs, seen)[:n]
+        seen = seen | {h for h, _ in first}
         # the best record's neighbours fill half the pool, the others share the rest
-        quota = POOL_PER_BATCH * n
+        quota = POOL_PER_BATCH * (n - len(first))
         shares = [quota // 2] + [max(1, quota // 2 // max(1, len(records) - 1))] * (len(records) - 1)
         pool, hashes = [], set()
-        for rec, share in zip(records, shares):
+        for rec, share in zip(records, shares if quota > 0 else []):
             traces = self._mixed(neighbour_traces(rec.trace), neighbour_traces(rec.trace, wide=True) if WIDE_SHARE else [])
             got = 0
             for tr in traces:
@@ -225,9 +290,13 @@ class Refiner:
                 hashes.add(h)
                 pool.append((h, sch))
                 got += 1
-        if not pool:
-            return []
         args_info = ms.arg_info.ArgInfo.from_prim_func(context.mod["main"])
+        self.transplanted += len(first)
+        self.proposed.update(h for h, _ in first)
+        lead = [ms.MeasureCandidate(sch, args_info) for _, sch in first]
+        n -= len(first)
+        if not pool or n <= 0:
+            return lead
         cands = [ms.MeasureCandidate(sch, args_info) for _, sch in pool]
         picked = list(range(len(pool)))
         if len(pool) > n:
@@ -241,4 +310,4 @@ class Refiner:
             head, rest = order[:by_model], order[by_model:]
             picked = head + self.rng.sample(rest, n - len(head))
         self.proposed.update(pool[i][0] for i in picked)
-        return [cands[i] for i in picked]
+        return lead + [cands[i] for i in picked]

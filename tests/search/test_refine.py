@@ -133,8 +133,10 @@ def test_the_last_trials_of_a_run_are_neighbours_of_earlier_records(tmp_path, mo
     for rec in refined:
         d = decisions(rec)
         earlier = [decisions(r) for r in searched[: searched.index(rec)] if r.status == "ok"]
-        assert any(e.keys() == d.keys() and sum(str(e[i]) != str(d[i]) for i in d) == 1 for e in earlier), \
-            f"record {rec.id} {d} is not one decision away from an earlier one: {earlier}"
+        one_step = any(e.keys() == d.keys() and sum(str(e[i]) != str(d[i]) for i in d) == 1 for e in earlier)
+        # or an earlier record's decisions, in order, carried into another sketch
+        transplant = any(list(map(str, e.values())) == list(map(str, d.values())) for e in earlier)
+        assert one_step or transplant, f"record {rec.id} {d} is not one decision away from an earlier one: {earlier}"
 
 
 def test_refinement_is_off_below_its_minimum_budget(tmp_path):
@@ -198,3 +200,60 @@ def test_a_centres_pool_mixes_wide_moves_in_at_their_share(monkeypatch, share):
     head = out[:100]  # while both lists last, about WIDE_SHARE of the picks are wide ones
     got = sum(x.startswith("w") for x in head) / len(head)
     assert abs(got - share) <= 0.15
+
+
+def _cache_writes(trace) -> int:
+    return sum(inst.kind.name == "CacheWrite" for inst in trace.insts)
+
+
+def test_sketch_transplants_carry_every_decision_into_the_other_design_spaces():
+    """MetaSchedule's multi-level tiling offers write-cache variants of one tiling (sketches);
+    a transplant is the same decisions in another sketch, and it builds to a different kernel."""
+    from opsearch.db.replay import module_hash
+
+    wl = family_workload("shift-add")
+    ctx, sch, _ = _design_trace(wl, seed=7)
+    sketches = [s.trace for s in ctx.generate_design_space()]
+    assert len({_cache_writes(t) for t in sketches}) >= 2, "the space has sketches with and without a write cache"
+    own = [str(d) for d in _decisions(sch.trace).values()]
+    out = refine_mod.sketch_transplants(sch.trace, sketches)
+    assert 2 <= len(out) <= len(sketches)
+    postprocs = list(ctx.space_generator.postprocs)
+    built = {}
+    for tr in out:
+        assert [str(d) for d in _decisions(tr).values()] == own
+        s = refine_mod.build(ctx.mod, tr, postprocs, seed=1)
+        if s is not None:
+            built[module_hash(s.mod)] = _cache_writes(s.trace)
+    assert len(built) >= 2 and len(set(built.values())) >= 2  # other kernels, with and without the cache
+    # a matmul's sketches sample fewer tiles: nothing carries over to or from them
+    from opsearch import ops
+
+    ctx2, sch2, _ = _design_trace(ops.get("shift_linear").workload(x=[5, 24], sign=[40, 24], shift=[40, 24]))
+    assert refine_mod.sketch_transplants(sch2.trace, sketches) == []
+    assert refine_mod.sketch_transplants(sch.trace, [s.trace for s in ctx2.generate_design_space()]) == []
+
+
+def test_refinement_measures_the_best_in_its_other_sketches_first():
+    from opsearch.db.replay import module_hash
+
+    wl = family_workload("shift-add")
+    ctx, sch, _ = _design_trace(wl, seed=7)
+    postprocs = list(ctx.space_generator.postprocs)
+    best = refine_mod.build(ctx.mod, sch.trace, postprocs, seed=1)
+    assert best is not None
+
+    class Rec:
+        trace = best.trace
+
+    r = refine_mod.Refiner(top=lambda k: [Rec()], seen=lambda: {module_hash(best.mod)}, seed=2)
+    batch = r.candidates(ctx, None, 6)
+    assert 1 <= r.transplanted < len(batch) <= 6
+    own = [str(d) for d in _decisions(best.trace).values()]
+    for c in batch[: r.transplanted]:  # same decisions, another kernel
+        assert [str(d) for d in _decisions(c.sch.trace).values()] == own
+        assert module_hash(c.sch.mod) != module_hash(best.mod)
+    first = r.transplanted
+    again = r.candidates(ctx, None, 6)  # nothing is proposed twice
+    assert r.transplanted == first
+    assert {module_hash(c.sch.mod) for c in again}.isdisjoint(module_hash(c.sch.mod) for c in batch)
