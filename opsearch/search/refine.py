@@ -22,7 +22,7 @@ spaces (:func:`sketch_transplants`): MetaSchedule's multi-level tiling offers ea
 write cache and with the output written through a cache at one of two tile levels, and a local
 search that only changes decisions never leaves its centre's sketch. On a rocketlake VM
 (2026-12-07) all four of stock MetaSchedule's picks on vit_mlp_fc1 and adder_conv2d resnet20_c16
-wrote through the cache and five of our six did not; with the transplants our vit_mlp_fc1 picks
+wrote through the cache and two of our ten did; with the transplants our vit_mlp_fc1 picks
 went from 0.85 to 1.06 of stock's (two seeds, five fresh processes; benchmarks/search_quality.md).
 
 On tcn_d8 (znver4 VM, 256 trials, three seeds, picks re-timed side by side in five processes)
