@@ -191,7 +191,7 @@ def sketch_transplants(trace, sketches) -> list:
 
 
 def _decisions(trace) -> list[str]:
-    return [str(d) for d in (trace.get_decision(inst) for inst in trace.insts) if d is not None]
+    return [str(d) for _, d in _sampling(trace)]
 
 
 def build(mod, trace, postprocs, seed: int):
