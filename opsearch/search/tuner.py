@@ -412,8 +412,8 @@ class Tuner:
                                         n_samples=cost_model.size, metrics=cost_model.metadata())
         for wl, strategy in zip(task_wl, strategies):
             if strategy.refined:
-                log.info("%s: %d of its candidates came from refinement: one-step neighbours of its best records,"
-                         " and %d its best decisions in another sketch", wl.op, strategy.refined,
+                log.info("%s: %d of its candidates came from refinement (one-step neighbours of its best records;"
+                         " %d of them its best decisions in another sketch)", wl.op, strategy.refined,
                          strategy.refiner.transplanted)
         if self.interrupted:
             for wl in active:
