@@ -52,7 +52,7 @@ def _workloads(op_name, example, args, pending, db, target):
 @click.option("--full-timing", is_flag=True,
               help="Time every candidate fully (default: a short screening sample first, full timing only "
                    "for candidates within 1.5x of the best).")
-@click.option("--confirm", default=0, show_default=True, type=click.IntRange(min=0),
+@click.option("--confirm", default=None, type=click.IntRange(min=0), show_default="4 for workloads of 128+ trials",
               help="After the search, time each workload's fastest N records again side by side in 3 fresh "
                    "processes and keep the fastest of them (CPU, local runner; 0: off).")
 @click.option("--refine", default=0.25, show_default=True, type=float, metavar="SHARE",

@@ -37,9 +37,12 @@ class TuneConfig:
     ``confirm`` (CPU, local runner): after the search, the fastest ``confirm`` records of each
     workload that this run measured at least ``opsearch.search.confirm.MIN_TRIALS`` candidates of
     are built again and timed side by side, alternating, in several fresh processes, and those
-    timings replace their own (see ``opsearch.search.confirm``). Off (0) by default: on a znver5
-    VM its picks of nine workloads were as fast as the search's own on the geo-mean, judged in
-    five more fresh processes (benchmarks/RESULTS.md), for 20-60 s per workload.
+    timings replace their own (see ``opsearch.search.confirm``). None (the default): 4 finalists
+    (``confirm.AUTO_FINALISTS``) of each workload measured at least 128 times in this run
+    (``confirm.AUTO_MIN_TRIALS``), none for shorter runs; 0: off. On a znver4 VM the confirmed
+    picks of four workloads (two seeds each) were 1.00-1.10x as fast as the search's own,
+    judged in five more fresh processes; on a znver5 VM, nine workloads, within -1%..+3%
+    (benchmarks/RESULTS.md); it costs 20-60 s per workload.
     ``refine`` is the share of each workload's trials in this run (when it has at least
     ``opsearch.search.refine.MIN_BUDGET``) kept for the end of its search, which then measures
     one-step neighbours of its fastest records instead of the evolution's proposals
@@ -58,7 +61,7 @@ class TuneConfig:
     measure: bool = True
     rpc: str | None = None
     verify: bool = True
-    confirm: int = 0
+    confirm: int | None = None
     refine: float = 0.25
     seed: int = 0
     transfer: int = 3
@@ -76,7 +79,7 @@ class TuneConfig:
             raise OpsearchError(f"time limit must be positive, got {self.time_limit_s}")
         if self.batch <= 0:
             raise OpsearchError(f"batch must be positive, got {self.batch}")
-        if self.confirm < 0 or self.confirm == 1:
+        if self.confirm is not None and (self.confirm < 0 or self.confirm == 1):
             raise OpsearchError(f"confirm must be 0 (off) or at least 2 finalists, got {self.confirm}")
         if not 0 <= self.refine < 1:
             raise OpsearchError(f"refine must be a share of the trials from 0 (off) to below 1, got {self.refine}")

@@ -288,7 +288,7 @@ class Tuner:
                          ", ".join(f"{k} {v:.1f}" for k, v in r.phase_s.items()))
                 self._runner.shutdown()
                 self._runner = None
-        if cfg.confirm and local_cpu and not self.interrupted:
+        if cfg.confirm != 0 and local_cpu and not self.interrupted:
             self._confirm(plan)
         # A task that ends under its budget without another reason ran out of new candidates,
         # unless the run's total budget (--trials, shared by its workloads) is spent.
@@ -438,12 +438,14 @@ class Tuner:
 
     def _confirm(self, plan: dict) -> None:
         """Time each well-searched workload's finalists again side by side (see ``confirm``)."""
-        from .confirm import MIN_TRIALS, confirm_finalists
+        from .confirm import AUTO_FINALISTS, AUTO_MIN_TRIALS, MIN_TRIALS, confirm_finalists
 
+        k, min_trials = ((AUTO_FINALISTS, AUTO_MIN_TRIALS) if self.config.confirm is None
+                         else (self.config.confirm, MIN_TRIALS))
         for wl in self.workloads:
-            if plan[wl].measured - plan[wl].cached < MIN_TRIALS:
+            if plan[wl].measured - plan[wl].cached < min_trials:
                 continue
-            confirmed = confirm_finalists(self.db, wl, self.target, self.config.confirm)
+            confirmed = confirm_finalists(self.db, wl, self.target, k)
             if confirmed:
                 self.progress({"event": "confirm", "workload": wl, "finalists": confirmed})
                 log.info("%s: finalists confirmed (before -> after, us): %s", wl.op,

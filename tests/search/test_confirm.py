@@ -52,6 +52,26 @@ def test_a_tuning_run_confirms_its_finalists(tmp_path, monkeypatch):
     assert not [e for e in events if e["event"] == "confirm"]
 
 
+def test_by_default_only_runs_of_many_trials_confirm_their_finalists(tmp_path, monkeypatch):
+    """TuneConfig.confirm None: AUTO_FINALISTS finalists of each workload this run measured at
+    least AUTO_MIN_TRIALS times; shorter runs (the demo's, the tests') keep the search's pick,
+    and 0 turns it off."""
+    from opsearch.search.config import TuneConfig
+
+    assert TuneConfig().confirm is None
+    calls = []
+    monkeypatch.setattr(confirm_mod, "confirm_finalists", lambda db, wl, target, k: calls.append(k) or [])
+    monkeypatch.setattr(confirm_mod, "AUTO_MIN_TRIALS", 8)
+    wl = family_workload("dilated")
+    tune(wl, "cpu", f"sqlite:///{tmp_path / 'a.db'}", trials=6, batch=3, include_shipped=False, verify=False)
+    assert calls == []
+    tune(wl, "cpu", f"sqlite:///{tmp_path / 'b.db'}", trials=10, batch=5, include_shipped=False, verify=False)
+    assert calls == [confirm_mod.AUTO_FINALISTS]
+    tune(wl, "cpu", f"sqlite:///{tmp_path / 'c.db'}", trials=10, batch=5, include_shipped=False, verify=False,
+         confirm=0)
+    assert calls == [confirm_mod.AUTO_FINALISTS]
+
+
 def test_fresh_processes_time_each_schedule_and_name_those_that_do_not_build(tmp_path):
     from opsearch.targets import resolve
 
