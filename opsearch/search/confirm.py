@@ -27,7 +27,8 @@ on a 2-core znver4 VM (2026-12-07, four workloads, two seeds each, judged in fiv
 processes) the confirmed picks were 1.00-1.10x the search's own on every workload
 (condconv2d effnet_3x3_e8 1.10: one seed's search had kept a candidate 19% slower than the
 operator's default schedule), and on a znver5 VM (nine workloads, one seed) within -1%..+3%.
-It costs 20-60 s per workload; a run of a few dozen trials (the demo's, the tests') skips it.
+It costs 20-60 s per workload; a run of a few dozen trials (the demo's, the tests') skips it,
+and so does a workload stopped by the run's time limit, which it would overrun.
 
 ``python -m opsearch.search.confirm`` is the fresh process: JSON on stdin (``op``, ``args``,
 ``target``, ``traces``: name -> trace, ``rounds``), JSON on stdout (``samples``: name -> per-round

@@ -289,7 +289,7 @@ class Tuner:
                 self._runner.shutdown()
                 self._runner = None
         if cfg.confirm != 0 and local_cpu and not self.interrupted:
-            self._confirm(plan)
+            self._confirm(plan, stopped)
         # A task that ends under its budget without another reason ran out of new candidates,
         # unless the run's total budget (--trials, shared by its workloads) is spent.
         shared_spent = sum(p.measured for p in plan.values()) >= cfg.trials - sum(p.spent_before for p in plan.values())
@@ -436,14 +436,17 @@ class Tuner:
 
         return trials, Refiner(top, seen, seed=self.config.seed)
 
-    def _confirm(self, plan: dict) -> None:
-        """Time each well-searched workload's finalists again side by side (see ``confirm``)."""
+    def _confirm(self, plan: dict, stopped: dict) -> None:
+        """Time each well-searched workload's finalists again side by side (see ``confirm``);
+        by default not those stopped by the run's time limit, which it would overrun."""
         from .confirm import AUTO_FINALISTS, AUTO_MIN_TRIALS, MIN_TRIALS, confirm_finalists
 
         k, min_trials = ((AUTO_FINALISTS, AUTO_MIN_TRIALS) if self.config.confirm is None
                          else (self.config.confirm, MIN_TRIALS))
         for wl in self.workloads:
             if plan[wl].measured - plan[wl].cached < min_trials:
+                continue
+            if self.config.confirm is None and stopped.get(wl) == "time limit":
                 continue
             confirmed = confirm_finalists(self.db, wl, self.target, k)
             if confirmed:

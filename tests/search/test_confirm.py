@@ -70,6 +70,11 @@ def test_by_default_only_runs_of_many_trials_confirm_their_finalists(tmp_path, m
     tune(wl, "cpu", f"sqlite:///{tmp_path / 'c.db'}", trials=10, batch=5, include_shipped=False, verify=False,
          confirm=0)
     assert calls == [confirm_mod.AUTO_FINALISTS]
+    # nor does it run past a time limit that stopped the search (--time)
+    monkeypatch.setattr(confirm_mod, "AUTO_MIN_TRIALS", 1)
+    (r,) = tune(wl, "cpu", f"sqlite:///{tmp_path / 'd.db'}", trials=10, batch=5, include_shipped=False,
+                verify=False, time_limit_s=1e-3)
+    assert r.stopped == "time limit" and calls == [confirm_mod.AUTO_FINALISTS]
 
 
 def test_fresh_processes_time_each_schedule_and_name_those_that_do_not_build(tmp_path):
