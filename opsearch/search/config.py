@@ -40,8 +40,8 @@ class TuneConfig:
     timings replace their own (see ``opsearch.search.confirm``). None (the default): 4 finalists
     (``confirm.AUTO_FINALISTS``) of each workload measured at least 128 times in this run
     (``confirm.AUTO_MIN_TRIALS``), none for shorter runs or those stopped by ``time_limit_s``;
-    0: off. On a znver4 VM the confirmed picks of four workloads (two seeds each) were
-    1.00-1.10x as fast as the search's own, judged in five more fresh processes; on a znver5 VM,
+    0: off. On a znver4 VM the confirmed picks of five workloads (two seeds each) were
+    0.99-1.10x as fast as the search's own, judged in five more fresh processes; on a znver5 VM,
     nine workloads, within -1%..+3% (benchmarks/RESULTS.md); it costs 20-60 s per workload.
     ``refine`` is the share of each workload's trials in this run (when it has at least
     ``opsearch.search.refine.MIN_BUDGET``) kept for the end of its search, which then measures

@@ -23,8 +23,8 @@ Only the local CPU runner's records are confirmed (the tuner calls this for LLVM
 RPC); a finalist that no longer builds is left as it is, for the tuner's verification to mark.
 By default (``TuneConfig.confirm`` None) the tuner confirms ``AUTO_FINALISTS`` finalists of each
 workload it measured at least ``AUTO_MIN_TRIALS`` candidates of, where the winner's curse bites:
-on a 2-core znver4 VM (2026-12-07, four workloads, two seeds each, judged in five more fresh
-processes) the confirmed picks were 1.00-1.10x the search's own on every workload
+on a 2-core znver4 VM (2026-12-07, five workloads, two seeds each, judged in five more fresh
+processes) the confirmed picks were 0.99-1.10x the search's own
 (condconv2d effnet_3x3_e8 1.10: one seed's search had kept a candidate 19% slower than the
 operator's default schedule), and on a znver5 VM (nine workloads, one seed) within -1%..+3%.
 It costs 20-60 s per workload; a run of a few dozen trials (the demo's, the tests') skips it,
