@@ -24,9 +24,11 @@ RPC); a finalist that no longer builds is left as it is, for the tuner's verific
 By default (``TuneConfig.confirm`` None) the tuner confirms ``AUTO_FINALISTS`` finalists of each
 workload it measured at least ``AUTO_MIN_TRIALS`` candidates of, where the winner's curse bites:
 on a 2-core znver4 VM (2026-12-07, five workloads, two seeds each, judged in five more fresh
-processes) the confirmed picks were 0.99-1.10x the search's own
-(condconv2d effnet_3x3_e8 1.10: one seed's search had kept a candidate 19% slower than the
-operator's default schedule), and on a znver5 VM (nine workloads, one seed) within -1%..+3%.
+processes) the confirmed picks were 0.99-1.10x the search's own (condconv2d effnet_3x3_e8 1.10:
+one seed's search had kept a candidate 19% slower than the operator's default schedule), and on
+a znver5 VM (nine workloads, one seed) within -1%..+3%. The CLI's ``--confirm`` help names both
+constants as literals (importing this package there would slow ``opsearch --help``); a test
+keeps them equal.
 It costs 20-60 s per workload; a run of a few dozen trials (the demo's, the tests') skips it,
 and so does a workload stopped by the run's time limit, which it would overrun.
 

@@ -77,6 +77,15 @@ def test_by_default_only_runs_of_many_trials_confirm_their_finalists(tmp_path, m
     assert r.stopped == "time limit" and calls == [confirm_mod.AUTO_FINALISTS]
 
 
+def test_the_cli_help_names_the_default_confirmation_as_it_is():
+    """tune_cmd spells the default out (it does not import the search package to keep --help fast)."""
+    from opsearch.cli.tune_cmd import tune as tune_cmd
+
+    (opt,) = [p for p in tune_cmd.params if p.name == "confirm"]
+    assert opt.default is None
+    assert opt.show_default == f"{confirm_mod.AUTO_FINALISTS} for workloads of {confirm_mod.AUTO_MIN_TRIALS}+ trials"
+
+
 def test_fresh_processes_time_each_schedule_and_name_those_that_do_not_build(tmp_path):
     from opsearch.targets import resolve
 
