@@ -51,6 +51,7 @@ CENTRES = 3  # the fastest records whose neighbours a batch draws on
 POOL_PER_BATCH = 4  # candidates built per batch slot, before the cost model picks
 RANDOM_SHARE = 0.25  # of each batch, picked at random among the pool instead of by the cost model
 WIDE_SHARE = 0.0  # of each centre's pool, tilings one larger move away (wide_tile_neighbours); 0: off
+SWAP_SHARE = 0.0  # of each centre's pool, register tiles reshaped between two loops (inner_swap_traces); 0: off
 
 
 def _primes(n: int) -> list[int]:
@@ -120,6 +121,60 @@ def wide_tile_neighbours(decision: list[int], max_innermost: int = 0) -> list[li
                         new[i] = new[i] // p * q
                         new[j] = new[j] // q * p
                         add(new)
+    return out
+
+
+def inner_swaps(a: list[int], b: list[int], max_innermost: int = 0) -> list[tuple[list[int], list[int]]]:
+    """Pairs of tilings (a', b') that reshape the innermost tile between two loops: ``a``'s whole
+    innermost factor moved to one of its other levels, and one prime factor of one of ``b``'s other
+    levels moved into ``b``'s innermost level (``b``'s innermost at most ``max_innermost`` when
+    that is positive). Each pair is two prime-factor moves or more from (a, b), in two decisions;
+    empty when ``a``'s innermost factor is 1 or ``b`` has nothing to move in."""
+    if len(a) < 2 or len(b) < 2 or a[-1] == 1:
+        return []
+    outs_a = []
+    for k in range(len(a) - 1):
+        new = list(a)
+        new[k] *= new[-1]
+        new[-1] = 1
+        outs_a.append(new)
+    outs_b = []
+    for k in range(len(b) - 1):
+        for p in _primes(b[k]):
+            new = list(b)
+            new[k] //= p
+            new[-1] *= p
+            if max_innermost > 0 and new[-1] > max_innermost:
+                continue
+            outs_b.append(new)
+    return [(x, y) for x in outs_a for y in outs_b]
+
+
+def inner_swap_traces(trace) -> list:
+    """Every trace whose register tile is reshaped between two loops (:func:`inner_swaps`) across
+    each ordered pair of ``trace``'s tilings of three or more levels (the spatial loops of
+    MetaSchedule's multi-level tiling; a reduction loop's two levels are left alone); two
+    decisions changed, postprocessing removed, not yet replayed.
+
+    Why: stock MetaSchedule's picks for adder_conv2d resnet50_s2 on znver4 (2026-12-07) keep one
+    output channel in the register tile and 28 output columns, ours 4-32 channels and 14 columns
+    in the same sketch. From ours that kernel is five or more prime moves away, each of which
+    alone leaves a slower kernel; it is one move of this kind and one prime move."""
+    tiles = []
+    for inst in trace.insts:
+        if inst.kind.name != "SamplePerfectTile":
+            continue
+        decision = trace.get_decision(inst)
+        if decision is not None and len(decision) >= 3:
+            limit = int(inst.attrs[1]) if len(inst.attrs) > 1 else 0
+            tiles.append((inst, [int(x) for x in decision], limit))
+    out = []
+    for i, (ia, a, _) in enumerate(tiles):
+        for j, (ib, b, limit) in enumerate(tiles):
+            if i == j:
+                continue
+            for na, nb in inner_swaps(a, b, limit):
+                out.append(trace.with_decision(ia, na, remove_postproc=True).with_decision(ib, nb, remove_postproc=True))
     return out
 
 
@@ -246,15 +301,23 @@ class Refiner:
                 out.append((h, sch))
         return out
 
-    def _mixed(self, near: list, wide: list) -> list:
-        """Both lists shuffled and merged, each next trace a wide one with chance ``WIDE_SHARE``
-        while both last."""
-        self.rng.shuffle(near)
-        self.rng.shuffle(wide)
+    def _mixed(self, near: list, wide: list, swap: list | None = None) -> list:
+        """The lists shuffled and merged: while ``near`` and another last, each next trace is a
+        wide one with chance ``WIDE_SHARE``, a swapped one with chance ``SWAP_SHARE``, else a near
+        one; then the rest of each, in that order."""
+        swap = swap if swap is not None else []
+        for xs in (near, wide, swap):
+            self.rng.shuffle(xs)
         out = []
-        while near and wide:
-            out.append((wide if self.rng.random() < WIDE_SHARE else near).pop())
-        return out + near + wide
+        while near and (wide or swap):
+            u = self.rng.random()
+            if wide and u < WIDE_SHARE:
+                out.append(wide.pop())
+            elif swap and WIDE_SHARE <= u < WIDE_SHARE + SWAP_SHARE:
+                out.append(swap.pop())
+            else:
+                out.append(near.pop())
+        return out + near + wide + swap
 
     def candidates(self, context, cost_model, n: int) -> list:
         """Up to ``n`` measure candidates, or [] when the best records have no unmeasured
@@ -276,7 +339,8 @@ class Refiner:
         shares = [quota // 2] + [max(1, quota // 2 // max(1, len(records) - 1))] * (len(records) - 1)
         pool, hashes = [], set()
         for rec, share in zip(records, shares if quota > 0 else []):
-            traces = self._mixed(neighbour_traces(rec.trace), neighbour_traces(rec.trace, wide=True) if WIDE_SHARE else [])
+            traces = self._mixed(neighbour_traces(rec.trace), neighbour_traces(rec.trace, wide=True) if WIDE_SHARE else [],
+                                 inner_swap_traces(rec.trace) if SWAP_SHARE else [])
             got = 0
             for tr in traces:
                 if got >= share:

@@ -202,6 +202,59 @@ def test_a_centres_pool_mixes_wide_moves_in_at_their_share(monkeypatch, share):
     assert abs(got - share) <= 0.15
 
 
+@pytest.mark.parametrize("a,b,limit", [([1, 2, 4, 16], [2, 1, 1, 14], 0), ([3, 1, 2, 6], [4, 5, 1, 1], 0),
+                                       ([1, 1, 8, 4], [2, 3, 1, 64], 64), ([5, 1, 1, 1], [2, 2, 2, 2], 0), ([2, 3, 5], [7, 1, 1], 0)])
+def test_inner_swaps_move_one_loops_innermost_factor_out_and_a_prime_of_another_in(a, b, limit):
+    out = refine_mod.inner_swaps(a, b, limit)
+    assert len({(tuple(x), tuple(y)) for x, y in out}) == len(out)
+    for x, y in out:
+        assert math.prod(x) == math.prod(a) and math.prod(y) == math.prod(b)
+        assert x[-1] == 1 and sum(u != v for u, v in zip(x, a)) == 2  # a's innermost went wholly to one level
+        p = y[-1] // b[-1]
+        assert y[-1] == b[-1] * p and refine_mod._primes(p) == [p]  # b's innermost gained one prime
+        assert sum(u != v for u, v in zip(y, b)) == 2
+        if limit:
+            assert y[-1] <= limit
+    moves_in = sum(len(refine_mod._primes(f)) for f in b[:-1])
+    if a[-1] == 1 or moves_in == 0:
+        assert out == []
+    elif not limit:
+        assert len(out) == (len(a) - 1) * moves_in
+    else:  # b's innermost is at its limit already: nothing may move in
+        assert out == []
+    if (a, b) == ([1, 2, 4, 16], [2, 1, 1, 14]):  # our resnet50_s2 tiles -> stock's shape (refine.py)
+        assert ([1, 2, 64, 1], [1, 1, 1, 28]) in out
+
+
+def test_inner_swap_traces_change_two_tilings_and_build():
+    wl = family_workload("dilated")
+    ctx, sch, _ = _design_trace(wl)
+    base = _decisions(sch.trace)
+    swaps = refine_mod.inner_swap_traces(sch.trace)
+    assert swaps, "a design trace of dilated_conv2d has spatial tiles to reshape"
+    postprocs = list(ctx.space_generator.postprocs)
+    built = 0
+    for tr in swaps:
+        new = _decisions(tr)
+        diff = [i for i in base if str(new[i]) != str(base[i])]
+        assert len(diff) == 2 and all(tr.insts[i].kind.name == "SamplePerfectTile" for i in diff)
+        assert all(len(new[i]) >= 3 for i in diff)  # spatial tiles only
+        assert any(int(new[i][-1]) == 1 != int(base[i][-1]) for i in diff)
+        built += refine_mod.build(ctx.mod, tr, postprocs, seed=1) is not None
+    assert built >= 1
+
+
+@pytest.mark.parametrize("share", [0.25, 0.5])
+def test_a_centres_pool_mixes_swaps_in_at_their_share(monkeypatch, share):
+    monkeypatch.setattr(refine_mod, "SWAP_SHARE", share)
+    r = refine_mod.Refiner(top=lambda k: [], seen=set, seed=3)
+    near, swap = [f"n{i}" for i in range(200)], [f"s{i}" for i in range(200)]
+    out = r._mixed(list(near), [], list(swap))
+    assert sorted(out) == sorted(near + swap)
+    head = out[:100]
+    assert abs(sum(x.startswith("s") for x in head) / len(head) - share) <= 0.15
+
+
 def _cache_writes(trace) -> int:
     return sum(inst.kind.name == "CacheWrite" for inst in trace.insts)
 
