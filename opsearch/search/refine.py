@@ -37,6 +37,15 @@ on znver4 with half the pool so (vit_mlp_fc1 and adder_conv2d resnet20_c16 over 
 resnet50_s2 over one), the last 64 trials improved the best by 0.0-0.7% against 1.5-4.6% with
 one-step moves alone (own measurements, medians over seeds), and the picks were no faster
 (benchmarks/search_quality.md). So they stay off.
+
+``SWAP_SHARE`` (off by default) gives part of each centre's pool to register tiles reshaped between
+two loops (:func:`inner_swap_traces`), the move that separated our adder_conv2d resnet50_s2 picks
+from stock's on znver4. Measured on an emeraldrapids VM (2026-12-07, a quarter of the pool, six
+workloads, two seeds, picks timed in five fresh processes) it made the picks no faster anywhere and
+slower on four: stock's over ours went from 1.02 to 0.88 on tcn_d8, 1.02 to 0.93 on adder_conv2d
+resnet20_c16, 1.06 to 1.00 on vit_mlp_fc1 and 1.38 to 1.30 on mbv2_dw_e8 (resnet50_s2 1.04 either
+way), and the searches' own bests were worse too: the moves take the place of one-step ones, as the
+wide moves did. So they stay off.
 """
 
 from __future__ import annotations
