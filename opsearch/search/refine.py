@@ -166,9 +166,10 @@ def inner_swap_traces(trace) -> list:
     decisions changed, postprocessing removed, not yet replayed.
 
     Why: stock MetaSchedule's picks for adder_conv2d resnet50_s2 on znver4 (2026-12-07) keep one
-    output channel in the register tile and 28 output columns, ours 4-32 channels and 14 columns
-    in the same sketch. From ours that kernel is five or more prime moves away, each of which
-    alone leaves a slower kernel; it is one move of this kind and one prime move."""
+    output channel in the register tile and 7-28 output columns, ours 4-32 channels, in the same
+    sketch. From ours that kernel is five or more prime moves away, which one-step refinement did
+    not make; it is one move of this kind and one prime move. Off by default (``SWAP_SHARE``:
+    measured, it made the searches worse; see the module docstring)."""
     tiles = []
     for inst in trace.insts:
         if inst.kind.name != "SamplePerfectTile":
