@@ -172,6 +172,24 @@ def test_wide_tile_neighbours_keep_the_product_and_add_only_larger_moves(decisio
         assert out == []
 
 
+def _changed_tilings(base: dict, traces) -> list:
+    """(trace, its decisions, the indices of those that differ from ``base``) of each trace; only
+    tilings may differ."""
+    out = []
+    for tr in traces:
+        new = _decisions(tr)
+        diff = [i for i in base if str(new[i]) != str(base[i])]
+        assert all(tr.insts[i].kind.name == "SamplePerfectTile" for i in diff)
+        out.append((tr, new, diff))
+    return out
+
+
+def _built(ctx, traces) -> int:
+    """How many of ``traces`` replay and pass the space's postprocessors."""
+    postprocs = list(ctx.space_generator.postprocs)
+    return sum(refine_mod.build(ctx.mod, tr, postprocs, seed=1) is not None for tr in traces)
+
+
 def test_wide_neighbour_traces_change_one_tiling_and_build():
     wl = family_workload("dilated")
     ctx, sch, _ = _design_trace(wl)
@@ -179,26 +197,23 @@ def test_wide_neighbour_traces_change_one_tiling_and_build():
     wide = refine_mod.neighbour_traces(sch.trace, wide=True)
     near = {str(_decisions(t)) for t in refine_mod.neighbour_traces(sch.trace)}
     assert wide, "a design trace of dilated_conv2d has tiles with more than one prime factor"
-    postprocs = list(ctx.space_generator.postprocs)
-    built = 0
-    for tr in wide:
-        new = _decisions(tr)
-        diff = [i for i in base if str(new[i]) != str(base[i])]
-        assert len(diff) == 1 and tr.insts[diff[0]].kind.name == "SamplePerfectTile"
+    for _, new, diff in _changed_tilings(base, wide):
+        assert len(diff) == 1
         assert str(new) not in near
-        built += refine_mod.build(ctx.mod, tr, postprocs, seed=1) is not None
-    assert built >= 1
+    assert _built(ctx, wide) >= 1
 
 
-@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
-def test_a_centres_pool_mixes_wide_moves_in_at_their_share(monkeypatch, share):
-    monkeypatch.setattr(refine_mod, "WIDE_SHARE", share)
+@pytest.mark.parametrize("knob,share", [("WIDE_SHARE", 0.0), ("WIDE_SHARE", 0.5), ("WIDE_SHARE", 1.0),
+                                        ("SWAP_SHARE", 0.25), ("SWAP_SHARE", 0.5)])
+def test_a_centres_pool_mixes_larger_moves_in_at_their_share(monkeypatch, knob, share):
+    monkeypatch.setattr(refine_mod, knob, share)
     r = refine_mod.Refiner(top=lambda k: [], seen=set, seed=5)
-    near, wide = [f"n{i}" for i in range(200)], [f"w{i}" for i in range(200)]
-    out = r._mixed(list(near), list(wide) if share else [])
-    assert sorted(out) == sorted(near + (wide if share else []))  # nothing lost or repeated
-    head = out[:100]  # while both lists last, about WIDE_SHARE of the picks are wide ones
-    got = sum(x.startswith("w") for x in head) / len(head)
+    near, other = [f"n{i}" for i in range(200)], [f"o{i}" for i in range(200)]
+    given = list(other) if share else []
+    out = r._mixed(list(near), list(given), []) if knob == "WIDE_SHARE" else r._mixed(list(near), [], list(given))
+    assert sorted(out) == sorted(near + given)  # nothing lost or repeated
+    head = out[:100]  # while both lists last, about the knob's share of the picks are from its list
+    got = sum(x.startswith("o") for x in head) / len(head)
     assert abs(got - share) <= 0.15
 
 
@@ -232,27 +247,11 @@ def test_inner_swap_traces_change_two_tilings_and_build():
     base = _decisions(sch.trace)
     swaps = refine_mod.inner_swap_traces(sch.trace)
     assert swaps, "a design trace of dilated_conv2d has spatial tiles to reshape"
-    postprocs = list(ctx.space_generator.postprocs)
-    built = 0
-    for tr in swaps:
-        new = _decisions(tr)
-        diff = [i for i in base if str(new[i]) != str(base[i])]
-        assert len(diff) == 2 and all(tr.insts[i].kind.name == "SamplePerfectTile" for i in diff)
+    for _, new, diff in _changed_tilings(base, swaps):
+        assert len(diff) == 2
         assert all(len(new[i]) >= 3 for i in diff)  # spatial tiles only
         assert any(int(new[i][-1]) == 1 != int(base[i][-1]) for i in diff)
-        built += refine_mod.build(ctx.mod, tr, postprocs, seed=1) is not None
-    assert built >= 1
-
-
-@pytest.mark.parametrize("share", [0.25, 0.5])
-def test_a_centres_pool_mixes_swaps_in_at_their_share(monkeypatch, share):
-    monkeypatch.setattr(refine_mod, "SWAP_SHARE", share)
-    r = refine_mod.Refiner(top=lambda k: [], seen=set, seed=3)
-    near, swap = [f"n{i}" for i in range(200)], [f"s{i}" for i in range(200)]
-    out = r._mixed(list(near), [], list(swap))
-    assert sorted(out) == sorted(near + swap)
-    head = out[:100]
-    assert abs(sum(x.startswith("s") for x in head) / len(head) - share) <= 0.15
+    assert _built(ctx, swaps) >= 1
 
 
 def _cache_writes(trace) -> int:
