@@ -133,6 +133,11 @@ def wide_tile_neighbours(decision: list[int], max_innermost: int = 0) -> list[li
     return out
 
 
+def _innermost_limit(inst) -> int:
+    """The largest innermost factor a SamplePerfectTile instruction allows (0: any)."""
+    return int(inst.attrs[1]) if len(inst.attrs) > 1 else 0
+
+
 def inner_swaps(a: list[int], b: list[int], max_innermost: int = 0) -> list[tuple[list[int], list[int]]]:
     """Pairs of tilings (a', b') that reshape the innermost tile between two loops: ``a``'s whole
     innermost factor moved to one of its other levels, and one prime factor of one of ``b``'s other
@@ -147,15 +152,7 @@ def inner_swaps(a: list[int], b: list[int], max_innermost: int = 0) -> list[tupl
         new[k] *= new[-1]
         new[-1] = 1
         outs_a.append(new)
-    outs_b = []
-    for k in range(len(b) - 1):
-        for p in _primes(b[k]):
-            new = list(b)
-            new[k] //= p
-            new[-1] *= p
-            if max_innermost > 0 and new[-1] > max_innermost:
-                continue
-            outs_b.append(new)
+    outs_b = [t for t in tile_neighbours(b, max_innermost) if t[-1] > b[-1]]  # a prime moved in
     return [(x, y) for x in outs_a for y in outs_b]
 
 
@@ -176,8 +173,7 @@ def inner_swap_traces(trace) -> list:
             continue
         decision = trace.get_decision(inst)
         if decision is not None and len(decision) >= 3:
-            limit = int(inst.attrs[1]) if len(inst.attrs) > 1 else 0
-            tiles.append((inst, [int(x) for x in decision], limit))
+            tiles.append((inst, [int(x) for x in decision], _innermost_limit(inst)))
     out = []
     for i, (ia, a, _) in enumerate(tiles):
         for j, (ib, b, limit) in enumerate(tiles):
@@ -193,9 +189,8 @@ def decision_neighbours(inst, decision, wide: bool = False) -> list:
     with ``wide``, only the tilings of :func:`wide_tile_neighbours` (other kinds have none)."""
     kind = inst.kind.name
     if kind == "SamplePerfectTile":
-        limit = int(inst.attrs[1]) if len(inst.attrs) > 1 else 0
         pick = wide_tile_neighbours if wide else tile_neighbours
-        return pick([int(x) for x in decision], limit)
+        return pick([int(x) for x in decision], _innermost_limit(inst))
     if wide:
         return []
     if kind == "SampleCategorical":
@@ -311,11 +306,10 @@ class Refiner:
                 out.append((h, sch))
         return out
 
-    def _mixed(self, near: list, wide: list, swap: list | None = None) -> list:
+    def _mixed(self, near: list, wide: list, swap: list) -> list:
         """The lists shuffled and merged: while ``near`` and another last, each next trace is a
         wide one with chance ``WIDE_SHARE``, a swapped one with chance ``SWAP_SHARE``, else a near
         one; then the rest of each, in that order."""
-        swap = swap if swap is not None else []
         for xs in (near, wide, swap):
             self.rng.shuffle(xs)
         out = []
