@@ -26,7 +26,8 @@ workload it measured at least ``AUTO_MIN_TRIALS`` candidates of, where the winne
 on a 2-core znver4 VM (2026-12-07, five workloads, two seeds each, judged in five more fresh
 processes) the confirmed picks were 0.99-1.10x the search's own (condconv2d effnet_3x3_e8 1.10:
 one seed's search had kept a candidate 19% slower than the operator's default schedule), and on
-a znver5 VM (nine workloads, one seed) within -1%..+3%. The CLI's ``--confirm`` help names both
+a znver5 VM (nine workloads, one seed) within -1%..+3%; on an emeraldrapids VM (seven workloads,
+two seeds) within -3%..+1%, once keeping a kernel 5% slower than the search's own. The CLI's ``--confirm`` help names both
 constants as literals (importing this package there would slow ``opsearch --help``); a test
 keeps them equal.
 It costs 20-60 s per workload; a run of a few dozen trials (the demo's, the tests') skips it,
