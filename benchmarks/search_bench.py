@@ -5,7 +5,8 @@ trial budget; round i runs both sides with seed ``--seed`` + i, and every figure
 the rounds (one run per side moves a workload by 10-25% on small shared VMs). The sides (``--sides``): ``opsearch`` (what ``tune`` does), ``opsearch-norefine``
 (the same without the refinement of the last trials, ``refine=0``: see ``opsearch.search.refine``), ``opsearch-wide``
 (the same with half of refinement's pool one larger tile move away: ``refine.WIDE_SHARE = 0.5``), ``opsearch-swap``
-(the same with a quarter of it register tiles reshaped between two loops: ``refine.SWAP_SHARE = 0.25``), ``opsearch-full`` (the
+(the same with a quarter of it register tiles reshaped between two loops: ``refine.SWAP_SHARE = 0.25``), ``opsearch-unrollbest``
+(the same with each refinement batch also measuring the best kernel with 512-step unrolling: ``refine.EXTRA_UNROLL = 512``), ``opsearch-full`` (the
 same with every candidate timed fully, ``--full-timing``: no screening), ``opsearch-unroll512``
 (the same with MetaSchedule's unrolling choices, 512 steps included, multi-stage spaces too: see
 ``opsearch.search.space``), ``opsearch-pop512`` (the same with stock's evolutionary population
@@ -53,7 +54,7 @@ import time
 from opsearch.bench.report import first_reaching, running_min
 
 WORKLOAD = ("dilated_conv2d", "context_d4")  # (operator, example), overridable with --example OP:NAME
-SIDES = ("opsearch", "opsearch-norefine", "opsearch-wide", "opsearch-swap", "opsearch-full", "opsearch-unroll512", "opsearch-pop512", "stock")
+SIDES = ("opsearch", "opsearch-norefine", "opsearch-wide", "opsearch-swap", "opsearch-unrollbest", "opsearch-full", "opsearch-unroll512", "opsearch-pop512", "stock")
 CONFIRM = 4  # finalists the "+confirm" sides time again (``TuneConfig.confirm``, off in ``tune``)
 KEEP_DB = None  # --keep-db DIR: opsearch sides write their database to DIR/<side>-<op>-<example>.db
 
@@ -85,6 +86,10 @@ def _ours(trials: int, batch: int, checkpoints: list[int], build_timeout: float,
         from opsearch.search import refine
 
         refine.SWAP_SHARE = 0.25
+    if side == "opsearch-unrollbest":
+        from opsearch.search import refine
+
+        refine.EXTRA_UNROLL = 512
 
     wl = _workload()
     with tempfile.TemporaryDirectory() as d:

@@ -29,6 +29,15 @@ On tcn_d8 (znver4 VM, 256 trials, three seeds, picks re-timed side by side in fi
 refinement made the pick 8% faster (from 1,106 to 1,016 us), 0.99 of stock's; on context_d4
 it changed nothing measurable (benchmarks/RESULTS.md).
 
+``EXTRA_UNROLL`` (off by default) has each batch also measure the best record with that many
+unrolling steps (:func:`unrolled_trace`; 512, which the space leaves out because it costs compile
+time across a whole search, ``opsearch.search.space``): one compile per batch. On lightweight_conv1d
+decoder_k15_causal (znver4 VM, 2026-12-07) both of stock MetaSchedule's picks unrolled 512 steps and
+ran 4-7% slower with 64, and one of ours 5% faster with 512 (five fresh processes). With it on, none
+of the picks of four workloads (two seeds each) unrolled 512: in one decoder_k15_causal run the
+search timed the 512 variant of its best at 552 us, which then ran 269 us in fresh processes
+(that best: 265). So it stays off until the search's timing of such kernels is understood.
+
 ``WIDE_SHARE`` (off by default) gives part of each centre's pool to tilings one larger move away
 (:func:`wide_tile_neighbours`: a level's whole factor moved into another, two levels' factors
 swapped, two primes exchanged between levels). On vit_mlp_fc1 (rocketlake) stock's pick had our
@@ -61,6 +70,7 @@ POOL_PER_BATCH = 4  # candidates built per batch slot, before the cost model pic
 RANDOM_SHARE = 0.25  # of each batch, picked at random among the pool instead of by the cost model
 WIDE_SHARE = 0.0  # of each centre's pool, tilings one larger move away (wide_tile_neighbours); 0: off
 SWAP_SHARE = 0.0  # of each centre's pool, register tiles reshaped between two loops (inner_swap_traces); 0: off
+EXTRA_UNROLL = 0  # unrolling steps the best record is also tried with, beyond the space's (unrolled_trace); 0: off
 
 
 def _primes(n: int) -> list[int]:
@@ -184,6 +194,48 @@ def inner_swap_traces(trace) -> list:
     return out
 
 
+def _unroll_choice(trace):
+    """The SampleCategorical instruction whose value is ``trace``'s unrolling limit (the input of
+    a ``meta_schedule.unroll_explicit``/``unroll_implicit`` annotation), or None."""
+    rvs = [inst.inputs[1] for inst in trace.insts if inst.kind.name == "Annotate"
+           and str(inst.attrs[0]) in ("meta_schedule.unroll_explicit", "meta_schedule.unroll_implicit")]
+    for inst in trace.insts:
+        if inst.kind.name == "SampleCategorical" and any(inst.outputs[0].same_as(rv) for rv in rvs):
+            return inst
+    return None
+
+
+def unrolled_trace(trace, steps: int):
+    """``trace`` with its unrolling choice also offering ``steps`` and taking it (postprocessing
+    removed, not yet replayed); None when ``trace`` has no unrolling choice or already offers it.
+
+    Why: the space stops unrolling at 64 steps (``opsearch.search.space``: 512 costs most of a
+    search's compile time and rarely wins), but on a znver4 VM (2026-12-07) both of stock
+    MetaSchedule's picks for lightweight_conv1d decoder_k15_causal unrolled 512 steps, and re-timed
+    in five fresh processes they ran 4-7% slower with 64; our own pick ran 5% faster with 512."""
+    from tvm.s_tir.schedule import Instruction, Trace
+
+    choice = _unroll_choice(trace)
+    if choice is None:
+        return None
+    values = [int(v) for v in choice.attrs[0]]
+    if steps in values:
+        return None
+    new = Instruction(choice.kind, list(choice.inputs), [values + [steps], [1.0 / (len(values) + 1)] * (len(values) + 1)],
+                      list(choice.outputs))
+    insts, decisions = [], {}
+    for inst in trace.insts:
+        if inst.kind.name == "EnterPostproc":
+            break
+        d = trace.get_decision(inst)
+        if inst.same_as(choice):
+            inst, d = new, len(values)
+        insts.append(inst)
+        if d is not None:
+            decisions[inst] = d
+    return Trace(insts, decisions)
+
+
 def decision_neighbours(inst, decision, wide: bool = False) -> list:
     """Other decisions for one sampling instruction of a trace (empty if it has none to offer);
     with ``wide``, only the tilings of :func:`wide_tile_neighbours` (other kinds have none)."""
@@ -288,6 +340,7 @@ class Refiner:
         self.proposed: set[str] = set()
         self.sketches = None  # the traces of the task's design spaces, read on first use
         self.transplanted = 0  # candidates proposed by sketch_transplants
+        self.unrolled = 0  # candidates proposed by unrolled_trace
 
     def _transplants(self, context, best, postprocs, seen) -> list:
         """The best record's decisions in every other design space, built, not yet measured."""
@@ -305,6 +358,15 @@ class Refiner:
             if sch is not None and (h := module_hash(sch.mod)) not in seen and h not in {x for x, _ in out}:
                 out.append((h, sch))
         return out
+
+    def _unrolled(self, context, best, postprocs, seen) -> list:
+        """The best record with ``EXTRA_UNROLL`` unrolling steps, built, not yet measured: [] or
+        one (hash, schedule)."""
+        from ..db.replay import module_hash
+
+        tr = unrolled_trace(best.trace, EXTRA_UNROLL) if EXTRA_UNROLL else None
+        sch = build(context.mod, tr, postprocs, self.rng.randrange(1, 2**31 - 1)) if tr is not None else None
+        return [(h, sch)] if sch is not None and (h := module_hash(sch.mod)) not in seen else []
 
     def _mixed(self, near: list, wide: list, swap: list) -> list:
         """The lists shuffled and merged: while ``near`` and another last, each next trace is a
@@ -336,7 +398,10 @@ class Refiner:
         seen = self.seen() | self.proposed
         postprocs = list(context.space_generator.postprocs)
         # the best kernel in the other sketches first: the cost model need not rank them
-        first = self._transplants(context, records[0], postprocs, seen)[:n]
+        moved = self._transplants(context, records[0], postprocs, seen)
+        first = (moved + self._unrolled(context, records[0], postprocs, seen | {h for h, _ in moved}))[:n]
+        self.transplanted += min(len(moved), n)
+        self.unrolled += len(first) - min(len(moved), n)
         seen = seen | {h for h, _ in first}
         # the best record's neighbours fill half the pool, the others share the rest
         quota = POOL_PER_BATCH * (n - len(first))
@@ -359,7 +424,6 @@ class Refiner:
                 pool.append((h, sch))
                 got += 1
         args_info = ms.arg_info.ArgInfo.from_prim_func(context.mod["main"])
-        self.transplanted += len(first)
         self.proposed.update(h for h, _ in first)
         lead = [ms.MeasureCandidate(sch, args_info) for _, sch in first]
         n -= len(first)

@@ -16,7 +16,8 @@ seconds of compiling (LLVM, 0.58 s median against 0.21 s), and effnet_3x3_e8's s
 (2.7-39 s) were all 512. Of the 69 fastest shipped records (one per workload and CPU) 5 unroll
 512; in 3 of the 4 files that also hold a record with less unrolling for that workload it runs
 within 3% (benchmarks/RESULTS.md, session 13). Without them, 64 trials ran at 1.1-1.5x the trials per
-minute. Traces that already carry 512 (older records, transfer seeds) still replay.
+minute. Traces that already carry 512 (older records, transfer seeds) still replay. Refinement can
+try just its best kernel with 512 (``opsearch.search.refine.EXTRA_UNROLL``, off: measured there).
 """
 
 from __future__ import annotations

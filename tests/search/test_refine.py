@@ -309,3 +309,54 @@ def test_refinement_measures_the_best_in_its_other_sketches_first():
     again = r.candidates(ctx, None, 6)  # nothing is proposed twice
     assert r.transplanted == first
     assert {module_hash(c.sch.mod) for c in again}.isdisjoint(module_hash(c.sch.mod) for c in batch)
+
+
+def _unroll_limits(sch) -> list[int]:
+    """The ``pragma_auto_unroll_max_step`` values a post-processed schedule's trace sets."""
+    return [int(inst.inputs[1]) for inst in sch.trace.insts
+            if inst.kind.name == "Annotate" and str(inst.attrs[0]) == "pragma_auto_unroll_max_step"]
+
+
+def test_unrolled_trace_offers_more_unrolling_and_takes_it():
+    from tvm.s_tir import Schedule
+
+    from opsearch.search.space import LLVM_UNROLL_STEPS
+
+    wl = family_workload("dilated")
+    ctx, sch, _ = _design_trace(wl)
+    base = _decisions(sch.trace)
+    tr = refine_mod.unrolled_trace(sch.trace, 512)
+    choice = refine_mod._unroll_choice(tr)
+    assert [int(v) for v in choice.attrs[0]] == [*LLVM_UNROLL_STEPS, 512]
+    assert math.isclose(sum(float(p) for p in choice.attrs[1]), 1.0)
+    new = _decisions(tr)
+    assert new.keys() == base.keys()
+    (changed,) = [i for i in base if str(new[i]) != str(base[i])]  # the unrolling choice alone
+    assert int(new[changed]) == len(LLVM_UNROLL_STEPS)
+    built = refine_mod.build(ctx.mod, tr, list(ctx.space_generator.postprocs), seed=1)
+    assert built is not None and _unroll_limits(built) and set(_unroll_limits(built)) == {512}
+    assert refine_mod.unrolled_trace(built.trace, 512) is None  # it already offers 512
+    assert refine_mod.unrolled_trace(Schedule(ctx.mod).trace, 512) is None  # no unrolling choice at all
+
+
+def test_refinement_also_measures_the_best_with_more_unrolling(monkeypatch):
+    from opsearch.db.replay import module_hash
+
+    monkeypatch.setattr(refine_mod, "EXTRA_UNROLL", 512)
+    wl = family_workload("dilated")
+    ctx, sch, _ = _design_trace(wl)
+    best = refine_mod.build(ctx.mod, sch.trace, list(ctx.space_generator.postprocs), seed=1)
+
+    class Rec:
+        trace = best.trace
+
+    r = refine_mod.Refiner(top=lambda k: [Rec()], seen=lambda: {module_hash(best.mod)}, seed=2)
+    batch = r.candidates(ctx, None, 6)
+    assert r.unrolled == 1
+    lead = batch[r.transplanted]  # after the transplants, before the one-step neighbours
+    assert set(_unroll_limits(lead.sch)) == {refine_mod.EXTRA_UNROLL}
+    assert r.candidates(ctx, None, 6) and r.unrolled == 1  # not proposed twice
+    monkeypatch.setattr(refine_mod, "EXTRA_UNROLL", 0)
+    off = refine_mod.Refiner(top=lambda k: [Rec()], seen=lambda: {module_hash(best.mod)}, seed=2)
+    off.candidates(ctx, None, 6)
+    assert off.unrolled == 0
