@@ -346,29 +346,32 @@ class Refiner:
 
     def _transplants(self, context, best, postprocs, seen) -> list:
         """The best record's decisions in every other design space, built, not yet measured."""
-        from ..db.replay import module_hash
-
         if self.sketches is None:
             try:
                 self.sketches = [sch.trace for sch in context.generate_design_space()]
             except Exception as e:  # noqa: BLE001 - no sketches: refinement goes on without them
                 log.debug("refinement: no design spaces to transplant into: %s", e)
                 self.sketches = []
-        out = []
-        for tr in sketch_transplants(best.trace, self.sketches):
-            sch = build(context.mod, tr, postprocs, self.rng.randrange(1, 2**31 - 1))
-            if sch is not None and (h := module_hash(sch.mod)) not in seen and h not in {x for x, _ in out}:
-                out.append((h, sch))
-        return out
+        return self._built_unseen(context.mod, sketch_transplants(best.trace, self.sketches), postprocs, seen)
 
     def _unrolled(self, context, best, postprocs, seen) -> list:
         """The best record with ``EXTRA_UNROLL`` unrolling steps, built, not yet measured: [] or
         one (hash, schedule)."""
+        tr = unrolled_trace(best.trace, EXTRA_UNROLL) if EXTRA_UNROLL else None
+        return self._built_unseen(context.mod, [tr] if tr is not None else [], postprocs, seen)
+
+    def _built_unseen(self, mod, traces, postprocs, seen) -> list:
+        """(module hash, schedule) of each of ``traces`` that builds (:func:`build`) into a module
+        not in ``seen`` and not built from an earlier one of them."""
         from ..db.replay import module_hash
 
-        tr = unrolled_trace(best.trace, EXTRA_UNROLL) if EXTRA_UNROLL else None
-        sch = build(context.mod, tr, postprocs, self.rng.randrange(1, 2**31 - 1)) if tr is not None else None
-        return [(h, sch)] if sch is not None and (h := module_hash(sch.mod)) not in seen else []
+        out, hashes = [], set()
+        for tr in traces:
+            sch = build(mod, tr, postprocs, self.rng.randrange(1, 2**31 - 1))
+            if sch is not None and (h := module_hash(sch.mod)) not in seen and h not in hashes:
+                hashes.add(h)
+                out.append((h, sch))
+        return out
 
     def _mixed(self, near: list, wide: list, swap: list) -> list:
         """The lists shuffled and merged: while ``near`` and another last, each next trace is a
