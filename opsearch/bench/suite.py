@@ -172,12 +172,13 @@ def _suite_one(side: str, key: str, opts: dict, cache: dict) -> dict:
             return out
         out.update(record_id=rec.id, record_source=rec.source, record_us=rec.mean_us)
         k = kernel_from_record(rec, wl, opts["target"])
-        if side != STOCK:  # what a user is served: another CPU's record only if faster than the default here
+        if side != STOCK:  # what a user is served: another CPU's record, or a short search's, only if faster than the default here
             from ..runtime.loading import check_record
             from ..targets import resolve
 
             spec = resolve(opts["target"])
-            checked, lost = check_record(rec, k, wl, spec)
+            checked, lost = check_record(rec, k, wl, spec,
+                                         cache[url_key].count(wl, spec) if rec.source == "db" else None)
             if checked is None:
                 from ..runtime import kernels
 

@@ -96,6 +96,14 @@ class Reader:
             return Best(_json(row[0]), row[1], "db", target)
         return shipped_best(wl, target)
 
+    def count(self, wl: Workload, target: str) -> int:
+        """Like ``Database.count(wl, target)``: how many records of ``wl`` on ``target``."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT COUNT(r.id) FROM records r JOIN workloads w ON r.workload_id = w.id "
+                "JOIN targets t ON r.target_id = t.id WHERE w.key = ? AND t.name = ?", (wl.key(), target)).fetchone()
+        return int(row[0])
+
     def tuned_workloads(self, op: str, target: str) -> list[Workload]:
         """Like ``[i.workload for i in Database.workloads(op=op, target=target)]``: workloads of
         ``op`` with at least one record on ``target``, by id."""
