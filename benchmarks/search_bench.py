@@ -31,8 +31,8 @@ stock's best over each opsearch side's (re-timed, above 1: opsearch faster), ops
 a third of the trials against stock's after all of them, the trials each side needed to match
 stock's best, and geometric means; ``--plot PNG`` draws quality against trials over them.
 ``--fresh JSON`` times a ``--json`` file's last picks (each side, each seed) side by side in
-``--processes`` fresh processes, one after another, and keeps the median of each pick's
-per-process medians: on small VMs a kernel's speed also depends on the process it runs in, so one
+``--processes`` fresh processes, one after another, beside the operator's default schedule, and
+keeps the median of each pick's per-process medians: on small VMs a kernel's speed also depends on the process it runs in, so one
 re-timing process is a noisy judge.
 
     .venv/bin/python benchmarks/search_bench.py --trials 256 --checkpoints 64,256 --batch 32
@@ -160,10 +160,13 @@ def _retime(traces: dict) -> dict:
 
 def fresh_retime(path: str, processes: int) -> str:
     """Every side's pick after the last checkpoint of a ``--json`` file (each seed), timed side by
-    side in ``processes`` fresh processes one after another (``confirm.time_in_fresh_processes``);
+    side in ``processes`` fresh processes one after another (``confirm.time_in_fresh_processes``),
+    beside the operator's default schedule (``default``);
     each pick's figure is the median of its per-process medians (a kernel's speed also depends on
     the process it runs in). Stores them in the file under ``fresh``; returns a table."""
     from opsearch import ops
+    from opsearch.db.replay import trace_json
+    from opsearch.ops.tir import default_schedule
     from opsearch.search.confirm import time_in_fresh_processes
     from opsearch.targets import resolve
 
@@ -172,7 +175,9 @@ def fresh_retime(path: str, processes: int) -> str:
     last = str(r["checkpoints"][-1])
     traces = {f"{side}#{i}": tr for side, d in r["sides"].items()
               for i, tr in enumerate(d["traces_per_seed"].get(last, [])) if tr}
-    medians, errors = time_in_fresh_processes(ops.get(op).example(name), resolve("cpu"), traces, processes)
+    wl = ops.get(op).example(name)
+    traces["default"] = trace_json(default_schedule(wl, "cpu"))  # the operator's own schedule, for scale
+    medians, errors = time_in_fresh_processes(wl, resolve("cpu"), traces, processes)
     fresh = {k: {"median_us": statistics.median(v), "per_process_us": v} for k, v in medians.items()}
     r["fresh"] = {"processes": processes, "checkpoint": int(last), "picks": fresh, "errors": errors}
     with open(path, "w") as f:
