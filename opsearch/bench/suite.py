@@ -177,8 +177,7 @@ def _suite_one(side: str, key: str, opts: dict, cache: dict) -> dict:
             from ..targets import resolve
 
             spec = resolve(opts["target"])
-            checked, lost = check_record(rec, k, wl, spec,
-                                         cache[url_key].count(wl, spec) if rec.source == "db" else None)
+            checked, lost = check_record(rec, k, wl, spec, cache[url_key])
             if checked is None:
                 from ..runtime import kernels
 

@@ -168,7 +168,7 @@ def _select(store, wl: Workload, spec) -> kernels.Kernel:
             log.warning("best record of %s not used (its trace does not replay here, or is refused): %s", wl.op, e)
         else:
             k.source = f"tuned ({rec.source}, {rec.mean_us:.1f} us)"
-            k, lost = check_record(rec, k, wl, spec, store.count(wl, spec) if rec.source == "db" else None)
+            k, lost = check_record(rec, k, wl, spec, store)
             if k is not None:
                 return k
     if lost is None:
@@ -202,16 +202,15 @@ def _nearest(store, wl: Workload, spec) -> tuple[kernels.Kernel | None, str | No
     return None, None
 
 
-def check_record(rec, k: kernels.Kernel, wl: Workload, spec, searched: int | None = None
-                 ) -> tuple[kernels.Kernel | None, str | None]:
+def check_record(rec, k: kernels.Kernel, wl: Workload, spec, store) -> tuple[kernels.Kernel | None, str | None]:
     """The kernel ``k`` of ``wl``'s best record ``rec`` as served: (k, None) when ``rec`` was
-    measured on this target in a search of at least ``CONFIRMED_FROM`` candidates (``searched``:
-    the database's records of ``wl`` here; None for a shipped record, tuned at length) or runs
-    faster than the default here (:func:`_against_default`), else (None, why the default serves
-    instead)."""
+    measured on this target, shipped (tuned at length) or in a search of at least
+    ``CONFIRMED_FROM`` candidates (``store.count(wl, spec)``: the records of ``wl`` here), or when
+    it runs faster than the default here (:func:`_against_default`); else (None, why the default
+    serves instead)."""
     if rec.target != spec.name:
         return _against_default(k, rec.trace, wl, spec, f"{rec.target}'s record")
-    if searched is not None and searched < CONFIRMED_FROM:
+    if rec.source == "db" and check_enabled() and (searched := store.count(wl, spec)) < CONFIRMED_FROM:
         what = f"this database's best of {searched} record{'s' if searched != 1 else ''}"
         return _against_default(k, rec.trace, wl, spec, what)
     return k, None
@@ -226,10 +225,10 @@ def check_enabled() -> bool:
 
 def _against_default(k: kernels.Kernel, trace, wl: Workload, spec, what: str) -> tuple[kernels.Kernel | None, str | None]:
     """Time a record's kernel ``k`` that was measured on another CPU, for another workload or
-    in a short search against ``wl``'s default schedule, once per machine: the answer is kept in the kernel cache
-    (``cache.load_choice``), keyed by the trace, the workload, this target and opsearch's
-    schedule code. Returns (k, None) when the record is faster, (None, why) when the default
-    is. A schedule tuned elsewhere can run slower than the default (another CPU's caches,
+    in a short search against ``wl``'s default schedule, once per machine: the answer is kept in
+    the kernel cache (``cache.load_choice``), keyed by the trace, the workload, this target and
+    opsearch's schedule code. Returns (k, None) when the record is faster, (None, why) when the
+    default is. A schedule tuned elsewhere can run slower than the default (another CPU's caches,
     another shape's tiles: 1.4x slower measured on znver4, benchmarks/RESULTS.md), and serving it
     would make the tuned path the slow one."""
     from . import cache
