@@ -271,34 +271,49 @@ def _error_text(e: BaseException, timeout: float, what: str) -> str:
     return msg[msg.find(BUILD_PREFIX) if BUILD_PREFIX in msg else msg.find(RUN_PREFIX):]
 
 
-# TVM's thread pool threads spin (sched_yield in a loop) 300,000 times after each parallel call
-# before they sleep: 0.1-0.3 s on these VMs. The runner times a candidate on the worker that
-# compiled it, so the worker that timed the one before kept both cores busy during the next one's
-# samples: on a 2-core znver4 VM, 7 and 3 of 27 re-measurements of tcn_d8 picks ran at 1.8-2.1 ms
-# against 1.0-1.2 ms (none with one worker, 1 and 0 with this count; benchmarks/RESULTS.md).
-# 1,000 spins (~1 ms) still bridge the back-to-back calls of a timing loop. Set from a worker's
-# initializer the count made no difference to those timings, and the pool starts (and
-# restarts) its workers from its own threads, so the variable is set in this process's
-# environment while a runner lives; a value already there is kept (exported by the user, or the
-# 0 that importing opsearch.torch_bridge sets: workers then time as the bridge runs kernels).
+# The workers' environment for TVM's thread pool, set in this process's environment while a
+# runner lives (the pool starts, and restarts, its workers from its own threads, and a value set
+# from a worker's initializer came too late); a value already there is kept (exported by the
+# user, or the spin of 0 that importing opsearch.torch_bridge sets: workers then time as the
+# bridge runs kernels).
+# - Spin: TVM's pool threads spin (sched_yield in a loop) 300,000 times after each parallel call
+#   before they sleep: 0.1-0.3 s on these VMs. The runner times a candidate on the worker that
+#   compiled it, so the worker that timed the one before kept both cores busy during the next
+#   one's samples: on a 2-core znver4 VM, 7 and 3 of 27 re-measurements of tcn_d8 picks ran at
+#   1.8-2.1 ms against 1.0-1.2 ms (1 and 0 with this count; benchmarks/RESULTS.md). 1,000 spins
+#   (~1 ms) still bridge the back-to-back calls of a timing loop.
+# - Binding: TVM pins each pool thread but the calling one to a core. In the workers that made
+#   timings twice the kernel's time at random on a 2-core znver4 VM (2026-12-07: eight
+#   lightweight_conv1d decoder_k15_causal kernels timed 270-300 us in fresh processes; timed
+#   again and again by a runner, 30 of 64 timings with two workers and 6 of 24 with one came out
+#   at 510-600 us), as if the caller and the pinned thread shared one core. Unpinned, none of 32
+#   did: all but one within 8% of the fresh processes' (benchmarks/RESULTS.md). A search ranks
+#   its candidates on these timings, so a good kernel timed at twice its time was passed over.
 SPIN_ENV = "TVM_THREAD_POOL_SPIN_COUNT"
 WORKER_SPIN_COUNT = "1000"
-_spin_users = [0]  # runners alive that set SPIN_ENV
+BIND_ENV = "TVM_BIND_THREADS"
+WORKER_ENV = {SPIN_ENV: WORKER_SPIN_COUNT, BIND_ENV: "0"}
+_env_users: dict[str, int] = {}  # variable -> runners alive that set it
 
 
-def _set_worker_spin() -> bool:
-    """Set SPIN_ENV for worker processes started from now on; False if it was set already."""
-    if _spin_users[0] == 0 and SPIN_ENV in os.environ:
-        return False
-    os.environ[SPIN_ENV] = WORKER_SPIN_COUNT
-    _spin_users[0] += 1
-    return True
+def _set_worker_env() -> list[str]:
+    """Set WORKER_ENV's variables for worker processes started from now on, each unless it was
+    set already (not by a runner); returns the names set."""
+    names = []
+    for name, value in WORKER_ENV.items():
+        if _env_users.get(name, 0) == 0 and name in os.environ:
+            continue
+        os.environ[name] = value
+        _env_users[name] = _env_users.get(name, 0) + 1
+        names.append(name)
+    return names
 
 
-def _unset_worker_spin() -> None:
-    _spin_users[0] -= 1
-    if _spin_users[0] == 0:
-        os.environ.pop(SPIN_ENV, None)
+def _unset_worker_env(names: list[str]) -> None:
+    for name in names:
+        _env_users[name] -= 1
+        if _env_users[name] == 0:
+            os.environ.pop(name, None)
 
 
 class _Worker(PopenPoolExecutor):
@@ -328,7 +343,7 @@ class LocalBuildRunner(PyRunner):
         self.timed_fully = 0
         self.phase_s: dict[str, float] = {}  # wall seconds per phase, over the runner's life
         n = max(1, build_workers if build_workers is not None else host_cores())
-        self._spin_set = _set_worker_spin()
+        self._env_set = _set_worker_env()
         self.pools = [_Worker(max_workers=1, timeout=self.config.timeout_sec, initializer=_worker_init)
                       for _ in range(n)]
         self.compile_s: list[float] = []  # every compile's seconds, for the adaptive limit
@@ -490,6 +505,5 @@ class LocalBuildRunner(PyRunner):
             except Exception as e:  # noqa: BLE001
                 log.warning("a runner worker did not shut down cleanly: %s", e)
                 pool._shutdown = True  # its __del__ must not try again
-        if self._spin_set:
-            self._spin_set = False
-            _unset_worker_spin()
+        names, self._env_set = self._env_set, []
+        _unset_worker_env(names)

@@ -227,29 +227,37 @@ def test_the_compile_limit_is_off_until_enough_compiles_and_never_above_the_time
         runner.shutdown()
 
 
-def test_workers_start_with_a_short_thread_pool_spin(monkeypatch):
-    """TVM's pool threads spin ~0.1-0.3 s after each call unless told otherwise; the runner's
-    workers get a short spin so the one that timed last does not slow the next one's timing. The
-    variable lives in this process's environment only while a runner does, and a user's own value
-    is kept."""
+def test_workers_start_with_a_short_unpinned_thread_pool(monkeypatch):
+    """TVM's pool threads spin ~0.1-0.3 s after each call and are pinned to cores unless told
+    otherwise; the runner's workers get a short spin (the one that timed last must not slow the
+    next one's timing) and unpinned threads (pinned, a third to a half of the timings came out at
+    twice the kernel's time). The variables live in this process's environment only while a
+    runner does, and a user's own value is kept, each on its own."""
     import os
 
     from opsearch.search import runner as rmod
 
-    monkeypatch.delenv(rmod.SPIN_ENV, raising=False)
+    assert rmod.WORKER_ENV == {rmod.SPIN_ENV: rmod.WORKER_SPIN_COUNT, rmod.BIND_ENV: "0"}
+    for name in rmod.WORKER_ENV:
+        monkeypatch.delenv(name, raising=False)
     r = rmod.LocalBuildRunner({"kind": "llvm"}, build_workers=2)
+    r2 = rmod.LocalBuildRunner({"kind": "llvm"}, build_workers=1)  # two runners alive at once
     try:
-        seen = [pool.submit(os.getenv, rmod.SPIN_ENV).result() for pool in r.pools]
-        assert seen == [rmod.WORKER_SPIN_COUNT] * 2
-        assert os.environ.get(rmod.SPIN_ENV) == rmod.WORKER_SPIN_COUNT
+        for pool in r.pools + r2.pools:
+            assert {n: pool.submit(os.getenv, n).result() for n in rmod.WORKER_ENV} == rmod.WORKER_ENV
+        assert {n: os.environ.get(n) for n in rmod.WORKER_ENV} == rmod.WORKER_ENV
     finally:
         r.shutdown()
-    assert rmod.SPIN_ENV not in os.environ and rmod._spin_users[0] == 0
+    assert {n: os.environ.get(n) for n in rmod.WORKER_ENV} == rmod.WORKER_ENV  # r2 still lives
+    r2.shutdown()
+    assert not any(n in os.environ for n in rmod.WORKER_ENV)
+    assert all(v == 0 for v in rmod._env_users.values())
 
     monkeypatch.setenv(rmod.SPIN_ENV, "77")
     r = rmod.LocalBuildRunner({"kind": "llvm"}, build_workers=1)
     try:
         assert r.pools[0].submit(os.getenv, rmod.SPIN_ENV).result() == "77"
+        assert r.pools[0].submit(os.getenv, rmod.BIND_ENV).result() == "0"
     finally:
         r.shutdown()
-    assert os.environ.get(rmod.SPIN_ENV) == "77"
+    assert os.environ.get(rmod.SPIN_ENV) == "77" and rmod.BIND_ENV not in os.environ
