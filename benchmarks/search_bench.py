@@ -10,7 +10,9 @@ the rounds (one run per side moves a workload by 10-25% on small shared VMs). Th
 same with every candidate timed fully, ``--full-timing``: no screening), ``opsearch-unroll512``
 (the same with MetaSchedule's unrolling choices, 512 steps included, multi-stage spaces too: see
 ``opsearch.search.space``), ``opsearch-pop512`` (the same with stock's evolutionary population
-of 512 instead of ``TuneConfig.population``) and ``stock``. Reported: wall time, trials per minute, and the best latency after each checkpoint
+of 512 instead of ``TuneConfig.population``), ``opsearch-pinned`` (the same with the runner's workers
+pinning TVM's pool threads to cores, ``TVM_BIND_THREADS=1``, as before 2026-12-07: see
+``opsearch.search.runner``) and ``stock``. Reported: wall time, trials per minute, and the best latency after each checkpoint
 (``--checkpoints``, trial counts): each side's own measurement of its best candidate within the
 first N trials, and the same candidates (every round's) re-timed side by side in one process for
 fairness. Each opsearch side's search runs with ``confirm=0`` (``tune``'s default); the tuner's
@@ -54,7 +56,7 @@ import time
 from opsearch.bench.report import first_reaching, running_min
 
 WORKLOAD = ("dilated_conv2d", "context_d4")  # (operator, example), overridable with --example OP:NAME
-SIDES = ("opsearch", "opsearch-norefine", "opsearch-wide", "opsearch-swap", "opsearch-unrollbest", "opsearch-full", "opsearch-unroll512", "opsearch-pop512", "stock")
+SIDES = ("opsearch", "opsearch-norefine", "opsearch-wide", "opsearch-swap", "opsearch-unrollbest", "opsearch-full", "opsearch-unroll512", "opsearch-pop512", "opsearch-pinned", "stock")
 CONFIRM = 4  # finalists the "+confirm" sides time again (``TuneConfig.confirm``, off in ``tune``)
 KEEP_DB = None  # --keep-db DIR: opsearch sides write their database to DIR/<side>-<op>-<example>.db
 
@@ -90,6 +92,10 @@ def _ours(trials: int, batch: int, checkpoints: list[int], build_timeout: float,
         from opsearch.search import refine
 
         refine.EXTRA_UNROLL = 512
+    if side == "opsearch-pinned":
+        from opsearch.search.runner import BIND_ENV
+
+        os.environ[BIND_ENV] = "1"  # kept by the runner, inherited by its workers (this side's process only)
 
     wl = _workload()
     with tempfile.TemporaryDirectory() as d:
