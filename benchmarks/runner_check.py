@@ -99,7 +99,7 @@ def main() -> None:
             runner.shutdown()
     fresh, errors = time_in_fresh_processes(wl, targets.resolve("cpu"), {n: trace_json(kernels[n]) for n in names},
                                             a.processes)
-    print(f"{a.example}: the runner's workers {'pinned' if a.pinned else 'as they come'}"
+    print(f"{a.example}: the runner's workers {'pinned' if a.pinned else 'unpinned unless the variable was set'}"
           f" ({BIND_ENV}={os.environ.get(BIND_ENV, 'unset')} here)")
     print(f"{'kernel':12s} {'runner us, each batch':>36s} {'fresh processes us':>28s}")
     slow = total = 0
