@@ -10,8 +10,9 @@ builds them from their traces and times them alternating for several rounds, as
 :func:`opsearch.runtime.kernels.time_traces` does), and stores each one's per-process medians as
 its timings. A kernel's speed also depends on the process it runs in (measured, not explained): on
 a 2-core znver4 VM (2026-12-06) the same kernel re-timed 9-55% away from its own measurement in the
-search, more than the kernels near the best differ, and on a znver5 VM one kernel's medians in five
-fresh processes spread by up to 30%. Timed in the tuning process itself, finalists ranked worse
+search, more than the kernels near the best differ (much of that was the search's runner, whose
+workers then pinned TVM's threads: ``opsearch.search.runner``), and on a znver5 VM one kernel's
+medians in five fresh processes spread by up to 30%. Timed in the tuning process itself, finalists ranked worse
 than in a separate one (benchmarks/RESULTS.md); hence fresh processes, and several.
 
 The database's best (what ``opsearch.load`` serves) must then be a finalist: a record that was
