@@ -10,7 +10,7 @@ the rounds (one run per side moves a workload by 10-25% on small shared VMs). Th
 same with every candidate timed fully, ``--full-timing``: no screening), ``opsearch-unroll512``
 (the same with MetaSchedule's unrolling choices, 512 steps included, multi-stage spaces too: see
 ``opsearch.search.space``), ``opsearch-pop512`` (the same with stock's evolutionary population
-of 512 instead of ``TuneConfig.population``), ``opsearch-pinned`` (the same with the runner's workers
+of 512 for every workload, instead of ``opsearch.search.space.population``'s), ``opsearch-pinned`` (the same with the runner's workers
 pinning TVM's pool threads to cores, ``TVM_BIND_THREADS=1``, as before 2026-12-07: see
 ``opsearch.search.runner``) and ``stock``. Reported: wall time, trials per minute, and the best latency after each checkpoint
 (``--checkpoints``, trial counts): each side's own measurement of its best candidate within the
@@ -78,6 +78,7 @@ def _ours(trials: int, batch: int, checkpoints: list[int], build_timeout: float,
     full_timing, unroll512 = side == "opsearch-full", side == "opsearch-unroll512"
     if side == "opsearch-pop512":
         population = 512
+        space.TWO_STAGE_POPULATION_SCALE = 1  # 512 for every workload, as stock
     if unroll512:
         space.LLVM_UNROLL_STEPS = (0, 16, 64, 512)
     if side == "opsearch-wide":

@@ -47,6 +47,8 @@ class TuneConfig:
     ``opsearch.search.refine.MIN_BUDGET``) kept for the end of its search, which then measures
     one-step neighbours of its fastest records instead of the evolution's proposals
     (``opsearch.search.refine``; 0: off).
+    ``population`` is the evolution's population for a workload of one tiled stage; two
+    stages get four times as many, more stages at most 48 (``opsearch.search.space.population``).
     ``measure_config`` sets how the local runner times candidates, including its screening
     (``MeasureConfig.screen_ratio``: full timing only for candidates near the best; None times
     every candidate fully).

@@ -305,7 +305,7 @@ class Tuner:
         from ..ops.tir import ir_module
         from .callbacks import ProgressCallback, SafeRemoveArtifacts
         from .dedup import DedupBuilder, DedupRunner
-        from .space import design_space
+        from .space import design_space, population as search_population
         from .strategy import BudgetedSearch
 
         cfg = self.config
@@ -325,10 +325,8 @@ class Tuner:
         tasks, task_wl, strategies = [], [], []
         run_left = [min(self.global_left, sum(left.values()))]  # drawn on by every task's batches
         for wl in active:
-            space, multistage = design_space(wl, self.target, mods[wl])
-            # Evolving schedules of many stages is costly (each mutation replays every stage):
-            # a smaller population keeps a search iteration within seconds on small machines.
-            population = min(cfg.population, 48) if multistage else cfg.population
+            space, _ = design_space(wl, self.target, mods[wl])
+            population = search_population(mods[wl], cfg.population)
             # the refiner reads the run's database adapter, which is made below with the run
             refine_trials, refiner = self._refiner(wl, mods[wl], min(left[wl], run_left[0]), lambda: adapter)
             strategy = BudgetedSearch(ms.search_strategy.EvolutionarySearch(population_size=population), left[wl],

@@ -75,3 +75,19 @@ def test_a_shipped_record_unrolling_512_steps_still_replays_and_matches_the_refe
     sch = replay(rec.trace, rec.workload)
     assert [taken for _, taken in _unroll_decisions(trace_json(sch))] == [512], "the replayed schedule unrolls 512 steps"
     assert check_schedule(sch, rec.workload, targets.resolve("cpu")) is None
+
+
+def test_the_population_grows_with_the_sketches_of_two_tiled_stages_and_shrinks_beyond():
+    from opsearch.ops.tir import ir_module
+    from opsearch.search.space import (MULTISTAGE_POPULATION, TWO_STAGE_POPULATION_SCALE, population,
+                                       reduction_stages)
+
+    one = ops.get("dilated_conv2d").workload(x=[1, 5, 13, 11], weight=[7, 5, 3, 3], padding=2, dilation=2)
+    two = ops.get("condconv2d").example("mbv2_dw_e8")  # the experts' mix and the convolution
+    many = ops.get("dct_channel_attention").example("fcanet50_s4")  # three reduction stages
+    mods = {name: ir_module(wl) for name, wl in (("one", one), ("two", two), ("many", many))}
+    assert reduction_stages(mods["one"]) == 1 and reduction_stages(mods["two"]) == 2 and reduction_stages(mods["many"]) > 2
+    assert population(mods["one"], 100) == 100
+    assert population(mods["two"], 100) == 100 * TWO_STAGE_POPULATION_SCALE > 100
+    assert population(mods["many"], 100) == MULTISTAGE_POPULATION < 100
+    assert population(mods["many"], 20) == 20, "a smaller configured population is kept"
