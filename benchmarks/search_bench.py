@@ -10,7 +10,8 @@ the rounds (one run per side moves a workload by 10-25% on small shared VMs). Th
 same with every candidate timed fully, ``--full-timing``: no screening), ``opsearch-unroll512``
 (the same with MetaSchedule's unrolling choices, 512 steps included, multi-stage spaces too: see
 ``opsearch.search.space``), ``opsearch-pop512`` (the same with stock's evolutionary population
-of 512 for every workload, instead of ``opsearch.search.space.population``'s), ``opsearch-pinned`` (the same with the runner's workers
+of 512 for every workload, instead of ``opsearch.search.space.population``'s), ``opsearch-pop128`` (the same with the
+configured population of 128 for workloads of two tiled stages too, as before commit ``0c01b9a``), ``opsearch-pinned`` (the same with the runner's workers
 pinning TVM's pool threads to cores, ``TVM_BIND_THREADS=1``, as before 2026-12-07: see
 ``opsearch.search.runner``) and ``stock``. Reported: wall time, trials per minute, and the best latency after each checkpoint
 (``--checkpoints``, trial counts): each side's own measurement of its best candidate within the
@@ -56,7 +57,7 @@ import time
 from opsearch.bench.report import first_reaching, running_min
 
 WORKLOAD = ("dilated_conv2d", "context_d4")  # (operator, example), overridable with --example OP:NAME
-SIDES = ("opsearch", "opsearch-norefine", "opsearch-wide", "opsearch-swap", "opsearch-unrollbest", "opsearch-full", "opsearch-unroll512", "opsearch-pop512", "opsearch-pinned", "stock")
+SIDES = ("opsearch", "opsearch-norefine", "opsearch-wide", "opsearch-swap", "opsearch-unrollbest", "opsearch-full", "opsearch-unroll512", "opsearch-pop512", "opsearch-pop128", "opsearch-pinned", "stock")
 CONFIRM = 4  # finalists the "+confirm" sides time again (``TuneConfig.confirm``, off in ``tune``)
 KEEP_DB = None  # --keep-db DIR: opsearch sides write their database to DIR/<side>-<op>-<example>.db
 
@@ -79,6 +80,8 @@ def _ours(trials: int, batch: int, checkpoints: list[int], build_timeout: float,
     if side == "opsearch-pop512":
         population = 512
         space.TWO_STAGE_POPULATION_SCALE = 1  # 512 for every workload, as stock
+    if side == "opsearch-pop128":
+        space.TWO_STAGE_POPULATION_SCALE = 1  # the configured 128 for two-stage workloads too, as before 0c01b9a
     if unroll512:
         space.LLVM_UNROLL_STEPS = (0, 16, 64, 512)
     if side == "opsearch-wide":
