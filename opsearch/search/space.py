@@ -49,10 +49,10 @@ def population(mod, configured: int) -> int:
     initial population is sampled across all of them: 128 gave each of condconv2d's sketches ~14
     samples. On condconv2d mbv2_dw_e8 (znver4 VM, 2026-12-07, 256 trials, two seeds, picks timed
     in five fresh processes) a population of 512, stock MetaSchedule's, made picks of 143 / 163
-    µs against 162-177 µs with 128 (stock's: 140 / 127; two more seeds: 102 and 163 µs), at about half the trials per minute
-    (67 against 125); on an icelake-server VM (one seed) 0.76 of stock's pick became 1.18. On
-    effnet_3x3_e8 (znver4, one seed) the confirmed picks tied (2,393 against 2,384 µs with 128),
-    at half the trials per minute.
+    µs against 162-177 µs with 128 (stock's: 140 / 127; two more seeds: 102 and 163 µs), at
+    about half the trials per minute (67 against 125); on an icelake-server VM (one seed) 0.76
+    of stock's pick became 1.18. On effnet_3x3_e8 (znver4, one seed) the confirmed picks tied
+    (2,393 against 2,384 µs with 128), at half the trials per minute.
     Evolving schedules of many stages is costly instead (each mutation replays every stage): a
     smaller population keeps a search iteration within seconds on small machines."""
     stages = reduction_stages(mod)
