@@ -3,7 +3,8 @@
 Each side runs in its own process, alternating (A B A B) for ``--rounds`` rounds, with the same
 trial budget; round i runs both sides with seed ``--seed`` + i, and every figure is the median over
 the rounds (one run per side moves a workload by 10-25% on small shared VMs). The sides (``--sides``): ``opsearch`` (what ``tune`` does), ``opsearch-norefine``
-(the same without the refinement of the last trials, ``refine=0``: see ``opsearch.search.refine``), ``opsearch-wide``
+(the same without the refinement of the last trials, ``refine=0``: see ``opsearch.search.refine``), ``opsearch-nostall``
+(the same without refinement batches while the evolution stalls, ``strategy.STALL_TRIALS = 0``: refinement only at the end), ``opsearch-wide``
 (the same with half of refinement's pool one larger tile move away: ``refine.WIDE_SHARE = 0.5``), ``opsearch-swap``
 (the same with a quarter of it register tiles reshaped between two loops: ``refine.SWAP_SHARE = 0.25``), ``opsearch-unrollbest``
 (the same with each refinement batch also measuring the best kernel with 512-step unrolling: ``refine.EXTRA_UNROLL = 512``), ``opsearch-full`` (the
@@ -57,7 +58,7 @@ import time
 from opsearch.bench.report import first_reaching, running_min
 
 WORKLOAD = ("dilated_conv2d", "context_d4")  # (operator, example), overridable with --example OP:NAME
-SIDES = ("opsearch", "opsearch-norefine", "opsearch-wide", "opsearch-swap", "opsearch-unrollbest", "opsearch-full", "opsearch-unroll512", "opsearch-pop512", "opsearch-pop128", "opsearch-pinned", "stock")
+SIDES = ("opsearch", "opsearch-nostall", "opsearch-norefine", "opsearch-wide", "opsearch-swap", "opsearch-unrollbest", "opsearch-full", "opsearch-unroll512", "opsearch-pop512", "opsearch-pop128", "opsearch-pinned", "stock")
 CONFIRM = 4  # finalists the "+confirm" sides time again (``TuneConfig.confirm``, off in ``tune``)
 KEEP_DB = None  # --keep-db DIR: opsearch sides write their database to DIR/<side>-<op>-<example>.db
 
@@ -80,6 +81,10 @@ def _ours(trials: int, batch: int, checkpoints: list[int], build_timeout: float,
     if side == "opsearch-pop512":
         population = 512
         space.TWO_STAGE_POPULATION_SCALE = 1  # 512 for every workload, as stock
+    if side == "opsearch-nostall":
+        from opsearch.search import strategy
+
+        strategy.STALL_TRIALS = 0  # refinement only in the last trials, as before 2026-12-08
     if side == "opsearch-pop128":
         space.TWO_STAGE_POPULATION_SCALE = 1  # the configured 128 for two-stage workloads too, as before 0c01b9a
     if unroll512:

@@ -46,7 +46,9 @@ class TuneConfig:
     ``refine`` is the share of each workload's trials in this run (when it has at least
     ``opsearch.search.refine.MIN_BUDGET``) kept for the end of its search, which then measures
     one-step neighbours of its fastest records instead of the evolution's proposals
-    (``opsearch.search.refine``; 0: off).
+    (``opsearch.search.refine``; 0: off); with it on, refinement also takes batches earlier
+    whenever 32 of the evolution's proposals pass without a faster best, for as long as they make
+    the best faster (``opsearch.search.strategy.STALL_TRIALS``).
     ``population`` is the evolution's population for a workload of one tiled stage; two
     stages get four times as many, more stages at most 48 (``opsearch.search.space.population``).
     ``measure_config`` sets how the local runner times candidates, including its screening

@@ -19,12 +19,30 @@ The last ``refine_trials`` of the task's budget (or the last ``shared_refine`` o
 runs of several tasks sharing one budget) go to a :class:`~opsearch.search.refine.Refiner` (one-step
 neighbours of the best records, ``refine.py``) while it has unmeasured neighbours to offer; the
 evolution is told of those batches' results too, so its count of trials stays the task's.
+
+Before that, refinement also takes over whenever the evolution stalls: once ``STALL_TRIALS`` of
+its proposals have passed without making the task's best measured candidate ``STALL_GAIN``
+faster, the next batch is a refinement batch, and so is every next one while they keep making
+the best faster; then the evolution goes on, seeded with the refined records. Where the cost
+model ranks a round's candidates at chance (condconv2d mbv2_dw_e8: pairwise 0.39-0.52 per round
+on a znver4 VM, 2026-12-08, ``benchmarks/costmodel_bench.py --rounds 32``), the evolution's
+proposals are little better than random samples around its best records, and the one-step moves
+of refinement were what made the best faster (one search: 281 -> 219 us in its last 64 trials,
+after 192 trials of evolution). With stalls handed over so, mbv2_dw_e8's 256-trial picks on that
+VM ran 179-221 us (geo-mean 204) against 214-238 us (224) without, four seeds each, timed side by
+side in five fresh processes (benchmarks/search_quality.md).
 """
 
 from __future__ import annotations
 
+import math
+
 from tvm.ir.utils import derived_object
 from tvm.s_tir.meta_schedule.search_strategy import EvolutionarySearch, PySearchStrategy
+
+
+STALL_TRIALS = 32  # evolution proposals without a better best after which refinement takes a batch; 0: off
+STALL_GAIN = 0.01  # how much faster (a share) a candidate must be than the best to count as better
 
 
 def _field(obj, name: str):
@@ -54,7 +72,11 @@ class BudgetedSearch(PySearchStrategy):
         self.shared_refine = shared_refine if refiner is not None else 0
         self.cold_searches = 0  # searches run without genetic iterations
         self.refined = 0  # candidates proposed by the refiner
+        self.stall_refined = 0  # of which while the evolution stalled (before the last refine_trials)
         self.proposed = 0  # candidates proposed in all
+        self.best_s = math.inf  # the fastest candidate this strategy has measured (seconds)
+        self.evolved_since_best = 0  # evolution proposals measured since the best last got STALL_GAIN faster
+        self.refining_stall = False  # the batch in flight is a refinement batch for a stalled evolution
         self.context = None
         self.cost_model = None
         self.per_iter = 0
@@ -79,6 +101,13 @@ class BudgetedSearch(PySearchStrategy):
             return None
         refining = left <= self.refine_trials or (self.shared is not None and self.shared[0] <= self.shared_refine)
         batch = self._refine(left) if refining else None
+        self.refining_stall = False
+        if not batch and self._stalled():
+            batch = self._refine(left)
+            self.refining_stall = bool(batch)
+            self.stall_refined += len(batch)
+            if not batch:  # no unmeasured neighbours: the evolution gets another STALL_TRIALS
+                self.evolved_since_best = 0
         if not batch:
             batch = self._generate()
         if batch is not None:
@@ -87,6 +116,9 @@ class BudgetedSearch(PySearchStrategy):
                 self.shared[0] -= len(batch)
             self.proposed += len(batch)
         return batch
+
+    def _stalled(self) -> bool:
+        return self.refiner is not None and STALL_TRIALS > 0 and self.evolved_since_best >= STALL_TRIALS
 
     def _refine(self, left: int):
         batch = self.refiner.candidates(self.context, self.cost_model, min(left, self.per_iter or left))
@@ -109,6 +141,19 @@ class BudgetedSearch(PySearchStrategy):
 
     def notify_runner_results(self, measure_candidates, results) -> None:
         self.inner.notify_runner_results(measure_candidates, results)
+        secs = [sum(map(float, r.run_secs)) / len(r.run_secs) for r in results
+                if r.error_msg is None and r.run_secs]
+        batch_best = min(secs, default=math.inf)
+        improved = batch_best < self.best_s * (1 - STALL_GAIN)
+        self.best_s = min(self.best_s, batch_best)
+        if self.refining_stall:
+            # refinement for a stalled evolution goes on while it makes the best faster; else the
+            # evolution (now seeded with the refined records) gets STALL_TRIALS more proposals
+            self.evolved_since_best = STALL_TRIALS if improved else 0
+        elif improved:
+            self.evolved_since_best = 0
+        else:
+            self.evolved_since_best += len(results)
 
     def clone(self):
         return BudgetedSearch(self.inner.clone(), self.max_trials, self.untrained, self.shared, self.refine_trials,

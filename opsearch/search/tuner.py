@@ -411,8 +411,9 @@ class Tuner:
         for wl, strategy in zip(task_wl, strategies):
             if strategy.refined:
                 log.info("%s: %d of its candidates came from refinement (one-step neighbours of its best records;"
-                         " %d of them its best decisions in another sketch, %d with more unrolling)", wl.op,
-                         strategy.refined, strategy.refiner.transplanted, strategy.refiner.unrolled)
+                         " %d of them while the evolution stalled, %d its best decisions in another sketch, %d with"
+                         " more unrolling)", wl.op, strategy.refined, strategy.stall_refined,
+                         strategy.refiner.transplanted, strategy.refiner.unrolled)
         if self.interrupted:
             for wl in active:
                 stopped.setdefault(wl, "interrupted")

@@ -139,6 +139,31 @@ def test_the_last_trials_of_a_run_are_neighbours_of_earlier_records(tmp_path, mo
         assert one_step or transplant, f"record {rec.id} {d} is not one decision away from an earlier one: {earlier}"
 
 
+def test_a_stalled_search_refines_before_its_last_trials(tmp_path, monkeypatch, caplog):
+    """With every batch counted as no faster (STALL_GAIN 1), the evolution stalls after
+    STALL_TRIALS proposals and refinement takes the next batch, well before the run's last
+    trials; the run still measures its budget exactly, each candidate once."""
+    import logging
+    import re
+
+    from opsearch.search import strategy as strategy_mod
+
+    monkeypatch.setattr(refine_mod, "MIN_BUDGET", 8)
+    monkeypatch.setattr(strategy_mod, "STALL_TRIALS", 4)
+    monkeypatch.setattr(strategy_mod, "STALL_GAIN", 1.0)
+    caplog.set_level(logging.INFO, logger="opsearch.search.tuner")
+    db = dbmod.connect(f"sqlite:///{tmp_path / 's.db'}")
+    wl = family_workload("dilated")
+    # 17 trials: the default, then batches of 4; int(16 * 0.125) = 2 kept for the end
+    tune(wl, "cpu", db, trials=17, batch=4, include_shipped=False, verify=False, refine=0.125)
+    ((refined, stalled),) = re.findall(r"(\d+) of its candidates came from refinement.*?(\d+) of them while the evolution stalled",
+                                        caplog.text)
+    assert int(stalled) >= 4, caplog.text
+    assert int(refined) >= int(stalled)
+    hist = db.history(wl, "cpu")
+    assert len(hist) == 17 and len({r.module_hash for r in hist}) == 17
+
+
 def test_refinement_is_off_below_its_minimum_budget(tmp_path):
     """Under MIN_BUDGET trials (the test suite's tiny runs) the evolution proposes everything."""
     from opsearch.search.tuner import Tuner
