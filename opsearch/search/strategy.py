@@ -43,6 +43,7 @@ from tvm.s_tir.meta_schedule.search_strategy import EvolutionarySearch, PySearch
 
 STALL_TRIALS = 32  # evolution proposals without a better best after which refinement takes a batch; 0: off
 STALL_GAIN = 0.01  # how much faster (a share) a candidate must be than the best to count as better
+REDRAWS = 3  # evolution searches tried for a batch when every proposal was refinement's already
 
 
 def _field(obj, name: str):
@@ -108,14 +109,29 @@ class BudgetedSearch(PySearchStrategy):
             self.stall_refined += len(batch)
             if not batch:  # no unmeasured neighbours: the evolution gets another STALL_TRIALS
                 self.evolved_since_best = 0
-        if not batch:
+        for _ in range(REDRAWS):
+            if batch:
+                break
             batch = self._generate()
+            if batch:
+                batch = self._not_refined(batch)
         if batch is not None:
             batch = list(batch)[: min(left, self.shared[0]) if self.shared is not None else left]
             if self.shared is not None:
                 self.shared[0] -= len(batch)
             self.proposed += len(batch)
         return batch
+
+    def _not_refined(self, batch) -> list:
+        """The evolution's proposals less the kernels refinement has measured: MetaSchedule's
+        evolution avoids only what it proposed itself (the runner would answer those from the
+        database, a trial spent on nothing new)."""
+        done = self.refiner.proposed if self.refiner is not None else None
+        if not done:
+            return batch
+        from ..db.replay import module_hash
+
+        return [c for c in batch if module_hash(c.sch.mod) not in done]
 
     def _stalled(self) -> bool:
         return self.refiner is not None and STALL_TRIALS > 0 and self.evolved_since_best >= STALL_TRIALS
