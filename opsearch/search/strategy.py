@@ -21,8 +21,9 @@ neighbours of the best records, ``refine.py``) while it has unmeasured neighbour
 evolution is told of those batches' results too, so its count of trials stays the task's.
 
 Before that, refinement also takes over whenever the evolution stalls: once ``STALL_TRIALS`` of
-its proposals have passed without making the task's best measured candidate ``STALL_GAIN``
-faster, the next batch is a refinement batch, and so is every next one while they keep making
+its proposals have passed without making the fastest candidate this search measured ``STALL_GAIN``
+faster (the operator's default schedule and the shipped record, measured before the search, do
+not count), the next batch is a refinement batch, and so is every next one while they keep making
 the best faster; then the evolution goes on, seeded with the refined records. Where the cost
 model ranks a round's candidates at chance (condconv2d mbv2_dw_e8: pairwise 0.39-0.52 per round
 on a znver4 VM, 2026-12-08, ``benchmarks/costmodel_bench.py --rounds 32``), the evolution's
