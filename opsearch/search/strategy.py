@@ -31,7 +31,7 @@ proposals are little better than random samples around its best records, and the
 of refinement were what made the best faster (one search: 281 -> 219 us in its last 64 trials,
 after 192 trials of evolution). With stalls handed over so, mbv2_dw_e8's 256-trial picks on that
 VM ran 179-221 us (geo-mean 204) against 214-238 us (224) without, four seeds each, timed side by
-side in five fresh processes (benchmarks/search_quality.md).
+side in five fresh processes; timed again later, 171 against 177 us (benchmarks/search_quality.md).
 """
 
 from __future__ import annotations
